@@ -1,0 +1,53 @@
+"""Command line: ``python -m resnet_course COMMAND``.
+
+* ``info``: the device, the preset, and where CIFAR-10 would come from.
+* ``grade NOTEBOOK...``: grade exercises (see :mod:`resnet_course.grading`).
+* ``bench``: speed measurements (see :mod:`resnet_course.bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+
+def _info(_args) -> int:
+    import torch
+
+    from .data import DataUnavailableError, load_cifar10
+    from .train import describe_device, get_preset, pick_device
+
+    print(f"torch {torch.__version__}, device {describe_device(pick_device())}")
+    print(get_preset().describe())
+    try:
+        print(f"CIFAR-10: {load_cifar10(download=False)}")
+    except DataUnavailableError as error:
+        print(f"CIFAR-10: not available offline ({error})")
+    return 0
+
+
+# Subcommands that live in their own modules; each module has add_arguments(parser) and main(args).
+_MODULE_COMMANDS = {"grade": "resnet_course.grading.cli", "bench": "resnet_course.bench", "reproduce": "resnet_course.reproduce"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m resnet_course", description="The Residual Networks course.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("info", help="device, preset and data source").set_defaults(run=_info)
+    for name, module_name in _MODULE_COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if not module_name.startswith(error.name or "?"):
+                raise
+            continue  # that part of the course is not installed yet
+        sub = commands.add_parser(name, help=module.__doc__.strip().splitlines()[0])
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.main)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Residual blocks, written out line by line.
+
+Every block takes its channels explicitly: ``Block(in_channels, planes, stride)``
+and produces ``planes * Block.expansion`` channels. Parameter names follow the
+paper and torchvision (``conv1``, ``bn1``, ..., ``downsample``), so ImageNet
+models built from these blocks load torchvision's weights.
+
+Shortcut options (He et al. 2015, section 4.1):
+
+* ``"A"``: identity, and where the shape changes, subsample and zero-pad the
+  extra channels. No parameters.
+* ``"B"``: identity, and a 1x1 convolution + BN *only* where the shape changes.
+* ``"C"``: a 1x1 convolution + BN on every block.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SHORTCUT_OPTIONS = ("A", "B", "C")
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    # bias=False: a BatchNorm follows every convolution and has its own shift.
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+
+
+def residual_add(residual: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+    """``residual + identity``, with a clear error when the two cannot be added.
+
+    Broadcasting would silently accept some mismatches (a 1-channel identity, say),
+    so the shapes must be equal, not merely compatible.
+    """
+    if residual.shape != identity.shape:
+        raise ValueError(
+            f"cannot add the residual branch, shape {tuple(residual.shape)}, to the shortcut, "
+            f"shape {tuple(identity.shape)}: the block changes the shape, so its shortcut needs "
+            f"a projection (shortcut='B' or 'C') or zero-padding (shortcut='A')."
+        )
+    return residual + identity
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A: take every ``stride``-th pixel and zero-pad the new channels. No parameters."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        if out_channels < in_channels:
+            raise ValueError(
+                f"a zero-padding shortcut (option A) can only add channels, not go from "
+                f"{in_channels} to {out_channels}; use shortcut='B'."
+            )
+        self.stride = stride
+        self.extra_channels = out_channels - in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.extra_channels:
+            # F.pad pads the last dimensions first: (W, W, H, H, C_front, C_back).
+            x = F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+        return x
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, extra_channels={self.extra_channels}"
+
+
+def make_shortcut(option: str, in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
+    """The shortcut a block needs, or ``None`` for a plain identity."""
+    if option not in SHORTCUT_OPTIONS:
+        raise ValueError(f"unknown shortcut option {option!r}; choose one of 'A', 'B', 'C'.")
+    shape_changes = stride != 1 or in_channels != out_channels
+    if option == "A":
+        return ZeroPadShortcut(in_channels, out_channels, stride) if shape_changes else None
+    if option == "B" and not shape_changes:
+        return None
+    # Options B (where the shape changes) and C: a 1x1 projection, named like torchvision's.
+    return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+
+
+class PlainBlock(nn.Module):
+    """Two 3x3 convolutions and no shortcut: the building block of the "plain" nets."""
+
+    expansion = 1
+    preact = False
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, **_ignored):
+        super().__init__()
+        self.conv1 = conv3x3(in_channels, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        return self.relu(out)
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.bn2.weight)
+
+
+class BasicBlock(nn.Module):
+    """y = ReLU(F(x) + shortcut(x)) with F = conv3x3-BN-ReLU-conv3x3-BN (He et al. 2015, Fig. 2)."""
+
+    expansion = 1
+    preact = False
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, *, shortcut: str = "B", **_ignored):
+        super().__init__()
+        self.conv1 = conv3x3(in_channels, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = make_shortcut(shortcut, in_channels, planes, stride)
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = residual_add(out, identity)
+        return self.relu(out)
+
+    def zero_init_last(self) -> None:
+        # With gamma = 0 the residual branch outputs 0 and the block starts as an identity.
+        nn.init.zeros_(self.bn2.weight)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand (He et al. 2015, Fig. 5).
+
+    The stride sits on the 3x3 convolution ("ResNet v1.5", as in torchvision).
+    ``groups`` and ``width_per_group`` give ResNeXt: the 3x3 convolution has
+    ``int(planes * width_per_group / 64) * groups`` channels, torchvision's formula.
+    """
+
+    expansion = 4
+    preact = False
+
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        shortcut: str = "B",
+        groups: int = 1,
+        width_per_group: int = 64,
+        **_ignored,
+    ):
+        super().__init__()
+        width = int(planes * (width_per_group / 64.0)) * groups
+        out_channels = planes * self.expansion
+        self.conv1 = conv1x1(in_channels, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, out_channels)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride)
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.relu(out)
+        out = self.conv3(out)
+        out = self.bn3(out)
+        out = residual_add(out, identity)
+        return self.relu(out)
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.bn3.weight)
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation block (He et al. 2016): BN-ReLU-conv twice, and nothing after the add.
+
+    Where a projection is needed it reads the pre-activated input, as in the
+    paper's code, so the identity path itself carries no BN or ReLU.
+    """
+
+    expansion = 1
+    preact = True
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, *, shortcut: str = "B", **_ignored):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.relu = nn.ReLU(inplace=False)  # not in place: x itself is the identity
+        self.conv1 = conv3x3(in_channels, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.downsample = make_shortcut(shortcut, in_channels, planes, stride)
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(x))
+        identity = x if self.downsample is None else self.downsample(out)
+        out = self.conv1(out)
+        out = self.relu(self.bn2(out))
+        out = self.conv2(out)
+        return residual_add(out, identity)
+
+    def zero_init_last(self) -> None:
+        # The branch ends in a convolution, not a BN: zero it to start as an identity.
+        nn.init.zeros_(self.conv2.weight)
+
+
+class PreActBottleneck(nn.Module):
+    """Pre-activation bottleneck: BN-ReLU-1x1, BN-ReLU-3x3, BN-ReLU-1x1, then the add."""
+
+    expansion = 4
+    preact = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        shortcut: str = "B",
+        groups: int = 1,
+        width_per_group: int = 64,
+        **_ignored,
+    ):
+        super().__init__()
+        width = int(planes * (width_per_group / 64.0)) * groups
+        out_channels = planes * self.expansion
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.relu = nn.ReLU(inplace=False)
+        self.conv1 = conv1x1(in_channels, width)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn3 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, out_channels)
+        self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride)
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(x))
+        identity = x if self.downsample is None else self.downsample(out)
+        out = self.conv1(out)
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.relu(self.bn3(out)))
+        return residual_add(out, identity)
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.conv3.weight)
+
+
+BLOCKS = {
+    "plain": PlainBlock,
+    "basic": BasicBlock,
+    "bottleneck": Bottleneck,
+    "preact": PreActBlock,
+    "preact_bottleneck": PreActBottleneck,
+}

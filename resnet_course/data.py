@@ -1,0 +1,340 @@
+"""Data: 2-D toys, CIFAR-10, and batching that keeps the whole set in one tensor.
+
+CIFAR-10 is found, in this order:
+
+1. in ``$RESNET_COURSE_DATA``: an ``.npz`` with ``x_train, y_train, x_test, y_test``
+   (uint8 NHWC images, int labels), or torchvision's ``cifar-10-batches-py`` folder;
+2. in the cache (``$RESNET_COURSE_CACHE``, else ``~/.cache/resnet_course``);
+3. downloaded once into that cache through torchvision.
+
+Files from a user's folder are never unpickled with the general unpickler: the
+``.npz`` is read with ``allow_pickle=False`` and CIFAR's own batch files with an
+unpickler that only rebuilds NumPy arrays, lists, dicts and strings.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# Per-channel mean and standard deviation of CIFAR-10's training images, in [0, 1] units.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+class DataUnavailableError(RuntimeError):
+    """The data set is neither on disk nor downloadable; the message says what to do."""
+
+
+@dataclass
+class Dataset:
+    """Train and test tensors, kept whole so batches are slices, not worker processes.
+
+    Images are uint8 ``N x C x H x W`` (converted to normalised floats batch by
+    batch on the training device); points are float32 ``N x 2``.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: tuple[str, ...]
+    name: str
+    source: str = ""
+    mean: tuple[float, ...] = field(default=())
+    std: tuple[float, ...] = field(default=())
+
+    @property
+    def is_image(self) -> bool:
+        return self.x_train.dtype == torch.uint8
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.name!r}: {len(self.x_train)} train / {len(self.x_test)} test, "
+            f"inputs {self.input_shape}, {self.num_classes} classes, from {self.source or 'memory'})"
+        )
+
+    def to(self, device: torch.device | str) -> "Dataset":
+        """The same data set with its tensors on ``device`` (a no-op when already there)."""
+        moved = {key: getattr(self, key).to(device, non_blocking=True) for key in NPZ_KEYS}
+        return Dataset(**moved, classes=self.classes, name=self.name, source=self.source, mean=self.mean, std=self.std)
+
+    def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> "Dataset":
+        """The first ``train``/``test`` examples after a seeded shuffle (class balance kept on average)."""
+        generator = torch.Generator().manual_seed(seed)
+        pieces = {}
+        for split, count in (("train", train), ("test", test)):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if count is not None and count < len(x):
+                keep = torch.randperm(len(x), generator=generator)[:count].to(x.device)
+                x, y = x[keep], y[keep]
+            pieces[f"x_{split}"], pieces[f"y_{split}"] = x, y
+        return Dataset(**pieces, classes=self.classes, name=self.name, source=self.source, mean=self.mean, std=self.std)
+
+    def downscale(self, size: int) -> "Dataset":
+        """Images shrunk to ``size x size`` by area averaging, done once, kept as uint8."""
+        if not self.is_image or self.x_train.shape[-1] == size:
+            return self
+
+        def shrink(x: torch.Tensor) -> torch.Tensor:
+            small = F.interpolate(x.float(), size=(size, size), mode="area")
+            return small.round_().clamp_(0, 255).to(torch.uint8)
+
+        return Dataset(
+            shrink(self.x_train), self.y_train, shrink(self.x_test), self.y_test,
+            classes=self.classes, name=f"{self.name}@{size}px", source=self.source, mean=self.mean, std=self.std,
+        )
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images to normalised floats; points pass through."""
+        if x.dtype != torch.uint8:
+            return x
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1) * 255
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1) * 255
+        return (x.float() - mean) / std
+
+    def train_batches(
+        self, batch_size: int, *, augment: bool = True, generator: torch.Generator | None = None, drop_last: bool = True
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One shuffled epoch of ``(inputs, labels)``, augmented on whole batches where ``augment``.
+
+        The last, short batch is dropped by default: a tiny final batch makes
+        BatchNorm's statistics noisy and costs a step for little data.
+        """
+        n = len(self.x_train)
+        order = torch.randperm(n, generator=generator).to(self.x_train.device)
+        stop = n - n % batch_size if drop_last and n >= batch_size else n
+        for start in range(0, stop, batch_size):
+            index = order[start : start + batch_size]
+            x, y = self.x_train[index], self.y_train[index]
+            if augment and self.is_image:
+                x = random_crop_flip(x, generator=generator)
+            yield self.normalise(x), y
+
+    def test_batches(self, batch_size: int = 1000) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self.x_test), batch_size):
+            yield self.normalise(self.x_test[start : start + batch_size]), self.y_test[start : start + batch_size]
+
+
+def random_crop_flip(images: torch.Tensor, *, padding: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The paper's augmentation on a whole batch: zero-pad, random crop back to size, random flip.
+
+    ``padding`` defaults to 4 pixels at 32x32 and scales with the image size.
+    Offsets are drawn on the CPU (so a seeded generator gives the same crops on
+    any device), then one gather builds every crop at once.
+    """
+    batch, _, height, width = images.shape
+    if padding is None:
+        padding = max(1, round(4 * width / 32))
+    padded = F.pad(images, (padding, padding, padding, padding))
+    offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator).to(images.device)
+    flips = (torch.rand(batch, generator=generator) < 0.5).to(images.device)
+    rows = (offsets[0, :, None] + torch.arange(height, device=images.device))[:, None, :, None]
+    cols = offsets[1, :, None] + torch.arange(width, device=images.device)
+    # A flipped image reads its columns right to left.
+    cols = torch.where(flips[:, None], cols.flip(1), cols)[:, None, None, :]
+    batch_index = torch.arange(batch, device=images.device)[:, None, None, None]
+    channel_index = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch_index, channel_index, rows, cols]
+
+
+# --- 2-D toys ----------------------------------------------------------------------------------
+
+
+def make_spirals(
+    n_per_class: int = 500, *, classes: int = 2, turns: float = 1.5, noise: float = 0.2, test_fraction: float = 0.2, seed: int = 0
+) -> Dataset:
+    """Interleaved spirals in the plane, one arm per class: a small, non-linear problem."""
+    generator = torch.Generator().manual_seed(seed)
+    xs, ys = [], []
+    for label in range(classes):
+        radius = torch.linspace(0.1, 1.0, n_per_class)
+        angle = radius * turns * 2 * math.pi + label * 2 * math.pi / classes
+        angle = angle + noise * torch.randn(n_per_class, generator=generator)
+        xs.append(torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1))
+        ys.append(torch.full((n_per_class,), label, dtype=torch.long))
+    x, y = torch.cat(xs), torch.cat(ys)
+    order = torch.randperm(len(x), generator=generator)
+    x, y = x[order], y[order]
+    n_test = int(len(x) * test_fraction)
+    return Dataset(
+        x[n_test:], y[n_test:], x[:n_test], y[:n_test],
+        classes=tuple(f"arm {i}" for i in range(classes)), name="spirals", source="generated",
+    )
+
+
+# --- CIFAR-10 ----------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RESNET_COURSE_CACHE") or Path.home() / ".cache" / "resnet_course")
+
+
+def load_cifar10(*, image_size: int = 32, train_size: int | None = None, test_size: int | None = None, download: bool = True, seed: int = 0) -> Dataset:
+    """CIFAR-10 as a :class:`Dataset`, from ``$RESNET_COURSE_DATA``, the cache, or a download.
+
+    ``image_size=16`` shrinks the images once for fast CPU runs; ``train_size`` and
+    ``test_size`` take seeded random subsets.
+    """
+    arrays, source = _find_cifar10(download)
+    data = Dataset(
+        *(_to_tensor(arrays[key]) for key in NPZ_KEYS),
+        classes=CIFAR10_CLASSES, name="cifar10", source=source, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+    )
+    return data.subset(train_size, test_size, seed=seed).downscale(image_size)
+
+
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    if array.ndim == 4:  # NHWC uint8 images -> NCHW, contiguous for fast slicing
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
+    return torch.from_numpy(np.asarray(array, dtype=np.int64))
+
+
+def _find_cifar10(download: bool) -> tuple[dict[str, np.ndarray], str]:
+    user_dir = os.environ.get("RESNET_COURSE_DATA")
+    if user_dir:
+        found = _read_folder(Path(user_dir).expanduser())
+        if found is not None:
+            return found
+        raise DataUnavailableError(
+            f"RESNET_COURSE_DATA is set to {user_dir}, but that folder holds neither an .npz with "
+            f"x_train, y_train, x_test, y_test nor torchvision's cifar-10-batches-py folder; point it "
+            f"at one of those, or unset it to download CIFAR-10."
+        )
+    found = _read_folder(cache_dir())
+    if found is not None:
+        return found
+    if not download:
+        raise DataUnavailableError(
+            f"CIFAR-10 is not in {cache_dir()}; call load_cifar10(download=True) with a network connection, "
+            f"or set RESNET_COURSE_DATA to a folder holding cifar-10-batches-py or a .npz made by pack_subset."
+        )
+    _download_cifar10(cache_dir())
+    found = _read_folder(cache_dir())
+    assert found is not None, "the download finished but left no readable CIFAR-10 behind"
+    return found
+
+
+def _read_folder(folder: Path) -> tuple[dict[str, np.ndarray], str] | None:
+    if folder.is_file() and folder.suffix == ".npz":
+        return read_npz(folder), str(folder)
+    if not folder.is_dir():
+        return None
+    batches = folder / "cifar-10-batches-py"
+    if (batches / "data_batch_1").exists():
+        return read_cifar_batches(batches), str(batches)
+    npz_files = sorted(folder.glob("*.npz"))
+    if npz_files:
+        return read_npz(npz_files[0]), str(npz_files[0])
+    return None
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as archive:
+        missing = [key for key in NPZ_KEYS if key not in archive]
+        if missing:
+            raise DataUnavailableError(f"{path} lacks the array(s) {', '.join(missing)}; it needs x_train, y_train, x_test, y_test.")
+        arrays = {key: archive[key] for key in NPZ_KEYS}
+    for split in ("train", "test"):
+        images = arrays[f"x_{split}"]
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise DataUnavailableError(f"{path}: x_{split} should be uint8 images of shape N x 32 x 32 x 3, got {images.dtype} {images.shape}.")
+    return arrays
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds NumPy arrays and plain containers, and refuses every other class.
+
+    CIFAR's python batches are pickles; this keeps a crafted file in a user's folder
+    from running code (see the "Restricting Globals" recipe in the pickle docs).
+    """
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+
+
+def _load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    entry = _ArrayOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+    images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return images, np.asarray(entry["labels"], dtype=np.int64)
+
+
+def read_cifar_batches(folder: Path) -> dict[str, np.ndarray]:
+    train = [_load_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    x_test, y_test = _load_batch(folder / "test_batch")
+    return {
+        "x_train": np.concatenate([x for x, _ in train]),
+        "y_train": np.concatenate([y for _, y in train]),
+        "x_test": x_test,
+        "y_test": y_test,
+    }
+
+
+def _download_cifar10(root: Path) -> None:
+    from torchvision.datasets import CIFAR10  # only needed for the download
+
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        # download_and_extract_archive checks the archive's MD5 before unpacking it.
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+    except Exception as error:  # URLError, socket errors, HTTP errors: all mean "no data"
+        raise DataUnavailableError(
+            f"CIFAR-10 could not be downloaded into {root} ({type(error).__name__}: {error}); connect to the "
+            f"internet and try again, or set RESNET_COURSE_DATA to a folder holding cifar-10-batches-py or a "
+            f".npz made by resnet_course.data.pack_subset."
+        ) from None
+
+
+def pack_subset(data: Dataset, path: str | os.PathLike, *, train_per_class: int, test_per_class: int, seed: int = 0) -> Path:
+    """Write a class-balanced subset as an offline ``.npz`` (uint8 NHWC, the four arrays).
+
+    An instructor packs one once and hands it to a class; ``RESNET_COURSE_DATA``
+    pointing at its folder then replaces the download.
+    """
+    if not data.is_image:
+        raise ValueError("pack_subset writes image data sets; this one holds points.")
+    generator = torch.Generator().manual_seed(seed)
+    arrays = {}
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        x, y = getattr(data, f"x_{split}").cpu(), getattr(data, f"y_{split}").cpu()
+        keep = []
+        for label in range(data.num_classes):
+            where = torch.nonzero(y == label).flatten()
+            if len(where) < per_class:
+                raise ValueError(f"class {data.classes[label]!r} has only {len(where)} {split} images, fewer than {per_class}.")
+            keep.append(where[torch.randperm(len(where), generator=generator)[:per_class]])
+        index = torch.cat(keep).sort().values
+        arrays[f"x_{split}"] = x[index].permute(0, 2, 3, 1).contiguous().numpy()
+        arrays[f"y_{split}"] = y[index].numpy()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path

@@ -1,0 +1,362 @@
+"""The course's networks: CIFAR ResNets and their plain twins, ImageNet ResNets, toy MLPs.
+
+``create_model(name, **kw)`` builds any of them by name; ``list_models()`` lists the names.
+ImageNet models use torchvision's parameter names, so
+``model.load_state_dict(torchvision.models.resnet50().state_dict())`` works as is.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .blocks import BLOCKS, BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottleneck
+
+
+class ResNet(nn.Module):
+    """A stem, stages of blocks (``layer1``, ``layer2``, ...), global average pooling, a linear head.
+
+    ``block`` is a class from :mod:`resnet_course.blocks`; ``layers`` the number of
+    blocks per stage; ``stage_planes`` each stage's ``planes`` (its output has
+    ``planes * block.expansion`` channels). The first block of every stage but the
+    first halves the resolution.
+    """
+
+    def __init__(
+        self,
+        block: type[nn.Module],
+        layers: Sequence[int],
+        *,
+        stage_planes: Sequence[int] = (64, 128, 256, 512),
+        stem: str = "imagenet",
+        stem_channels: int = 64,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        shortcut: str = "B",
+        groups: int = 1,
+        width_per_group: int = 64,
+        zero_init_last: bool = False,
+    ):
+        super().__init__()
+        if stem not in ("imagenet", "cifar"):
+            raise ValueError(f"unknown stem {stem!r}; choose 'imagenet' (7x7, stride 2, max-pool) or 'cifar' (3x3).")
+        if len(layers) != len(stage_planes):
+            raise ValueError(f"got {len(layers)} stage depths but {len(stage_planes)} stage widths.")
+        self.block = block
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, stem_channels, 7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, stem_channels, 3, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        # A pre-activation network normalises at the start of each block instead,
+        # and once more before pooling (He et al. 2016, Fig. 1b).
+        self.bn1 = None if block.preact else nn.BatchNorm2d(stem_channels)
+        self.relu = nn.ReLU(inplace=True)
+
+        channels = stem_channels
+        self.stage_names = []
+        for index, (planes, blocks) in enumerate(zip(stage_planes, layers)):
+            stride = 1 if index == 0 else 2
+            stage, channels = make_stage(
+                block, channels, planes, blocks, stride,
+                shortcut=shortcut, groups=groups, width_per_group=width_per_group,
+            )
+            name = f"layer{index + 1}"
+            setattr(self, name, stage)
+            self.stage_names.append(name)
+        self.bn_final = nn.BatchNorm2d(channels) if block.preact else None
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+        self.num_features = channels
+
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        if zero_init_last:
+            for _, residual_block in self.named_blocks():
+                residual_block.zero_init_last()
+
+    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
+        """Every block in order, with its name (``layer2.0``, ...)."""
+        for stage_name in self.stage_names:
+            for index, block in enumerate(getattr(self, stage_name)):
+                yield f"{stage_name}.{index}", block
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the head sees."""
+        x = self.conv1(x)
+        if self.bn1 is not None:
+            x = self.relu(self.bn1(x))
+        x = self.maxpool(x)
+        for stage_name in self.stage_names:
+            x = getattr(self, stage_name)(x)
+        if self.bn_final is not None:
+            x = self.relu(self.bn_final(x))
+        x = self.avgpool(x)
+        return torch.flatten(x, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.forward_features(x))
+
+
+def make_stage(
+    block: type[nn.Module], in_channels: int, planes: int, blocks: int, stride: int, **block_kwargs
+) -> tuple[nn.Sequential, int]:
+    """``blocks`` blocks, the first with ``stride``; returns the stage and its output channels.
+
+    Channels are passed in and returned, never kept on the network, so building a
+    stage has no side effect (torchvision's ``_make_layer`` mutates ``self.inplanes``).
+    """
+    out_channels = planes * block.expansion
+    stage = [block(in_channels, planes, stride, **block_kwargs)]
+    stage += [block(out_channels, planes, 1, **block_kwargs) for _ in range(1, blocks)]
+    return nn.Sequential(*stage), out_channels
+
+
+# --- CIFAR family (He et al. 2015, section 4.2; He et al. 2016; Xie et al. 2017) -------------
+
+_CIFAR_RESIDUAL_BLOCKS = ("basic", "plain", "preact")
+_CIFAR_BOTTLENECK_BLOCKS = ("bottleneck", "preact_bottleneck")
+
+
+def valid_cifar_depth(depth: int, block: str = "basic") -> bool:
+    """6n+2 for two-layer blocks, 9n+2 for bottlenecks (three layers each)."""
+    layers_per_block = 3 if block in _CIFAR_BOTTLENECK_BLOCKS else 2
+    per_depth = 3 * layers_per_block
+    return isinstance(depth, int) and depth >= per_depth + 2 and (depth - 2) % per_depth == 0
+
+
+def cifar_depths(block: str = "basic", up_to: int = 110) -> list[int]:
+    step = 9 if block in _CIFAR_BOTTLENECK_BLOCKS else 6
+    return list(range(step + 2, up_to + 1, step))
+
+
+def cifar_resnet(
+    depth: int,
+    *,
+    block: str = "basic",
+    width: int = 16,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    shortcut: str | None = None,
+    groups: int = 1,
+    width_per_group: int = 64,
+    zero_init_last: bool = False,
+) -> ResNet:
+    """A CIFAR network of three stages with ``width``, ``2 width``, ``4 width`` planes.
+
+    ``block`` is one of ``plain``, ``basic``, ``preact`` (depth 6n+2) or
+    ``bottleneck``, ``preact_bottleneck`` (depth 9n+2). The default shortcut is
+    option A for post-activation networks, as in the paper's CIFAR experiments,
+    and option B for pre-activation networks, as in He et al. 2016.
+    """
+    if block not in BLOCKS:
+        raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}.")
+    if not valid_cifar_depth(depth, block):
+        rule = "9n+2" if block in _CIFAR_BOTTLENECK_BLOCKS else "6n+2"
+        examples = ", ".join(str(d) for d in cifar_depths(block, 110))
+        raise ValueError(f"depth {depth} is not a valid {rule} depth for {block} blocks; valid depths: {examples}, ...")
+    block_class = BLOCKS[block]
+    blocks_per_stage = (depth - 2) // (9 if block in _CIFAR_BOTTLENECK_BLOCKS else 6)
+    if shortcut is None:
+        shortcut = "B" if block_class.preact else "A"
+    return ResNet(
+        block_class,
+        [blocks_per_stage] * 3,
+        stage_planes=(width, 2 * width, 4 * width),
+        stem="cifar",
+        stem_channels=width,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        shortcut=shortcut,
+        groups=groups,
+        width_per_group=width_per_group,
+        zero_init_last=zero_init_last,
+    )
+
+
+def cifar_resnext(
+    depth: int = 29,
+    *,
+    cardinality: int = 8,
+    bottleneck_width: int = 64,
+    width: int = 64,
+    num_classes: int = 10,
+    zero_init_last: bool = False,
+) -> ResNet:
+    """ResNeXt for CIFAR (Xie et al. 2017): bottlenecks whose 3x3 is a grouped convolution.
+
+    At the paper's ``width=64`` the first stage's 3x3 convolution has
+    ``cardinality`` groups of ``bottleneck_width`` channels; a narrower ``width``
+    shrinks the groups in proportion.
+    """
+    # torchvision's formula, int(planes * width_per_group / 64) * groups, at planes == width.
+    width_per_group = bottleneck_width * 64 // width
+    return cifar_resnet(
+        depth, block="bottleneck", width=width, num_classes=num_classes, shortcut="B",
+        groups=cardinality, width_per_group=width_per_group, zero_init_last=zero_init_last,
+    )
+
+
+# --- ImageNet family (torchvision-compatible) --------------------------------------------------
+
+
+def imagenet_resnet(block: type[nn.Module], layers: Sequence[int], **kwargs) -> ResNet:
+    return ResNet(block, layers, stage_planes=(64, 128, 256, 512), stem="imagenet", **kwargs)
+
+
+# --- MLPs for 2-D toy data ---------------------------------------------------------------------
+
+
+class MLPLayer(nn.Module):
+    """One hidden layer, ``act(norm(linear(x)))``, plus ``x`` when residual."""
+
+    def __init__(self, width: int, *, residual: bool, norm: str, activation: str):
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+        self.norm = {"none": nn.Identity, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}[norm](width)
+        self.act = nn.ReLU() if activation == "relu" else nn.Tanh()
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.norm(self.linear(x)))
+        return x + out if self.residual else out
+
+
+class MLP(nn.Module):
+    """``depth`` linear layers: an input layer, ``depth - 2`` hidden layers, a head.
+
+    With ``residual=True`` every hidden layer adds its input back, and nothing else
+    changes: the plain and residual networks have the same parameters.
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        width: int = 32,
+        *,
+        residual: bool = False,
+        norm: str = "none",
+        activation: str = "relu",
+        in_features: int = 2,
+        num_classes: int = 2,
+    ):
+        super().__init__()
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"an MLP needs depth >= 2 (an input layer and a head), got {depth!r}.")
+        if norm not in ("none", "batch", "layer"):
+            raise ValueError(f"unknown norm {norm!r}; choose 'none', 'batch' or 'layer'.")
+        if activation not in ("relu", "tanh"):
+            raise ValueError(f"unknown activation {activation!r}; choose 'relu' or 'tanh'.")
+        self.stem = nn.Sequential(nn.Linear(in_features, width), nn.ReLU() if activation == "relu" else nn.Tanh())
+        self.layers = nn.ModuleList(
+            MLPLayer(width, residual=residual, norm=norm, activation=activation) for _ in range(depth - 2)
+        )
+        self.head = nn.Linear(width, num_classes)
+
+    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
+        for index, layer in enumerate(self.layers):
+            yield f"layers.{index}", layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
+# --- the registry --------------------------------------------------------------------------------
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str, builder: Callable[..., nn.Module]) -> None:
+    _REGISTRY[name] = builder
+
+
+for _depth in (20, 32, 44, 56, 110, 1202):
+    register(f"resnet{_depth}", lambda _d=_depth, **kw: cifar_resnet(_d, block="basic", **kw))
+for _depth in (20, 32, 44, 56, 110):
+    register(f"plain{_depth}", lambda _d=_depth, **kw: cifar_resnet(_d, block="plain", **kw))
+register("preact_resnet110", lambda **kw: cifar_resnet(110, block="preact", **kw))
+register("preact_resnet164", lambda **kw: cifar_resnet(164, block="preact_bottleneck", **kw))
+register("preact_resnet1001", lambda **kw: cifar_resnet(1001, block="preact_bottleneck", **kw))
+register("resnext29_8x64d", lambda **kw: cifar_resnext(29, cardinality=8, bottleneck_width=64, **kw))
+register("resnext29_16x64d", lambda **kw: cifar_resnext(29, cardinality=16, bottleneck_width=64, **kw))
+# A CPU-scale ResNeXt-29: a 16-channel stem and 4 groups of 8 channels in the first stage.
+register("resnext29_small", lambda **kw: cifar_resnext(29, **{"cardinality": 4, "bottleneck_width": 32, "width": 16, **kw}))
+
+register("resnet18", lambda **kw: imagenet_resnet(BasicBlock, [2, 2, 2, 2], **kw))
+register("resnet34", lambda **kw: imagenet_resnet(BasicBlock, [3, 4, 6, 3], **kw))
+register("resnet50", lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 6, 3], **kw))
+register("resnet101", lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 23, 3], **kw))
+register("resnet152", lambda **kw: imagenet_resnet(Bottleneck, [3, 8, 36, 3], **kw))
+register("resnext50_32x4d", lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, **kw))
+register("resnext101_32x8d", lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8, **kw))
+register("wide_resnet50_2", lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 6, 3], width_per_group=128, **kw))
+register("preact_resnet18", lambda **kw: imagenet_resnet(PreActBlock, [2, 2, 2, 2], **kw))
+register("preact_resnet50", lambda **kw: imagenet_resnet(PreActBottleneck, [3, 4, 6, 3], **kw))
+
+register("mlp", lambda depth=8, **kw: MLP(depth, residual=False, **kw))
+register("residual_mlp", lambda depth=8, **kw: MLP(depth, residual=True, **kw))
+
+_KEYWORDS = {
+    "cifar": set(inspect.signature(cifar_resnet).parameters) - {"depth", "block"},
+    "resnext": set(inspect.signature(cifar_resnext).parameters) - {"depth"},
+    "imagenet": set(inspect.signature(ResNet).parameters) - {"block", "layers", "stage_planes", "stem"},
+    "mlp": set(inspect.signature(MLP).parameters) - {"residual"},
+}
+
+
+def _family(name: str) -> str:
+    if name in ("mlp", "residual_mlp"):
+        return "mlp"
+    if name.startswith("resnext29"):
+        return "resnext"
+    if name.startswith(("plain", "preact_resnet1", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202")):
+        return "cifar"
+    return "imagenet"
+
+
+def list_models() -> list[str]:
+    """Every name ``create_model`` accepts."""
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a network by name, e.g. ``create_model("resnet56")`` or ``create_model("plain20", width=8)``.
+
+    CIFAR networks take ``width`` (16 in the paper; 8 or 4 for quick CPU runs),
+    ``shortcut`` ('A', 'B', 'C'), ``num_classes`` and ``zero_init_last``. For any
+    other 6n+2 depth use :func:`cifar_resnet` directly.
+    """
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"unknown model {name!r}.{hint} CIFAR ResNets have depths 6n+2 (resnet20, 32, 44, 56, 110, 1202; "
+            f"plain20 to plain110; cifar_resnet() builds any other 6n+2 depth), ImageNet ResNets depths "
+            f"18, 34, 50, 101, 152. Valid names: {', '.join(list_models())}."
+        )
+    allowed = _KEYWORDS[_family(name)]
+    unknown = set(kwargs) - allowed
+    if unknown:
+        raise ValueError(
+            f"create_model({name!r}) got unknown argument(s) {', '.join(sorted(unknown))}; "
+            f"it accepts {', '.join(sorted(allowed))}."
+        )
+    return _REGISTRY[name](**kwargs)
+
+
+__all__ = [
+    "MLP", "ResNet", "BasicBlock", "Bottleneck", "PlainBlock", "PreActBlock", "PreActBottleneck",
+    "cifar_resnet", "cifar_resnext", "cifar_depths", "valid_cifar_depth", "create_model", "list_models", "make_stage",
+]

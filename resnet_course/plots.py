@@ -1,0 +1,97 @@
+"""The few figures the chapters share. Each returns its matplotlib Figure."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .train import History
+
+# One colour per network family, so "plain" and "residual" read the same in every chapter.
+PLAIN_STYLE = {"linestyle": "--"}
+
+
+def plot_histories(
+    histories: Sequence[History],
+    *,
+    metrics: Sequence[str] = ("train_loss", "test_error"),
+    title: str = "",
+    ax=None,
+):
+    """Per-epoch curves of several runs side by side, one panel per metric, labelled by run."""
+    labels = {
+        "train_loss": "training loss",
+        "test_loss": "test loss",
+        "train_error": "training error (%)",
+        "test_error": "test error (%)",
+        "train_acc": "training accuracy",
+        "test_acc": "test accuracy",
+    }
+    if ax is None:
+        fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
+        axes = axes[0]
+    else:
+        axes = [ax] if len(metrics) == 1 else ax
+        fig = axes[0].figure
+    for axis, metric in zip(axes, metrics):
+        for history in histories:
+            values = getattr(history, metric)
+            if not values:
+                continue
+            style = PLAIN_STYLE if history.label.startswith("plain") else {}
+            axis.plot(history.epochs[: len(values)], values, marker="o", markersize=3, label=history.label, **style)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(labels.get(metric, metric))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_step_losses(histories: Sequence[History], *, title: str = "", smooth: int = 10, ax=None):
+    """Training loss at every step (a running mean over ``smooth`` steps), one line per run."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+    else:
+        fig = ax.figure
+    for history in histories:
+        values = np.asarray(history.step_loss, dtype=float)
+        # Running mean over the last `smooth` steps (fewer at the start).
+        sums = np.cumsum(np.insert(values, 0, 0.0))
+        counts = np.minimum(np.arange(1, len(values) + 1), max(1, smooth))
+        window = (sums[1:] - sums[np.arange(len(values)) + 1 - counts]) / counts
+        style = PLAIN_STYLE if history.label.startswith("plain") else {}
+        ax.plot(history.steps, window, label=history.label, **style)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_values(series: dict[str, Sequence[float]], *, ylabel: str, title: str = "", log: bool = True, ax=None):
+    """One line per network of a per-layer quantity (gradient norms, activation sizes), input to output."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+    else:
+        fig = ax.figure
+    for label, values in series.items():
+        style = PLAIN_STYLE if label.startswith("plain") else {}
+        ax.plot(range(1, len(values) + 1), list(values), marker=".", label=label, **style)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("layer (input to output)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,380 @@
+"""The one training loop of the course.
+
+``fit(model, data, epochs=...)`` trains and returns a :class:`History`. Underneath,
+:class:`TrainingRun` is the same loop as an iterator that yields after every
+step, so a dashboard can interleave training with button clicks
+(``for _ in run: await asyncio.sleep(0)``) without a second copy of the loop.
+
+Defaults follow He et al. 2015 (SGD, momentum 0.9, weight decay 1e-4, lr 0.1
+divided by 10 at 50% and 75% of training). On CUDA the loop uses bf16 autocast
+and channels_last; the loss is read from the device every ``log_every`` steps, not
+every step, so the GPU is never made to wait for the host.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Dataset
+
+# --- devices and presets -----------------------------------------------------------------------
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else CUDA, then Apple's MPS, then the CPU."""
+    if device is not None:
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device='cuda' was asked for, but no CUDA GPU is available here; use device='cpu' or leave device unset.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How big a chapter's experiments are. Chapters read these instead of hard-coding sizes."""
+
+    name: str
+    image_size: int  # CIFAR images are shrunk to this many pixels a side
+    train_size: int | None  # CIFAR training images used (None: all)
+    test_size: int | None
+    width: int  # base width of CIFAR networks (16 in the paper)
+    epochs: int  # epochs of a typical CIFAR comparison
+    batch_size: int
+    mlp_steps: int  # optimisation steps of the 2-D toy experiments
+
+    def describe(self) -> str:
+        images = "all" if self.train_size is None else f"{self.train_size:,}"
+        return (
+            f"preset '{self.name}': {images} CIFAR-10 training images at {self.image_size}x{self.image_size}, "
+            f"networks of width {self.width}, {self.epochs} epochs, batch {self.batch_size}"
+        )
+
+
+PRESETS = {
+    # CI and a first look: every chapter's training in well under a minute on 2 CPU cores.
+    "quick": Preset("quick", image_size=16, train_size=4000, test_size=800, width=8, epochs=4, batch_size=128, mlp_steps=400),
+    # A CPU laptop: minutes per chapter.
+    "standard": Preset("standard", image_size=32, train_size=10000, test_size=2000, width=16, epochs=10, batch_size=128, mlp_steps=1500),
+    # A GPU: full CIFAR-10 at the paper's width.
+    "full": Preset("full", image_size=32, train_size=None, test_size=None, width=16, epochs=60, batch_size=128, mlp_steps=3000),
+}
+
+
+def get_preset(name: str | None = None) -> Preset:
+    """``name``, else ``$RESNET_COURSE_PRESET``, else ``full`` with a CUDA GPU and ``standard`` without."""
+    name = name or os.environ.get("RESNET_COURSE_PRESET") or ("full" if torch.cuda.is_available() else "standard")
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} (set RESNET_COURSE_PRESET).")
+    return PRESETS[name]
+
+
+def set_seed(seed: int) -> None:
+    """Seed PyTorch's generators, so a model built next starts from the same weights every time."""
+    torch.manual_seed(seed)
+
+
+# --- history -----------------------------------------------------------------------------------
+
+
+@dataclass
+class History:
+    """What a run measured. Lists grow as it trains; a stopped run keeps what it has."""
+
+    label: str = ""
+    device: str = ""
+    precision: str = "fp32"
+    steps: list[int] = field(default_factory=list)  # step numbers at which step_loss was read
+    step_loss: list[float] = field(default_factory=list)
+    epochs: list[float] = field(default_factory=list)  # 1, 2, ... (a fraction for a stopped epoch)
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    images_per_s: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    wall_time: float = 0.0
+    stopped: bool = False
+    config: dict = field(default_factory=dict)
+
+    @property
+    def train_error(self) -> list[float]:
+        return [100.0 * (1 - a) for a in self.train_acc]
+
+    @property
+    def test_error(self) -> list[float]:
+        return [100.0 * (1 - a) for a in self.test_acc]
+
+    def summary(self) -> str:
+        if not self.train_loss:
+            return f"{self.label or 'run'}: no epoch finished ({len(self.steps)} steps, {self.wall_time:.1f} s)"
+        test = f", test acc {self.test_acc[-1]:.1%}" if self.test_acc else ""
+        speed = f", {self.images_per_s[-1]:,.0f} images/s" if self.images_per_s else ""
+        state = " (stopped)" if self.stopped else ""
+        return (
+            f"{self.label or 'run'}: train loss {self.train_loss[-1]:.3f}, train acc {self.train_acc[-1]:.1%}"
+            f"{test} after {self.epochs[-1]:g} epochs in {self.wall_time:.1f} s on {self.device}{speed}{state}"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        with open(path, "w") as handle:
+            json.dump(self.to_dict(), handle, indent=1)
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def _should_stop(stop) -> bool:
+    if stop is None:
+        return False
+    if hasattr(stop, "is_set"):  # threading.Event, asyncio.Event
+        return stop.is_set()
+    return bool(stop())
+
+
+def _learning_rate(step: int, total: int, *, lr: float, schedule: str, milestones: tuple[float, ...], warmup_steps: int) -> float:
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        progress = (step - warmup_steps) / max(1, total - warmup_steps)
+        return 0.5 * lr * (1 + math.cos(math.pi * progress))
+    # "step": divide by 10 at each milestone (fractions of training; 0.5 and 0.75 are 32k and 48k of 64k).
+    return lr * 0.1 ** sum(step >= m * total for m in milestones)
+
+
+class TrainingRun:
+    """One training run, as an iterator that yields the step number after every step.
+
+    Iterate it to train (``fit`` does exactly that). ``history`` fills in as it goes,
+    and stays valid if iteration stops early, by a ``stop`` request or an error.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Dataset,
+        *,
+        epochs: float,
+        lr: float = 0.1,
+        batch_size: int = 128,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        nesterov: bool = False,
+        optimizer: str = "sgd",
+        schedule: str = "step",
+        milestones: tuple[float, ...] = (0.5, 0.75),
+        warmup_epochs: float = 0.0,
+        augment: bool = True,
+        label_smoothing: float = 0.0,
+        device: str | torch.device | None = None,
+        precision: str = "auto",
+        channels_last: bool | None = None,
+        compile: bool = False,
+        seed: int = 0,
+        evaluate: bool = True,
+        log_every: int | None = None,
+        max_steps: int | None = None,
+        stop=None,
+        on_step: Callable[[History], None] | None = None,
+        on_epoch: Callable[[History], None] | None = None,
+        progress: bool = True,
+        label: str = "",
+    ):
+        if epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {epochs}.")
+        if lr <= 0:
+            raise ValueError(f"the learning rate must be positive, got {lr}.")
+        if schedule not in ("step", "cosine", "constant"):
+            raise ValueError(f"unknown schedule {schedule!r}; choose 'step', 'cosine' or 'constant'.")
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose 'sgd' or 'adam'.")
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"unknown precision {precision!r}; choose 'auto', 'fp32' or 'bf16'.")
+        if batch_size < 1 or batch_size > len(data.x_train):
+            raise ValueError(f"batch_size must be between 1 and the {len(data.x_train)} training examples, got {batch_size}.")
+
+        self.device = pick_device(device)
+        on_cuda = self.device.type == "cuda"
+        self.use_bf16 = precision == "bf16" or (precision == "auto" and on_cuda and torch.cuda.is_bf16_supported())
+        self.channels_last = data.is_image and (on_cuda if channels_last is None else channels_last)
+        self.data = data.to(self.device)
+        self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        self.forward = torch.compile(self.model) if compile else self.model
+
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.augment = augment
+        self.label_smoothing = label_smoothing
+        self.evaluate = evaluate
+        self.stop = stop
+        self.on_step, self.on_epoch = on_step, on_epoch
+        self.progress = progress
+        self.steps_per_epoch = max(1, len(self.data.x_train) // batch_size)
+        self.total_steps = math.ceil(epochs * self.steps_per_epoch)
+        if max_steps is not None:
+            self.total_steps = min(self.total_steps, max_steps)
+        # On the CPU reading the loss costs nothing; on a GPU it waits for the queue to drain.
+        self.log_every = log_every or (1 if self.device.type == "cpu" else 25)
+        self.schedule = dict(lr=lr, schedule=schedule, milestones=tuple(milestones), warmup_steps=round(warmup_epochs * self.steps_per_epoch))
+
+        # Weight decay on every parameter, as in the paper's recipe.
+        params = list(self.model.parameters())
+        fused = {"fused": True} if on_cuda else {"foreach": True}
+        if optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, **fused)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **fused)
+
+        self.generator = torch.Generator().manual_seed(seed)
+        self.history = History(
+            label=label,
+            device=describe_device(self.device),
+            precision="bf16" if self.use_bf16 else "fp32",
+            config=dict(
+                epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
+                optimizer=optimizer, schedule=schedule, milestones=list(milestones), warmup_epochs=warmup_epochs,
+                augment=augment, seed=seed, data=repr(data), parameters=sum(p.numel() for p in model.parameters()),
+                torch=torch.__version__,
+            ),
+        )
+        self.step = 0
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    @torch.no_grad()
+    def evaluate_test(self) -> tuple[float, float]:
+        """Loss and accuracy on the test split, in eval mode (BN uses its running statistics)."""
+        was_training = self.model.training
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        for x, y in self.data.test_batches():
+            with self._autocast():
+                logits = self.forward(self._inputs(x))
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+        self.model.train(was_training)
+        n = len(self.data.y_test)
+        return loss_sum.item() / n, correct.item() / n
+
+    def __iter__(self) -> Iterator[int]:
+        history, model = self.history, self.model
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.total_steps, desc=self.history.label or "training", unit="step", leave=False)
+        start = time.perf_counter()
+        try:
+            model.train()
+            epoch = 0
+            while self.step < self.total_steps:
+                epoch += 1
+                loss_sum = torch.zeros((), device=self.device)
+                correct = torch.zeros((), device=self.device, dtype=torch.long)
+                seen = 0
+                pending = []  # step losses not yet read from the device
+                epoch_start = time.perf_counter()
+                for x, y in self.data.train_batches(self.batch_size, augment=self.augment, generator=self.generator):
+                    if self.step >= self.total_steps or _should_stop(self.stop):
+                        break
+                    lr = _learning_rate(self.step, self.total_steps, **self.schedule)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    with self._autocast():
+                        logits = self.forward(self._inputs(x))
+                        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+
+                    self.step += 1
+                    seen += len(y)
+                    detached = loss.detach()
+                    loss_sum += detached * len(y)
+                    correct += (logits.detach().argmax(1) == y).sum()
+                    pending.append((self.step, detached))
+                    if len(pending) >= self.log_every:
+                        self._read_step_losses(pending, bar)
+                        if self.on_step:
+                            self.on_step(history)
+                    yield self.step
+                self._read_step_losses(pending, bar)
+                if seen == 0:
+                    break
+                elapsed = time.perf_counter() - epoch_start
+                history.epochs.append(round(epoch - 1 + seen / (self.steps_per_epoch * self.batch_size), 4))
+                history.train_loss.append(loss_sum.item() / seen)
+                history.train_acc.append(correct.item() / seen)
+                history.images_per_s.append(seen / elapsed)
+                history.lr.append(lr)
+                if self.evaluate:
+                    test_loss, test_acc = self.evaluate_test()
+                    history.test_loss.append(test_loss)
+                    history.test_acc.append(test_acc)
+                history.wall_time = time.perf_counter() - start
+                if self.on_epoch:
+                    self.on_epoch(history)
+                if _should_stop(self.stop):
+                    break
+            history.stopped = self.step < self.total_steps
+        finally:
+            history.wall_time = time.perf_counter() - start
+            if bar is not None:
+                bar.close()
+
+    def _read_step_losses(self, pending: list, bar) -> None:
+        if not pending:
+            return
+        values = torch.stack([loss for _, loss in pending]).tolist()  # one device-to-host copy
+        self.history.steps.extend(step for step, _ in pending)
+        self.history.step_loss.extend(values)
+        if bar is not None:
+            bar.update(len(pending))
+            bar.set_postfix(loss=f"{values[-1]:.3f}", refresh=False)
+        pending.clear()
+
+
+def fit(model: nn.Module, data: Dataset, *, epochs: float, **options) -> History:
+    """Train ``model`` on ``data`` for ``epochs`` and return its :class:`History`.
+
+    Options are those of :class:`TrainingRun`: ``lr``, ``batch_size``, ``momentum``,
+    ``weight_decay``, ``schedule`` ('step', 'cosine', 'constant'), ``warmup_epochs``,
+    ``device``, ``precision``, ``seed``, ``stop`` (an Event or a callable checked
+    every step), ``on_step``/``on_epoch`` callbacks, ``progress``, ``label``.
+    A run stopped early returns the history it has.
+    """
+    run = TrainingRun(model, data, epochs=epochs, **options)
+    for _ in run:
+        pass
+    return run.history

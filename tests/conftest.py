@@ -1,0 +1,25 @@
+"""Shared test set-up: the offline CIFAR-10 slice and the quick preset."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Tests read CIFAR-10 from the shared offline slice (never downloaded) and train at quick scale.
+if "RESNET_COURSE_DATA" not in os.environ and SHARED_DATA.is_dir():
+    os.environ["RESNET_COURSE_DATA"] = str(SHARED_DATA)
+os.environ.setdefault("RESNET_COURSE_PRESET", "quick")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def cifar_available():
+    from resnet_course.data import DataUnavailableError, load_cifar10
+
+    try:
+        return load_cifar10(image_size=16, train_size=512, test_size=256, download=False)
+    except DataUnavailableError as error:
+        pytest.skip(f"no offline CIFAR-10: {error}")

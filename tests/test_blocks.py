@@ -1,0 +1,109 @@
+import pytest
+import torch
+
+from resnet_course.blocks import (
+    BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottleneck, ZeroPadShortcut, residual_add,
+)
+
+ALL_BLOCKS = [PlainBlock, BasicBlock, Bottleneck, PreActBlock, PreActBottleneck]
+RESIDUAL_BLOCKS = [BasicBlock, Bottleneck, PreActBlock, PreActBottleneck]
+
+
+@pytest.mark.parametrize("block", ALL_BLOCKS)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("shortcut", ["A", "B", "C"])
+def test_output_shape(block, stride, shortcut):
+    in_channels, planes = 8, 16
+    layer = block(in_channels, planes, stride, shortcut=shortcut)
+    y = layer(torch.randn(2, in_channels, 8, 8))
+    assert y.shape == (2, planes * block.expansion, 8 // stride, 8 // stride)
+
+
+@pytest.mark.parametrize("block", [BasicBlock, PreActBlock])
+def test_option_a_has_no_shortcut_parameters(block):
+    layer = block(16, 32, 2, shortcut="A")
+    assert isinstance(layer.downsample, ZeroPadShortcut)
+    assert list(layer.downsample.parameters()) == []
+    with_b = block(16, 32, 2, shortcut="B")
+    shortcut_params = sum(p.numel() for p in with_b.downsample.parameters())
+    assert shortcut_params == 16 * 32 + 2 * 32  # 1x1 conv + BN gamma and beta
+    assert sum(p.numel() for p in with_b.parameters()) - sum(p.numel() for p in layer.parameters()) == shortcut_params
+
+
+def test_option_a_pads_with_zeros_and_subsamples():
+    x = torch.randn(1, 4, 6, 6)
+    y = ZeroPadShortcut(4, 8, 2)(x)
+    assert torch.equal(y[:, :4], x[:, :, ::2, ::2])
+    assert torch.count_nonzero(y[:, 4:]) == 0
+
+
+def test_option_b_projects_only_where_shape_changes_and_c_everywhere():
+    assert BasicBlock(16, 16, 1, shortcut="B").downsample is None
+    assert BasicBlock(16, 32, 2, shortcut="B").downsample is not None
+    assert BasicBlock(16, 16, 1, shortcut="C").downsample is not None
+
+
+@pytest.mark.parametrize("block", RESIDUAL_BLOCKS)
+def test_zero_init_last_makes_the_block_an_identity(block):
+    channels = 8 * block.expansion
+    layer = block(channels, 8, 1)
+    layer.zero_init_last()
+    layer.eval()
+    x = torch.randn(2, channels, 6, 6)
+    expected = x if block.preact else torch.relu(x)
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_residual_block_input_gradient_contains_the_identity_term():
+    # dL/dx = dL/dy (1 + dF/dx): with F's last BN at zero, dF/dx = 0 and the gradient passes unchanged.
+    torch.manual_seed(0)
+    block = PreActBlock(4, 4)
+    block.zero_init_last()
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    upstream = torch.randn(2, 4, 5, 5)
+    (block(x) * upstream).sum().backward()
+    torch.testing.assert_close(x.grad, upstream)
+
+    # With a live branch, the residual gradient equals the plain branch's gradient plus the upstream gradient.
+    block = BasicBlock(4, 4)
+    block.eval()
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    y = block.relu(block.bn2(block.conv2(block.relu(block.bn1(block.conv1(x))))) + x)
+    mask = (y > 0).float()
+    grad_total = torch.autograd.grad((block(x) * upstream).sum(), x)[0]
+    branch = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(x)))))
+    grad_branch = torch.autograd.grad((branch * upstream * mask).sum(), x)[0]
+    torch.testing.assert_close(grad_total, grad_branch + upstream * mask)
+
+
+def test_mismatched_residual_add_names_both_shapes_and_the_fix():
+    with pytest.raises(ValueError, match=r"\(2, 8, 4, 4\).*\(2, 4, 8, 8\).*projection"):
+        residual_add(torch.zeros(2, 8, 4, 4), torch.zeros(2, 4, 8, 8))
+
+
+def test_block_with_a_forgotten_projection_raises_a_clear_error():
+    layer = BasicBlock(16, 32, 2, shortcut="B")
+    layer.downsample = None  # the classic bug: no projection where the shape changes
+    with pytest.raises(ValueError, match="projection"):
+        layer(torch.randn(1, 16, 8, 8))
+
+
+def test_unknown_shortcut_option():
+    with pytest.raises(ValueError, match="'A', 'B', 'C'"):
+        BasicBlock(16, 16, shortcut="D")
+
+
+def test_grouped_bottleneck_equals_split_transform_merge():
+    # ResNeXt: one grouped 3x3 convolution == 4 separate paths whose outputs are concatenated.
+    torch.manual_seed(0)
+    block = Bottleneck(64, 16, groups=4, width_per_group=64).eval()
+    x = torch.randn(2, 64, 6, 6)
+    conv = block.conv2
+    assert conv.groups == 4 and conv.in_channels == 64
+    mid = block.relu(block.bn1(block.conv1(x)))
+    per_group = conv.in_channels // 4
+    paths = [
+        torch.nn.functional.conv2d(mid[:, g * per_group : (g + 1) * per_group], conv.weight[g * per_group : (g + 1) * per_group], padding=1)
+        for g in range(4)
+    ]
+    torch.testing.assert_close(torch.cat(paths, 1), conv(mid), atol=1e-5, rtol=1e-5)

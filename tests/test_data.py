@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+import torch
+
+from resnet_course.data import DataUnavailableError, load_cifar10, make_spirals, pack_subset, random_crop_flip
+
+
+def test_spirals_are_balanced_and_seeded():
+    a, b = make_spirals(200, seed=3), make_spirals(200, seed=3)
+    assert torch.equal(a.x_train, b.x_train)
+    assert len(a.x_train) + len(a.x_test) == 400
+    assert torch.bincount(torch.cat([a.y_train, a.y_test])).tolist() == [200, 200]
+
+
+def test_offline_npz_loads_as_uint8_nchw(cifar_available):
+    data = load_cifar10(image_size=32, download=False)
+    assert data.x_train.dtype == torch.uint8
+    assert data.x_train.shape[1:] == (3, 32, 32)
+    assert len(data.x_train) == 4660 and len(data.x_test) == 846
+    assert data.source.endswith(".npz")
+
+
+def test_downscale_and_subset(cifar_available):
+    data = load_cifar10(image_size=16, train_size=1000, test_size=100, download=False)
+    assert data.x_train.shape == (1000, 3, 16, 16)
+    assert len(data.x_test) == 100
+
+
+def test_no_data_and_no_network_gives_one_clear_sentence(tmp_path, monkeypatch):
+    monkeypatch.delenv("RESNET_COURSE_DATA", raising=False)
+    monkeypatch.setenv("RESNET_COURSE_CACHE", str(tmp_path / "cache"))
+
+    def no_network(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", no_network)
+    with pytest.raises(DataUnavailableError, match="could not be downloaded.*RESNET_COURSE_DATA"):
+        load_cifar10()
+    with pytest.raises(DataUnavailableError, match="not in"):
+        load_cifar10(download=False)
+
+
+def test_data_folder_without_data_says_what_it_needs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_COURSE_DATA", str(tmp_path))
+    with pytest.raises(DataUnavailableError, match="neither an .npz"):
+        load_cifar10()
+
+
+def test_npz_with_pickled_objects_is_refused(tmp_path, monkeypatch):
+    objects = np.array([{"not": "an image"}], dtype=object)
+    np.savez(tmp_path / "bad.npz", x_train=objects, y_train=objects, x_test=objects, y_test=objects)
+    monkeypatch.setenv("RESNET_COURSE_DATA", str(tmp_path))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_cifar10()
+
+
+def test_cifar_batch_files_are_read_without_running_code(tmp_path, monkeypatch):
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    good = {"data": np.zeros((2, 3072), dtype=np.uint8), "labels": [1, 2]}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps(good))
+    monkeypatch.setenv("RESNET_COURSE_DATA", str(tmp_path))
+    data = load_cifar10()
+    assert data.x_train.shape == (10, 3, 32, 32) and data.y_test.tolist() == [1, 2]
+
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    (folder / "test_batch").write_bytes(pickle.dumps({"data": Exploit(), "labels": []}))
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        load_cifar10()
+
+
+def test_pack_subset_round_trips(cifar_available, tmp_path, monkeypatch):
+    data = load_cifar10(download=False)
+    path = pack_subset(data, tmp_path / "class.npz", train_per_class=5, test_per_class=2)
+    monkeypatch.setenv("RESNET_COURSE_DATA", str(tmp_path))
+    packed = load_cifar10()
+    assert len(packed.x_train) == 50 and len(packed.x_test) == 20
+    assert torch.bincount(packed.y_train).tolist() == [5] * 10
+    with np.load(path, allow_pickle=False) as archive:
+        assert archive["x_train"].shape == (50, 32, 32, 3) and archive["x_train"].dtype == np.uint8
+
+
+def test_random_crop_flip_is_a_shifted_window_of_the_padded_image():
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).reshape(2, 3, 8, 8)
+    out = random_crop_flip(images, padding=2, generator=torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    for i in range(2):
+        windows = [padded[i, :, r : r + 8, c : c + 8] for r in range(5) for c in range(5)]
+        windows += [w.flip(-1) for w in windows]
+        assert any(torch.equal(out[i], w) for w in windows)
+
+
+def test_batches_cover_the_epoch_and_normalise():
+    data = make_spirals(100)
+    seen = sum(len(y) for _, y in data.train_batches(32, generator=torch.Generator().manual_seed(0)))
+    assert seen == len(data.x_train) // 32 * 32

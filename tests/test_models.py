@@ -1,0 +1,116 @@
+import pytest
+import torch
+import torchvision
+
+from resnet_course.analysis import count_flops, count_parameters
+from resnet_course.models import MLP, cifar_resnet, create_model, list_models
+
+TORCHVISION_PARAMETERS = {
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "resnext50_32x4d": 25_028_904,
+    "wide_resnet50_2": 68_883_240,
+}
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION_PARAMETERS))
+def test_imagenet_models_load_torchvision_weights_and_match_parameter_counts(name):
+    ours = create_model(name)
+    reference = getattr(torchvision.models, name)()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    assert count_parameters(ours) == count_parameters(reference) == TORCHVISION_PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d"])
+def test_imagenet_models_compute_what_torchvision_computes(name):
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, name)().eval()
+    # Non-trivial BN statistics, so a mistake in the eval path would show.
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    ours = create_model(name).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        difference = (ours(x) - reference(x)).abs().max().item()
+    assert difference < 1e-5
+
+
+def test_cifar_models_match_the_paper():
+    # He et al. 2015, Table 6: ResNet-20 0.27M, ResNet-110 1.7M parameters.
+    assert round(count_parameters(create_model("resnet20")) / 1e6, 2) == 0.27
+    assert round(count_parameters(create_model("resnet110")) / 1e6, 1) == 1.7
+    # He et al. 2016, Table 2: pre-activation ResNet-164 1.7M, ResNet-1001 10.2M.
+    assert round(count_parameters(create_model("preact_resnet164")) / 1e6, 1) == 1.7
+    assert round(count_parameters(create_model("preact_resnet1001")) / 1e6, 1) == 10.3
+    # Xie et al. 2017, Table 7: ResNeXt-29 8x64d has 34.4M parameters.
+    assert round(count_parameters(create_model("resnext29_8x64d")) / 1e6, 1) == 34.4
+
+
+@pytest.mark.parametrize("name", ["resnet20", "plain20", "preact_resnet110", "resnext29_small"])
+def test_cifar_forward_shapes(name):
+    model = create_model(name, width=8) if name != "resnext29_small" else create_model(name)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_plain_twin_has_the_same_parameters_as_the_resnet_with_option_a():
+    assert count_parameters(create_model("plain56")) == count_parameters(create_model("resnet56"))
+
+
+def test_depths_and_blocks_per_stage():
+    model = cifar_resnet(56)
+    assert [len(getattr(model, f"layer{i}")) for i in (1, 2, 3)] == [9, 9, 9]
+    assert len(list(model.named_blocks())) == 27
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert convs + 1 == 56  # 55 convolutions + the classifier
+
+
+def test_width_gives_cpu_scale_variants():
+    narrow = create_model("resnet20", width=4)
+    assert count_parameters(narrow) < count_parameters(create_model("resnet20")) / 10
+    assert narrow.layer3[0].conv1.out_channels == 16
+
+
+def test_unknown_model_name_lists_the_valid_choices():
+    with pytest.raises(ValueError) as info:
+        create_model("resnet21")
+    message = str(info.value)
+    assert "resnet20" in message and "6n+2" in message and "resnet50" in message
+
+
+def test_invalid_depth_names_valid_depths():
+    with pytest.raises(ValueError, match=r"6n\+2.*20, 26, 32"):
+        cifar_resnet(21)
+    with pytest.raises(ValueError, match=r"9n\+2"):
+        cifar_resnet(170, block="bottleneck")
+
+
+def test_unknown_keyword_is_refused_with_the_accepted_ones():
+    with pytest.raises(ValueError, match="width"):
+        create_model("resnet20", widht=8)
+
+
+def test_list_models_contains_both_families():
+    names = list_models()
+    for name in ("resnet20", "resnet1202", "plain56", "preact_resnet1001", "resnext29_8x64d", "resnet152", "resnext50_32x4d", "mlp"):
+        assert name in names
+
+
+@pytest.mark.parametrize("name, gflops", [("resnet18", 1.814), ("resnet34", 3.664), ("resnet50", 4.089), ("resnet101", 7.801), ("resnet152", 11.514)])
+def test_flop_counts_match_torchvision(name, gflops):
+    counted = count_flops(create_model(name)) / 1e9
+    assert abs(counted - gflops) / gflops < 0.01
+
+
+def test_mlps_plain_and_residual_share_parameters():
+    plain, residual = MLP(10, 16), MLP(10, 16, residual=True)
+    assert count_parameters(plain) == count_parameters(residual)
+    assert plain(torch.randn(5, 2)).shape == (5, 2)
+    with pytest.raises(ValueError, match="depth"):
+        MLP(1)

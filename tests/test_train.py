@@ -1,0 +1,79 @@
+import threading
+
+import pytest
+import torch
+
+from resnet_course.data import make_spirals
+from resnet_course.models import MLP, create_model
+from resnet_course.train import PRESETS, TrainingRun, fit, get_preset, pick_device, set_seed
+
+
+def test_fit_lowers_the_loss_on_spirals():
+    set_seed(0)
+    data = make_spirals(200)
+    history = fit(MLP(4, 64), data, epochs=60, lr=0.1, batch_size=32, schedule="constant", progress=False)
+    assert history.train_loss[-1] < 0.7 * history.train_loss[0]
+    assert len(history.epochs) == 60 and len(history.test_acc) == 60
+    assert history.images_per_s[-1] > 0 and not history.stopped
+
+
+def test_fit_on_cifar_lowers_the_loss(cifar_available):
+    set_seed(0)
+    history = fit(create_model("resnet20", width=4), cifar_available, epochs=3, lr=0.05, progress=False, label="resnet20")
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert "resnet20" in history.summary()
+
+
+def test_same_seed_same_history():
+    runs = []
+    for _ in range(2):
+        set_seed(1)
+        runs.append(fit(MLP(4, 16), make_spirals(100), epochs=2, batch_size=32, progress=False, seed=5).step_loss)
+    assert runs[0] == runs[1]
+
+
+def test_stop_mid_epoch_keeps_the_history():
+    data = make_spirals(500)
+    stop = threading.Event()
+
+    def request_stop(history):
+        if len(history.steps) == 7:
+            stop.set()
+
+    history = fit(MLP(4, 16), data, epochs=5, batch_size=16, stop=stop, on_step=request_stop, progress=False)
+    assert history.stopped
+    assert history.steps == list(range(1, 8))
+    assert len(history.epochs) == 1 and history.epochs[0] < 1  # the partial epoch is summarised
+
+
+def test_stop_as_a_callable_and_iterating_a_run():
+    data = make_spirals(100)
+    run = TrainingRun(MLP(3, 8), data, epochs=10, batch_size=10, stop=lambda: len(run.history.steps) >= 3, progress=False)
+    steps = list(run)
+    assert steps == [1, 2, 3] and run.history.stopped
+
+
+def test_schedule_divides_lr_at_milestones():
+    data = make_spirals(64)
+    history = fit(MLP(3, 8), data, epochs=4, batch_size=51, lr=0.1, schedule="step", progress=False)
+    assert history.lr == pytest.approx([0.1, 0.1, 0.01, 0.001])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"epochs": 0}, "epochs"), ({"epochs": 1, "lr": -1}, "learning rate"), ({"epochs": 1, "schedule": "linear"}, "schedule"),
+     ({"epochs": 1, "batch_size": 10**6}, "batch_size")],
+)
+def test_bad_options_are_refused_clearly(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit(MLP(3, 8), make_spirals(50), progress=False, **kwargs)
+
+
+def test_presets_and_device():
+    assert get_preset("quick") is PRESETS["quick"]
+    with pytest.raises(ValueError, match="quick, standard, full"):
+        get_preset("huge")
+    assert pick_device().type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            pick_device("cuda")
