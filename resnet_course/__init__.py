@@ -16,7 +16,7 @@ from .models import MLP, ResNet, cifar_resnet, cifar_resnext, create_model, list
 from .train import PRESETS, History, Preset, TrainingRun, fit, get_preset, pick_device, set_seed
 
 __version__ = "0.1.0"
-REPOSITORY_URL = "https://github.com/resnet-course/resnet-course"
+from .notebooks import REPOSITORY_URL
 
 __all__ = [
     "BasicBlock", "Bottleneck", "PlainBlock", "PreActBlock", "PreActBottleneck", "residual_add",
