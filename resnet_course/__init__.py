@@ -16,12 +16,12 @@ from .models import MLP, ResNet, cifar_resnet, cifar_resnext, create_model, list
 from .train import PRESETS, History, Preset, TrainingRun, fit, get_preset, pick_device, set_seed
 
 __version__ = "0.1.0"
-from .notebooks import REPOSITORY_URL
+from .notebooks import REPOSITORY_URL, glue
 
 __all__ = [
     "BasicBlock", "Bottleneck", "PlainBlock", "PreActBlock", "PreActBottleneck", "residual_add",
     "MLP", "ResNet", "cifar_resnet", "cifar_resnext", "create_model", "list_models",
     "DataUnavailableError", "Dataset", "load_cifar10", "make_spirals", "pack_subset",
     "PRESETS", "History", "Preset", "TrainingRun", "fit", "get_preset", "pick_device", "set_seed",
-    "count_flops", "count_parameters", "gradient_norms",
+    "count_flops", "count_parameters", "gradient_norms", "glue",
 ]

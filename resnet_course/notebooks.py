@@ -62,3 +62,22 @@ def write_notebook(path: str | Path, cells: Iterable[nbformat.NotebookNode], *, 
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, path)
     return path
+
+
+def glue(name: str, value, *, display: bool = False):
+    """Hand ``value`` to the book's prose (myst-nb's ``glue``), and still work where myst-nb is absent.
+
+    In the built book, ``{glue:text}`name:.2f``` in a markdown cell shows the value
+    computed here. In Colab or plain Jupyter, myst-nb may be missing; then a
+    displayed value is simply shown, and a hidden one is returned.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        if display:
+            from IPython.display import display as show
+
+            show(value)
+        return value
+    myst_glue(name, value, display=display)
+    return value
