@@ -38,12 +38,43 @@ def residual_add(residual: torch.Tensor, identity: torch.Tensor) -> torch.Tensor
     so the shapes must be equal, not merely compatible.
     """
     if residual.shape != identity.shape:
-        raise ValueError(
-            f"cannot add the residual branch, shape {tuple(residual.shape)}, to the shortcut, "
-            f"shape {tuple(identity.shape)}: the block changes the shape, so its shortcut needs "
-            f"a projection (shortcut='B' or 'C') or zero-padding (shortcut='A')."
-        )
+        raise ValueError(shape_mismatch_message(tuple(residual.shape), tuple(identity.shape)))
     return residual + identity
+
+
+def shape_mismatch_message(branch: tuple[int, ...], shortcut: tuple[int, ...]) -> str:
+    """Why a residual add failed, and the fix: a projection for channels, a matching stride for size."""
+    message = f"cannot add the residual branch, shape {branch}, to the shortcut, shape {shortcut}: "
+    if len(branch) != 4 or len(shortcut) != 4 or branch[0] != shortcut[0]:
+        return message + "a residual add needs two tensors of the same shape."
+    channels_differ = branch[1] != shortcut[1]
+    size_differs = branch[2:] != shortcut[2:]
+    branch_size, shortcut_size = f"{branch[2]}x{branch[3]}", f"{shortcut[2]}x{shortcut[3]}"
+    if size_differs and branch[2] > shortcut[2]:
+        return message + (
+            f"the branch is {branch_size} pixels, the shortcut {shortcut_size}: the shortcut subsamples "
+            f"but the branch does not, so the branch's first convolution needs the shortcut's stride."
+        )
+    stride = max(2, round(shortcut[2] / branch[2])) if size_differs else 1
+    if size_differs:
+        fixes = f"a projection with stride {stride} (shortcut='B' or 'C')"
+        padding = " or subsampling and zero-padding (shortcut='A')"
+    else:
+        fixes, padding = "a projection (shortcut='B' or 'C')", " or zero-padding (shortcut='A')"
+    if branch[1] > shortcut[1]:  # option A can only add channels
+        fixes += padding
+    if channels_differ and size_differs:
+        return message + (
+            f"the branch has {branch[1]} channels at {branch_size} pixels, the shortcut {shortcut[1]} at "
+            f"{shortcut_size}, so the shortcut needs {fixes}."
+        )
+    if channels_differ:
+        return message + f"the branch has {branch[1]} channels, the shortcut {shortcut[1]}, so the shortcut needs {fixes}."
+    return message + (
+        f"the branch is {branch_size} pixels, the shortcut {shortcut_size}: the branch subsamples with "
+        f"stride {stride} but the shortcut does not, so the shortcut needs stride {stride} too (in its 1x1 "
+        f"projection, or in option A's subsampling)."
+    )
 
 
 class ZeroPadShortcut(nn.Module):

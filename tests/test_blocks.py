@@ -88,6 +88,36 @@ def test_block_with_a_forgotten_projection_raises_a_clear_error():
         layer(torch.randn(1, 16, 8, 8))
 
 
+def test_projection_without_the_blocks_stride_names_the_missing_stride():
+    # The stride-mismatch bug: a 1x1 projection fixes the channels but forgets to subsample.
+    layer = BasicBlock(16, 32, 2, shortcut="B")
+    layer.downsample = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 1, bias=False), torch.nn.BatchNorm2d(32))
+    with pytest.raises(ValueError, match=r"branch is 4x4 pixels, the shortcut 8x8.*stride 2"):
+        layer(torch.randn(1, 16, 8, 8))
+
+
+@pytest.mark.parametrize(
+    "branch, shortcut, expected",
+    [
+        # Channels and size both change: a strided projection, or option A.
+        ((1, 32, 4, 4), (1, 16, 8, 8), r"32 channels at 4x4.*16 at 8x8.*projection with stride 2.*shortcut='A'"),
+        # Only channels grow: a projection or zero-padding.
+        ((1, 32, 8, 8), (1, 16, 8, 8), r"32 channels, the shortcut 16.*projection \(shortcut='B' or 'C'\) or zero-padding"),
+        # Fewer channels: option A cannot drop channels, so it is not offered.
+        ((1, 16, 8, 8), (1, 32, 8, 8), r"16 channels, the shortcut 32, so the shortcut needs a projection \(shortcut='B' or 'C'\)\.$"),
+        # An odd size (7 -> 4 with padding) still reads as stride 2.
+        ((1, 8, 4, 4), (1, 8, 7, 7), r"stride 2 but the shortcut does not"),
+        # The shortcut subsamples, the branch does not.
+        ((1, 8, 8, 8), (1, 8, 4, 4), r"shortcut subsamples but the branch does not"),
+        # Not images at all: no advice about channels.
+        ((3,), (4,), r"needs two tensors of the same shape\.$"),
+    ],
+)
+def test_shape_mismatch_message_gives_the_fix_for_each_mismatch(branch, shortcut, expected):
+    with pytest.raises(ValueError, match=expected):
+        residual_add(torch.zeros(branch), torch.zeros(shortcut))
+
+
 def test_unknown_shortcut_option():
     with pytest.raises(ValueError, match="'A', 'B', 'C'"):
         BasicBlock(16, 16, shortcut="D")
