@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -156,7 +157,9 @@ def _should_stop(stop) -> bool:
     return bool(stop())
 
 
-def _learning_rate(step: int, total: int, *, lr: float, schedule: str, milestones: tuple[float, ...], warmup_steps: int) -> float:
+def _learning_rate(step: int, total: int, *, lr: float, schedule, milestones: tuple[float, ...], warmup_steps: int) -> float:
+    if callable(schedule):  # a recipe's own schedule, e.g. the paper's lr drops at fixed iterations
+        return schedule(step)
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
     if schedule == "constant":
@@ -187,7 +190,7 @@ class TrainingRun:
         weight_decay: float = 1e-4,
         nesterov: bool = False,
         optimizer: str = "sgd",
-        schedule: str = "step",
+        schedule: str | Callable[[int], float] = "step",
         milestones: tuple[float, ...] = (0.5, 0.75),
         warmup_epochs: float = 0.0,
         augment: bool = True,
@@ -205,13 +208,14 @@ class TrainingRun:
         on_epoch: Callable[[History], None] | None = None,
         progress: bool = True,
         label: str = "",
+        distributed: bool = False,
     ):
         if epochs <= 0:
             raise ValueError(f"epochs must be positive, got {epochs}.")
         if lr <= 0:
             raise ValueError(f"the learning rate must be positive, got {lr}.")
-        if schedule not in ("step", "cosine", "constant"):
-            raise ValueError(f"unknown schedule {schedule!r}; choose 'step', 'cosine' or 'constant'.")
+        if not callable(schedule) and schedule not in ("step", "cosine", "constant"):
+            raise ValueError(f"unknown schedule {schedule!r}; choose 'step', 'cosine', 'constant', or pass a function of the step.")
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"unknown optimizer {optimizer!r}; choose 'sgd' or 'adam'.")
         if precision not in ("auto", "fp32", "bf16"):
@@ -226,6 +230,19 @@ class TrainingRun:
         self.data = data.to(self.device)
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         self.forward = torch.compile(self.model) if compile else self.model
+        # Data parallel (torchrun): every process walks the same seeded batches and trains on
+        # its own slice of each; DistributedDataParallel averages the gradients.
+        self.rank, self.world_size = 0, 1
+        self.train_forward = self.forward
+        if distributed:
+            if not (dist.is_available() and dist.is_initialized()):
+                raise ValueError("distributed=True needs torch.distributed.init_process_group() first (torchrun, then init_process_group).")
+            self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+            if batch_size % self.world_size:
+                raise ValueError(f"batch_size {batch_size} does not split evenly over {self.world_size} processes; choose a multiple.")
+            device_ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if on_cuda else None
+            ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+            self.train_forward = torch.compile(ddp) if compile else ddp
 
         self.epochs = epochs
         self.batch_size = batch_size
@@ -234,7 +251,7 @@ class TrainingRun:
         self.evaluate = evaluate
         self.stop = stop
         self.on_step, self.on_epoch = on_step, on_epoch
-        self.progress = progress
+        self.progress = progress and self.rank == 0
         self.steps_per_epoch = max(1, len(self.data.x_train) // batch_size)
         self.total_steps = math.ceil(epochs * self.steps_per_epoch)
         if max_steps is not None:
@@ -258,9 +275,10 @@ class TrainingRun:
             precision="bf16" if self.use_bf16 else "fp32",
             config=dict(
                 epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
-                optimizer=optimizer, schedule=schedule, milestones=list(milestones), warmup_epochs=warmup_epochs,
+                optimizer=optimizer, schedule=schedule if isinstance(schedule, str) else repr(schedule),
+                milestones=list(milestones), warmup_epochs=warmup_epochs,
                 augment=augment, seed=seed, data=repr(data), parameters=sum(p.numel() for p in model.parameters()),
-                torch=torch.__version__,
+                torch=torch.__version__, processes=self.world_size,
             ),
         )
         self.step = 0
@@ -272,19 +290,20 @@ class TrainingRun:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @torch.no_grad()
-    def evaluate_test(self) -> tuple[float, float]:
-        """Loss and accuracy on the test split, in eval mode (BN uses its running statistics)."""
+    def evaluate_test(self, data: Dataset | None = None) -> tuple[float, float]:
+        """Loss and accuracy on the test split (of ``data``, else the run's), in eval mode (BN uses its running statistics)."""
+        data = self.data if data is None else data.to(self.device)
         was_training = self.model.training
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for x, y in self.data.test_batches():
+        for x, y in data.test_batches():
             with self._autocast():
                 logits = self.forward(self._inputs(x))
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
         self.model.train(was_training)
-        n = len(self.data.y_test)
+        n = len(data.y_test)
         return loss_sum.item() / n, correct.item() / n
 
     def __iter__(self) -> Iterator[int]:
@@ -308,11 +327,13 @@ class TrainingRun:
                 for x, y in self.data.train_batches(self.batch_size, augment=self.augment, generator=self.generator):
                     if self.step >= self.total_steps or _should_stop(self.stop):
                         break
+                    if self.world_size > 1:  # this process's contiguous slice of the batch
+                        x, y = x.tensor_split(self.world_size)[self.rank], y.tensor_split(self.world_size)[self.rank]
                     lr = _learning_rate(self.step, self.total_steps, **self.schedule)
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
                     with self._autocast():
-                        logits = self.forward(self._inputs(x))
+                        logits = self.train_forward(self._inputs(x))
                         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -332,6 +353,10 @@ class TrainingRun:
                 self._read_step_losses(pending, bar)
                 if seen == 0:
                     break
+                if self.world_size > 1:  # the epoch's figures over every process's slices
+                    totals = torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=self.device)])
+                    dist.all_reduce(totals)
+                    loss_sum, correct, seen = totals[0], totals[1], round(totals[2].item())
                 elapsed = time.perf_counter() - epoch_start
                 history.epochs.append(round(epoch - 1 + seen / (self.steps_per_epoch * self.batch_size), 4))
                 history.train_loss.append(loss_sum.item() / seen)
@@ -372,6 +397,12 @@ def fit(model: nn.Module, data: Dataset, *, epochs: float, **options) -> History
     ``weight_decay``, ``schedule`` ('step', 'cosine', 'constant'), ``warmup_epochs``,
     ``device``, ``precision``, ``seed``, ``stop`` (an Event or a callable checked
     every step), ``on_step``/``on_epoch`` callbacks, ``progress``, ``label``.
+    ``schedule`` may also be a function of the step number that returns the learning
+    rate (it then replaces ``lr``'s schedule and ``warmup_epochs``).
+    ``distributed=True`` (after ``torch.distributed.init_process_group``, e.g. under
+    torchrun) trains each process on its slice of every batch with
+    DistributedDataParallel; step losses are then this process's slice, epoch figures
+    cover all of them, and ``stop`` must be set in every process alike.
     A run stopped early returns the history it has.
     """
     run = TrainingRun(model, data, epochs=epochs, **options)
