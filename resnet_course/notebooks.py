@@ -7,7 +7,7 @@ outputs; every notebook starts with the same Colab set-up cell, made here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import nbformat
 
@@ -81,3 +81,21 @@ def glue(name: str, value, *, display: bool = False):
         return value
     myst_glue(name, value, display=display)
     return value
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> "Markdown":
+    """A table for a chapter, as Markdown that Jupyter and the book both render (no pandas needed).
+
+    Cells are shown with ``str``; format numbers before passing them in.
+    """
+    from IPython.display import Markdown
+
+    header = [str(cell) for cell in header]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        row = [str(cell).replace("|", "\\|") for cell in row]
+        if len(row) != len(header):
+            raise ValueError(f"a table row has {len(row)} cells but the header has {len(header)}: {row}")
+        lines.append("| " + " | ".join(row) + " |")
+    return Markdown("\n".join(lines))
+

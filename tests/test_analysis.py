@@ -30,3 +30,14 @@ def test_block_signal_measurements_have_one_value_per_block():
     assert len(activation_norms(model, x)) == 9
     grads = input_gradient_norms(model, x, y)
     assert len(grads) == 9 and all(v > 0 for v in grads.values())
+
+
+def test_count_layers_counts_the_main_path_as_the_papers_do():
+    from resnet_course.analysis import count_layers
+    from resnet_course.models import create_model
+
+    # Option C puts a projection on every block; projections add parameters, not depth.
+    assert count_layers(cifar_resnet(20, width=4, shortcut="C")) == 20
+    assert count_layers(cifar_resnet(29, block="bottleneck", width=4)) == 29
+    assert count_layers(create_model("resnet18")) == 18
+    assert count_layers(create_model("resnet50")) == 50
