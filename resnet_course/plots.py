@@ -52,6 +52,14 @@ def plot_histories(
     return fig
 
 
+def running_mean(values: Sequence[float], window: int) -> np.ndarray:
+    """The mean of the last ``window`` values at every position (of fewer at the start)."""
+    values = np.asarray(values, dtype=float)
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), max(1, window))
+    return (sums[1:] - sums[np.arange(len(values)) + 1 - counts]) / counts
+
+
 def plot_step_losses(histories: Sequence[History], *, title: str = "", smooth: int = 10, ax=None):
     """Training loss at every step (a running mean over ``smooth`` steps), one line per run."""
     if ax is None:
@@ -59,13 +67,8 @@ def plot_step_losses(histories: Sequence[History], *, title: str = "", smooth: i
     else:
         fig = ax.figure
     for history in histories:
-        values = np.asarray(history.step_loss, dtype=float)
-        # Running mean over the last `smooth` steps (fewer at the start).
-        sums = np.cumsum(np.insert(values, 0, 0.0))
-        counts = np.minimum(np.arange(1, len(values) + 1), max(1, smooth))
-        window = (sums[1:] - sums[np.arange(len(values)) + 1 - counts]) / counts
         style = PLAIN_STYLE if history.label.startswith("plain") else {}
-        ax.plot(history.steps, window, label=history.label, **style)
+        ax.plot(history.steps, running_mean(history.step_loss, smooth), label=history.label, **style)
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss")
     ax.grid(alpha=0.3)
