@@ -1,12 +1,17 @@
-"""Measuring networks: parameters, FLOPs, and how gradients flow through the layers."""
+"""Measuring networks: parameters, FLOPs, how gradients flow, lesions, paths, loss landscapes, activation memory."""
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .data import Dataset
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -133,3 +138,365 @@ def input_gradient_norms(
         for handle in handles:
             handle.remove()
     return {name: g.norm().item() for (name, _), g in zip(blocks, grads)}
+
+
+# --- lesion study (Veit et al. 2016) --------------------------------------------------------------
+
+
+def _branch_output_layer(block: nn.Module) -> nn.Module | None:
+    """The last layer of a residual block's branch (silencing it leaves the shortcut), or None for a plain block."""
+    from .blocks import BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottleneck
+
+    if isinstance(block, BasicBlock):
+        return block.bn2
+    if isinstance(block, Bottleneck):
+        return block.bn3
+    if isinstance(block, PreActBlock):
+        return block.conv2
+    if isinstance(block, PreActBottleneck):
+        return block.conv3
+    if isinstance(block, PlainBlock):
+        return None
+    raise ValueError(f"cannot delete a block of type {type(block).__name__}; the lesion study knows the course's residual and plain blocks.")
+
+
+def _plain_block_stand_in(block: nn.Module) -> nn.Module:
+    """What a deleted plain block becomes: the identity, or option A's subsample-and-zero-pad where the shape changes."""
+    from .blocks import ZeroPadShortcut
+
+    in_channels, out_channels, stride = block.conv1.in_channels, block.bn2.num_features, block.conv1.stride[0]
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    return ZeroPadShortcut(in_channels, out_channels, stride)
+
+
+@contextmanager
+def blocks_deleted(model: nn.Module, names: Sequence[str]):
+    """Inside the ``with``, the named blocks of ``model`` are deleted; outside, the model is whole again.
+
+    A residual block loses its residual branch and becomes its shortcut (the
+    branch's last layer outputs zeros, so the block computes ``ReLU(shortcut(x))``,
+    or ``shortcut(x)`` for a pre-activation block). A plain block has no shortcut,
+    so deleting it would break the chain; it is replaced by the same
+    parameter-free map a residual block's option-A shortcut computes: the identity,
+    or, where the block changes the shape, subsampling plus zero-padded channels.
+    Weights are never touched (forward hooks do the work).
+    """
+    blocks = dict(model.named_blocks())
+    unknown = [name for name in names if name not in blocks]
+    if unknown:
+        raise ValueError(f"no block named {', '.join(unknown)}; the model's blocks are {', '.join(blocks)}.")
+    handles = []
+    try:
+        for name in names:
+            block = blocks[name]
+            branch_end = _branch_output_layer(block)
+            if branch_end is not None:
+                handles.append(branch_end.register_forward_hook(lambda _m, _i, out: torch.zeros_like(out)))
+            else:
+                stand_in = _plain_block_stand_in(block)
+                handles.append(block.register_forward_hook(lambda _m, args, _out, f=stand_in: f(args[0])))
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, data: Dataset) -> float:
+    """Accuracy on ``data``'s test split, in eval mode (BN uses its running statistics)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    try:
+        for x, y in data.to(device).test_batches():
+            correct += (model(x).argmax(1) == y).sum().item()
+    finally:
+        model.train(was_training)
+    return correct / len(data.y_test)
+
+
+def is_downsampling(block: nn.Module) -> bool:
+    """Whether ``block`` changes the shape (stride or channels) of what it is given."""
+    first = block.conv1
+    last_channels = _branch_output_layer(block)
+    out_channels = block.bn2.num_features if last_channels is None else (
+        last_channels.num_features if isinstance(last_channels, nn.BatchNorm2d) else last_channels.out_channels
+    )
+    return first.stride[0] != 1 or first.in_channels != out_channels
+
+
+@dataclass
+class LesionStudy:
+    """Test accuracy of the whole network and with each single block deleted, in block order."""
+
+    baseline: float
+    deleted: dict[str, float]  # block name -> test accuracy with only that block deleted
+    downsampling: list[str]  # the blocks that change the shape
+
+
+def lesion_study(model: nn.Module, data: Dataset) -> LesionStudy:
+    """Delete each block of ``model`` in turn (see :func:`blocks_deleted`) and measure the test accuracy."""
+    names = [name for name, _ in model.named_blocks()]
+    deleted = {}
+    for name in names:
+        with blocks_deleted(model, [name]):
+            deleted[name] = evaluate_accuracy(model, data)
+    downsampling = [name for name, block in model.named_blocks() if is_downsampling(block)]
+    return LesionStudy(baseline=evaluate_accuracy(model, data), deleted=deleted, downsampling=downsampling)
+
+
+def random_lesions(model: nn.Module, data: Dataset, counts: Sequence[int], *, trials: int = 5, seed: int = 0, keep_downsampling: bool = True) -> dict[int, list[float]]:
+    """Test accuracy after deleting ``k`` blocks at random, ``trials`` times for each ``k`` in ``counts``.
+
+    Veit et al. 2016 (Fig. 5a) delete several blocks at once and find the error grows
+    smoothly. ``keep_downsampling`` leaves the shape-changing blocks alone, as their
+    deletion does something different (it drops half the resolution's features).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    candidates = [name for name, block in model.named_blocks() if not (keep_downsampling and is_downsampling(block))]
+    if max(counts) > len(candidates):
+        raise ValueError(f"cannot delete {max(counts)} blocks: only {len(candidates)} can be deleted.")
+    results: dict[int, list[float]] = {}
+    for count in counts:
+        results[count] = []
+        for _ in range(trials):
+            chosen = [candidates[i] for i in torch.randperm(len(candidates), generator=generator)[:count].tolist()]
+            with blocks_deleted(model, chosen):
+                results[count].append(evaluate_accuracy(model, data))
+    return results
+
+
+# --- paths through a residual network (Veit et al. 2016) ------------------------------------------
+
+
+def path_length_counts(blocks: int) -> list[int]:
+    """How many paths of each length 0..n run through ``n`` residual blocks: C(n, k).
+
+    Unrolled, ``n`` blocks give ``2**n`` paths, one for each choice of "through the
+    branch" or "along the shortcut" at every block; a path through ``k`` branches
+    has length ``k``, and there are C(n, k) of them.
+    """
+    if not isinstance(blocks, int) or blocks < 0:
+        raise ValueError(f"the number of blocks must be a non-negative integer, got {blocks!r}.")
+    return [math.comb(blocks, k) for k in range(blocks + 1)]
+
+
+def _path_hooks(blocks: list[nn.Module], through_branch: set[int], first_input: dict) -> list:
+    """Hooks that let the backward pass through block i's branch only if i is in ``through_branch``, else only its shortcut.
+
+    The forward values are unchanged (``detach`` keeps the value and drops the
+    gradient), so every block still sees what it saw in the whole network.
+    """
+    handles = []
+    for index, block in enumerate(blocks):
+        if index == 0:
+            # The first block's input becomes a leaf: the gradient is measured there.
+            def make_leaf(_m, args):
+                leaf = args[0].detach().requires_grad_()
+                first_input["x"] = leaf
+                return (leaf,)
+
+            handles.append(block.register_forward_pre_hook(make_leaf))
+        if index not in through_branch:
+            branch_end = _branch_output_layer(block)
+            handles.append(branch_end.register_forward_hook(lambda _m, _i, out: out.detach()))
+        elif block.downsample is not None:
+            handles.append(block.downsample.register_forward_hook(lambda _m, _i, out: out.detach()))
+        else:
+            # An identity shortcut is the block's input itself: the block gets a detached
+            # copy (for the shortcut) and the branch's first layer gets the original back.
+            saved = {}
+
+            def detach_input(_m, args, saved=saved):
+                saved["x"] = args[0]
+                return (args[0].detach(),)
+
+            def restore_input(_m, _args, saved=saved):
+                return (saved["x"],)
+
+            handles.append(block.register_forward_pre_hook(detach_input))
+            handles.append(block.conv1.register_forward_pre_hook(restore_input))
+    return handles
+
+
+def _post_activation_blocks(model: nn.Module) -> list[nn.Module]:
+    from .blocks import BasicBlock, Bottleneck
+
+    blocks = [block for _, block in model.named_blocks()]
+    wrong = {type(b).__name__ for b in blocks if not isinstance(b, (BasicBlock, Bottleneck))}
+    if wrong:
+        raise ValueError(f"path gradients need post-activation residual blocks (BasicBlock, Bottleneck), not {', '.join(sorted(wrong))}.")
+    return blocks
+
+
+def path_gradient(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    through_branch: set[int],
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+) -> torch.Tensor:
+    """The loss gradient at the first block's input carried only by the paths through the branches of blocks ``through_branch``.
+
+    Blocks are numbered 0..n-1 in order. The forward pass is the whole network's;
+    in the backward pass block ``i`` lets the gradient through its branch only if
+    ``i`` is in ``through_branch``, and through its shortcut only if not. Summed
+    over all ``2**n`` choices this gives the whole gradient (in eval mode, where
+    the backward pass is linear). Works for post-activation residual blocks
+    (``BasicBlock``, ``Bottleneck``), whose branch starts with ``conv1``.
+    """
+    blocks = _post_activation_blocks(model)
+    first_input: dict = {}
+    handles = _path_hooks(blocks, set(through_branch), first_input)
+    try:
+        loss = loss_fn(model(inputs), targets)
+        (grad,) = torch.autograd.grad(loss, first_input["x"])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return grad
+
+
+def path_gradient_norms(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    samples: int = 10,
+    seed: int = 0,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+) -> dict[int, float]:
+    """The gradient norm one path of each length ``k = 0..n`` carries (Veit et al. 2016, section 6).
+
+    Their method: run the batch forward through the whole network; in the backward
+    pass, pick ``k`` blocks at random and let the gradient through only their
+    branches, and through only the shortcuts of the other ``n - k``
+    (:func:`path_gradient`). The norm of the gradient at the first block's input,
+    averaged over ``samples`` random choices of the ``k`` blocks, is what a path of
+    length ``k`` carries. In eval mode, so BN is a fixed affine map.
+    """
+    blocks = _post_activation_blocks(model)
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    norms: dict[int, float] = {}
+    try:
+        for length in range(len(blocks) + 1):
+            # Only one choice exists for k = 0 and k = n; sample the rest.
+            draws = 1 if length in (0, len(blocks)) else samples
+            total = 0.0
+            for _ in range(draws):
+                chosen = set(torch.randperm(len(blocks), generator=generator)[:length].tolist())
+                total += path_gradient(model, inputs, targets, chosen, loss_fn=loss_fn).norm().item()
+            norms[length] = total / draws
+    finally:
+        model.train(was_training)
+    return norms
+
+
+# --- loss landscapes (Li et al. 2018) -------------------------------------------------------------
+
+
+def filter_normalized_direction(model: nn.Module, *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """A random direction in weight space, scaled filter by filter to the weights (Li et al. 2018, section 4).
+
+    Each filter of a convolution or linear layer (a slice along the output
+    dimension) gets a Gaussian direction rescaled to that filter's norm, so a step
+    of 1 changes every filter by as much as the filter is large, whatever the
+    layer's scale. One-dimensional parameters (BN scales and shifts, biases) get a
+    zero direction, as in the paper's code (``--xignore biasbn``).
+    """
+    direction = {}
+    for name, weight in model.named_parameters():
+        if weight.dim() <= 1:
+            direction[name] = torch.zeros_like(weight)
+            continue
+        noise = torch.randn(weight.shape, generator=generator).to(weight)
+        filter_norms = weight.detach().flatten(1).norm(dim=1)
+        noise_norms = noise.flatten(1).norm(dim=1)
+        scale = (filter_norms / (noise_norms + 1e-10)).view(-1, *[1] * (weight.dim() - 1))
+        direction[name] = noise * scale
+    return direction
+
+
+@torch.no_grad()
+def _loss_at(model: nn.Module, weights: dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor, loss_fn) -> float:
+    return loss_fn(torch.func.functional_call(model, weights, (inputs,)), targets).item()
+
+
+def loss_slice(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    directions: Sequence[dict[str, torch.Tensor]],
+    coordinates: Sequence[Sequence[float]],
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    progress: bool = False,
+) -> torch.Tensor:
+    """The loss at ``weights + a d1 (+ b d2)`` on a fixed batch, for every grid point.
+
+    ``directions`` holds one direction (a 1-D slice over ``coordinates[0]``) or two
+    (a 2-D slice; the result has shape ``len(coordinates[1]) x len(coordinates[0])``,
+    rows for the second direction, ready for ``contour(a, b, loss)``). BN is in
+    eval mode with the trained running statistics, as in the paper's code. The
+    model's own weights are never changed (``torch.func.functional_call``).
+    """
+    if len(directions) not in (1, 2) or len(directions) != len(coordinates):
+        raise ValueError(f"give one or two directions, each with its coordinates; got {len(directions)} direction(s) and {len(coordinates)} coordinate list(s).")
+    was_training = model.training
+    model.eval()
+    base = {name: p.detach() for name, p in model.named_parameters()}
+    # Grid points as step tuples, the first direction varying fastest (row-major for a contour plot).
+    points = [(a,) for a in coordinates[0]] if len(coordinates) == 1 else [(a, b) for b in coordinates[1] for a in coordinates[0]]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(points), desc="loss landscape", unit="point", leave=False)
+    losses = []
+    try:
+        for steps in points:
+            weights = {name: w + sum(float(t) * d[name] for t, d in zip(steps, directions)) for name, w in base.items()}
+            losses.append(_loss_at(model, weights, inputs, targets, loss_fn))
+            if bar is not None:
+                bar.update()
+    finally:
+        model.train(was_training)
+        if bar is not None:
+            bar.close()
+    shape = [len(c) for c in reversed(coordinates)]
+    return torch.tensor(losses).view(*shape)
+
+
+# --- activation memory -----------------------------------------------------------------------------
+
+
+def saved_activation_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
+    """Bytes of the tensors a training-mode forward pass keeps for the backward pass, weights excluded.
+
+    This is the activation memory training needs (on any device: it is counted, not
+    measured on a GPU). Tensors are counted once per storage, so a view saved twice
+    counts once; parameters, which exist anyway, are left out.
+    """
+    parameter_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameter_storages:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    was_training = model.training
+    model.train()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            output = model(inputs)
+        del output
+    finally:
+        model.train(was_training)
+    return sum(storages.values())

@@ -303,7 +303,7 @@ class TrainingRun:
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
         self.model.train(was_training)
-        n = len(data.y_test)
+        n = data.y_test.numel()  # targets, not examples: a sequence has one per position
         return loss_sum.item() / n, correct.item() / n
 
     def __iter__(self) -> Iterator[int]:
@@ -320,7 +320,7 @@ class TrainingRun:
             while self.step < self.total_steps:
                 epoch += 1
                 loss_sum = torch.zeros((), device=self.device)
-                correct = torch.zeros((), device=self.device, dtype=torch.long)
+                correct = torch.zeros((), device=self.device)  # examples right (a fraction for a sequence)
                 seen = 0
                 pending = []  # step losses not yet read from the device
                 epoch_start = time.perf_counter()
@@ -343,7 +343,9 @@ class TrainingRun:
                     seen += len(y)
                     detached = loss.detach()
                     loss_sum += detached * len(y)
-                    correct += (logits.detach().argmax(1) == y).sum()
+                    # Per example, the fraction of its targets that are right: 0 or 1 for a class
+                    # label, per-position accuracy for a sequence of targets.
+                    correct += (logits.detach().argmax(1) == y).reshape(len(y), -1).float().mean(1).sum()
                     pending.append((self.step, detached))
                     if len(pending) >= self.log_every:
                         self._read_step_losses(pending, bar)
