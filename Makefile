@@ -13,8 +13,42 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3
 	touch $(STAMP)
 
-book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+# The built book works with no network: MathJax, require.js and the ipywidgets
+# renderer are installed from npm at exact versions and served from the book's own
+# _static/vendor/ (_config.yml points there), never from a CDN. Nothing is committed.
+# html-manager 1.0.15 is the renderer released with ipywidgets 8.1 / jupyterlab_widgets 3
+# (same @jupyter-widgets/base ^6.0.12 and controls ^5.0.13); embed-amd.js finds its icon
+# fonts next to itself, so they are copied with it.
+VENDOR := _build/vendor
+VENDOR_STATIC := $(VENDOR)/static/vendor
+NPM_PACKAGES := mathjax@3.2.2 requirejs@2.3.7 @jupyter-widgets/html-manager@1.0.15
+NODE_MODULES := $(VENDOR)/npm/node_modules
+
+$(VENDOR)/.installed: Makefile
+	@command -v npm >/dev/null || { echo "make book needs npm (Node.js) once, to fetch MathJax and the widget renderer for the offline book."; exit 1; }
+	rm -rf $(VENDOR)
+	npm install --prefix $(VENDOR)/npm --no-save --no-audit --no-fund --ignore-scripts $(NPM_PACKAGES)
+	mkdir -p $(VENDOR_STATIC)/requirejs $(VENDOR_STATIC)/html-manager
+	cp -R $(NODE_MODULES)/mathjax/es5 $(VENDOR_STATIC)/mathjax
+	cp $(NODE_MODULES)/requirejs/require.js $(VENDOR_STATIC)/requirejs/
+	cp $(NODE_MODULES)/@jupyter-widgets/html-manager/dist/embed-amd.js \
+	   $(NODE_MODULES)/@jupyter-widgets/html-manager/dist/*.woff* \
+	   $(NODE_MODULES)/@jupyter-widgets/html-manager/dist/*.ttf \
+	   $(NODE_MODULES)/@jupyter-widgets/html-manager/dist/*.eot \
+	   $(NODE_MODULES)/@jupyter-widgets/html-manager/dist/*.svg $(VENDOR_STATIC)/html-manager/
+	touch $@
+
+# The execution cache recognises a notebook by its cells, not by the package it imports:
+# after any change to resnet_course/ every chapter is executed again.
+PACKAGE_STAMP := _build/.package-stamp
+$(PACKAGE_STAMP): $(shell find resnet_course -name '*.py') pyproject.toml
+	rm -rf _build/.jupyter_cache
+	mkdir -p _build && touch $@
+
+# --all re-reads every page (executed notebooks come from the cache), so a notebook that
+# failed in an earlier build is run and reported again instead of passing silently.
+book: $(STAMP) $(VENDOR)/.installed $(PACKAGE_STAMP)
+	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 
 test: book
 	$(PYTHON) -m pytest

@@ -1,0 +1,296 @@
+"""A reader's check of the built book, in a real browser with no network.
+
+Serves the built site (``_build/html``, or ``$RESNET_COURSE_SITE``) on loopback and opens
+every page of the table of contents in headless Chromium through Playwright. Each page
+must load without console errors or failed requests (any request that leaves loopback
+counts as failed: the book is self-contained), show its figures, render its math with
+MathJax, render its stored widget state as visible controls, and, for a chapter, offer
+Colab and Binder links to that chapter's notebook in the course repository. A full-page
+screenshot of each page is saved under ``_build/screenshots/``.
+
+Debian's Chromium is used (``apt-get install chromium``); no browser is ever downloaded.
+Without it the test is skipped, unless ``RESNET_COURSE_REQUIRE_BROWSER=1`` (CI).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from resnet_course.book import source_of, toc_files
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = Path(os.environ.get("RESNET_COURSE_SITE", ROOT / "_build" / "html")).resolve()
+# The book the site was built from: by default the folder that holds `_build/html`.
+BOOK = Path(os.environ.get("RESNET_COURSE_BOOK", SITE.parent.parent if (SITE.parent.parent / "_config.yml").is_file() else ROOT))
+TOC = Path(os.environ.get("RESNET_COURSE_TOC", BOOK / "_toc.yml"))
+SCREENSHOTS = SITE.parent / "screenshots"
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+PAGE_TIMEOUT_MS = 60_000
+
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# The element each kind of control renders to (ipywidgets 8, @jupyter-widgets/controls 5).
+CONTROL_SELECTORS = {
+    "IntSliderModel": ".widget-slider",
+    "FloatSliderModel": ".widget-slider",
+    "FloatLogSliderModel": ".widget-slider",
+    "IntRangeSliderModel": ".widget-slider",
+    "FloatRangeSliderModel": ".widget-slider",
+    "SelectionSliderModel": ".widget-slider",
+    "ButtonModel": ".widget-button",
+    "ToggleButtonModel": ".jupyter-button",
+    "ToggleButtonsModel": ".widget-toggle-button",
+    "DropdownModel": ".widget-dropdown",
+    "CheckboxModel": ".widget-checkbox",
+    "IntProgressModel": ".widget-progress",
+    "FloatProgressModel": ".widget-progress",
+}
+
+
+# ---------------------------------------------------------------- what the book holds
+
+
+_CODE = re.compile(r"```.*?```|~~~.*?~~~|`[^`\n]*`", re.DOTALL)
+# MyST dollar math: $$...$$, or $...$ with no space just inside the dollars.
+_MATH = re.compile(r"\$\$.+?\$\$|\$[^\s$][^$\n]*?(?<=\S)\$", re.DOTALL)
+
+
+def source_has_math(path: Path | None) -> bool:
+    """Whether the page's markdown (outside code) contains dollar math or a math directive."""
+    if path is None:
+        return False
+    if path.suffix == ".ipynb":
+        cells = json.loads(path.read_text())["cells"]
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    else:
+        text = path.read_text()
+    text = _CODE.sub("", text)
+    return bool(_MATH.search(text) or re.search(r"\{math\}|\\begin\{(equation|align)", text))
+
+
+def book_config() -> dict:
+    return yaml.safe_load((BOOK / "_config.yml").read_text())
+
+
+def expected_launch_links(page: str) -> dict[str, str]:
+    """The Colab and Binder links sphinx-book-theme must show on a chapter page."""
+    config = book_config()
+    repository = config["repository"]
+    owner_repo = urlsplit(repository["url"]).path.strip("/")
+    branch = repository.get("branch", "main")
+    path = f"{repository.get('path_to_book', '').strip('/')}/{page}.ipynb".lstrip("/")
+    launch = config["launch_buttons"]
+    return {
+        "Colab": f"{launch['colab_url'].rstrip('/')}/github/{owner_repo}/blob/{branch}/{path}",
+        "Binder": f"{launch['binderhub_url'].rstrip('/')}/v2/gh/{owner_repo}/{branch}?urlpath=tree/{path}",
+    }
+
+
+def widgets_on_page(html: str) -> tuple[int, set[str]]:
+    """How many widget views the page displays, and the control models they reach."""
+    states = re.findall(rf'<script type="{re.escape(WIDGET_STATE)}">(.*?)</script>', html, re.DOTALL)
+    views = re.findall(rf'<script type="{re.escape(WIDGET_VIEW)}">(.*?)</script>', html, re.DOTALL)
+    if not views:
+        return 0, set()
+    models = json.loads(states[0])["state"] if states else {}
+    # Follow "IPY_MODEL_<id>" references from each displayed view to the controls it contains.
+    reached, stack = set(), [json.loads(view)["model_id"] for view in views]
+    while stack:
+        model_id = stack.pop()
+        if model_id in reached or model_id not in models:
+            continue
+        reached.add(model_id)
+        stack.extend(re.findall(r"IPY_MODEL_([0-9a-f]+)", json.dumps(models[model_id]["state"])))
+    return len(views), {models[m]["model_name"] for m in reached}
+
+
+PAGES = toc_files(TOC)
+
+
+# ---------------------------------------------------------------- server and browser
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest's output for failures
+        pass
+
+
+@pytest.fixture(scope="module")
+def site_url():
+    if not (SITE / "index.html").is_file():
+        pytest.fail(f"The built book is missing ({SITE / 'index.html'} does not exist): run `make book` first.")
+    handler = functools.partial(_QuietHandler, directory=str(SITE))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    required = os.environ.get("RESNET_COURSE_REQUIRE_BROWSER") == "1"
+    reason = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "Playwright is not installed (pip install playwright)"
+    if reason is None and not CHROMIUM.is_file():
+        reason = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    if reason:
+        if required:
+            pytest.fail(f"{reason}, and RESNET_COURSE_REQUIRE_BROWSER=1 requires the browser check.")
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+# ---------------------------------------------------------------- one page, as a reader sees it
+
+
+_MATH_REPORT = """() => {
+    const article = document.querySelector('article') || document.body;
+    const math = Array.from(article.querySelectorAll('.math'));
+    const text = article.cloneNode(true);
+    text.querySelectorAll('pre, code, script, style, mjx-container').forEach(el => el.remove());
+    return {
+        elements: math.length,
+        rendered: article.querySelectorAll('mjx-container').length,
+        unrendered: math.filter(el => !el.querySelector('mjx-container')).map(el => el.textContent.trim().slice(0, 60)),
+        errors: Array.from(article.querySelectorAll('mjx-merror')).map(el => el.textContent.slice(0, 60)),
+        rawDisplayMath: text.textContent.includes('$$'),
+    };
+}"""
+
+_BROKEN_IMAGES = """() => Array.from(document.querySelectorAll('article img'))
+    .filter(img => !(img.complete && img.naturalWidth > 0))
+    .map(img => img.getAttribute('src'))"""
+
+_VISIBLE = """selector => Array.from(document.querySelectorAll(selector))
+    .filter(el => { const box = el.getBoundingClientRect(); return box.width > 0 && box.height > 0; }).length"""
+
+
+def wait_for(page, expression: str, what: str, problems: list[str], timeout_ms: int = 20_000) -> bool:
+    """Wait until ``expression`` is true in the page; on timeout, note the problem and go on."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(expression, timeout=timeout_ms)
+        return True
+    except PlaywrightTimeout:
+        problems.append(f"gave up waiting {timeout_ms // 1000} s for {what}")
+        return False
+
+
+def check_page(browser, site_url: str, page_name: str) -> list[str]:
+    """Open one page like a reader would; return every problem found (empty when all is well)."""
+    html_path = SITE / f"{page_name}.html"
+    if not html_path.is_file():
+        return [f"{page_name} is in {TOC.name} but {html_path} is missing: run `make book`."]
+    html = html_path.read_text()
+    problems: list[str] = []
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+    def guard(route):
+        # The book must not need the network: anything beyond loopback is a failure.
+        parts = urlsplit(route.request.url)
+        if parts.scheme in {"http", "https", "ws", "wss"} and parts.hostname not in LOOPBACK:
+            problems.append(f"request leaves loopback: {route.request.url}")
+            route.abort()
+        else:
+            route.continue_()
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    page.on("console", lambda msg: problems.append(f"console error: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("requestfailed", lambda request: problems.append(f"failed request: {request.url} ({request.failure})"))
+    page.on("response", lambda response: problems.append(f"HTTP {response.status}: {response.url}") if response.status >= 400 else None)
+    try:
+        page.goto(f"{site_url}/{page_name}.html", wait_until="load")
+
+        # Math: MathJax typesets after loading; wait for it, then nothing may be left raw.
+        if source_has_math(source_of(BOOK, page_name)) or 'class="math' in html:
+            if "mathjax" not in html.lower():
+                problems.append("the page has math but does not load MathJax")
+            elif wait_for(page, "() => window.MathJax && MathJax.startup && MathJax.startup.promise", "MathJax to start", problems):
+                page.evaluate("() => MathJax.startup.promise.then(() => true)")
+                math = page.evaluate(_MATH_REPORT)
+                if math["elements"] == 0 or math["rendered"] == 0:
+                    problems.append(f"math is not rendered ({math['elements']} math elements, {math['rendered']} mjx-container)")
+                if math["unrendered"]:
+                    problems.append(f"math left unrendered: {math['unrendered']}")
+                if math["errors"]:
+                    problems.append(f"MathJax errors: {math['errors']}")
+                if math["rawDisplayMath"]:
+                    problems.append("raw $$ in the page text: display math was not parsed")
+
+        # Widgets: the stored state must render, every displayed view as visible controls.
+        views, control_models = widgets_on_page(html)
+        if views:
+            rendered = f"() => document.querySelectorAll('.widget-subarea').length >= {views}"
+            wait_for(page, rendered, f"all {views} stored widget views to render", problems)
+            page.wait_for_load_state("networkidle")
+            for model in sorted(control_models):
+                selector = CONTROL_SELECTORS.get(model)
+                if selector and page.evaluate(_VISIBLE, selector) == 0:
+                    problems.append(f"no visible {selector} for the page's {model}")
+
+        # Figures: every image in the article has loaded with a real size.
+        broken = page.evaluate(_BROKEN_IMAGES)
+        if broken:
+            problems.append(f"images that did not load: {broken}")
+
+        # Launch links: a chapter opens its own notebook, in the course repository.
+        source = source_of(BOOK, page_name)
+        if source is not None and source.suffix == ".ipynb":
+            for service, expected in expected_launch_links(page_name).items():
+                prefix = expected.split("/github/")[0] if service == "Colab" else expected.split("/v2/")[0]
+                links = page.eval_on_selector_all(f'a[href^="{prefix}"]', "els => els.map(a => a.href)")
+                if links != [expected]:
+                    problems.append(f"{service} link is {links}, expected [{expected!r}]")
+
+        page.wait_for_load_state("networkidle")
+        screenshot = SCREENSHOTS / f"{page_name}.png"
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshot), full_page=True)
+    finally:
+        context.close()
+    return problems
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page_name", PAGES)
+def test_page_reads_well_offline(browser, site_url, page_name):
+    problems = check_page(browser, site_url, page_name)
+    assert not problems, f"{page_name}: " + "; ".join(problems)
+
+
+# ---------------------------------------------------------------- the helpers themselves
+
+
+def test_source_has_math_ignores_code_and_prices(tmp_path):
+    with_math = tmp_path / "a.md"
+    with_math.write_text("The gradient is $1 + \\partial F/\\partial x$.\n")
+    without = tmp_path / "b.md"
+    without.write_text("Set `$RESNET_COURSE_PRESET`; it costs $5 and $6 more.\n\n```bash\necho $$\n```\n")
+    assert source_has_math(with_math)
+    assert not source_has_math(without)
