@@ -1,0 +1,631 @@
+"""Speed measurements: training throughput against a reference ResNet, chapter and book wall times, the degradation clock.
+
+``python -m resnet_course bench`` measures, in one run, and prints:
+
+* **machine**: CPU model, cores, torch and torchvision versions, the device, the load average
+  (a busy machine slows every figure below; the load says how busy it was).
+* **throughput**: training images/s of the course's CIFAR ResNet-20 and ResNet-56 against
+  :class:`ReferenceResNet`, the same network written the way torchvision writes ``resnet.py``.
+  Three trainers run interleaved on identical sizes, each with the same SGD step
+  (momentum 0.9, weight decay 1e-4, foreach on the CPU, fused on CUDA):
+
+  - *reference*: the reference network in a plain loop (forward, loss, backward, step) on
+    a batch made beforehand;
+  - *course network*: the course's network in that same plain loop, so the ratio
+    compares the networks and nothing else;
+  - *course loop*: the course's network trained by :class:`~resnet_course.train.TrainingRun`
+    (``fit``'s loop), which also slices, augments and normalises every batch and reads the
+    loss, so the ratio is what a reader of the course gets.
+
+  Warm-up steps are excluded; every repetition times ``--steps`` steps of each trainer in
+  turn (the order rotates), and a ratio is the median over repetitions of the course's
+  images/s divided by the reference's in the same repetition, so load that drifts during
+  the run affects both sides alike.
+* **chapters**: the wall time of every ``chapters/*.ipynb`` executed with nbclient under the
+  ``quick`` preset, one after another, and their sum, the whole book (takes minutes;
+  ``--no-chapters`` skips it).
+* **degradation**: chapter 1's experiment, plain-20 and plain-56 trained with the preset's
+  settings, one step of each in turn. Plain-56 is *behind* at step ``s`` when the mean of
+  its last ``--window`` step losses is above plain-20's at the same step. The clock reports
+  the first step from which plain-56 stays behind until the end of training, and the
+  seconds both networks together had trained by then (data loading excluded).
+
+``--only throughput,machine`` picks parts, ``--json PATH`` saves every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import DataUnavailableError, Dataset, load_cifar10
+from .models import create_model, valid_cifar_depth
+from .train import TrainingRun, describe_device, get_preset, pick_device, set_seed
+
+PARTS = ("machine", "throughput", "chapters", "degradation")
+GOALS = {"throughput_ratio": 0.95, "book_seconds": 600.0, "degradation_seconds": 60.0}
+
+
+# --- the reference: a CIFAR ResNet written the way torchvision writes resnet.py ----------------
+# Deliberately plain: no shape checks, no options, `_make_layer` mutating `self.inplanes`.
+# Parameter names equal the course's, so `reference.load_state_dict(course.state_dict())` works.
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution with padding"""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+class ShortcutA(nn.Module):
+    """Option A: subsample, then append zero channels (as fb.resnet.torch's shortcutType 'A')."""
+
+    def __init__(self, stride: int, extra_channels: int):
+        super().__init__()
+        self.stride = stride
+        self.extra_channels = extra_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, 0, self.extra_channels))
+
+
+class ReferenceBasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+
+        if self.downsample is not None:
+            identity = self.downsample(x)
+
+        out += identity
+        out = self.relu(out)
+
+        return out
+
+
+class ReferenceResNet(nn.Module):
+    def __init__(self, block: type[nn.Module], layers: list[int], num_classes: int = 10, width: int = 16):
+        super().__init__()
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(block, width, layers[0])
+        self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(4 * width * block.expansion, num_classes)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = ShortcutA(stride, planes * block.expansion - self.inplanes)
+
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        for _ in range(1, blocks):
+            layers.append(block(self.inplanes, planes))
+
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        x = self.fc(x)
+
+        return x
+
+
+def reference_cifar_resnet(depth: int, *, width: int = 16, num_classes: int = 10) -> ReferenceResNet:
+    """The reference ResNet-``depth`` for CIFAR (6n+2 layers: n basic blocks per stage)."""
+    if not valid_cifar_depth(depth):
+        raise ValueError(f"depth {depth} is not 6n+2 (20, 32, 44, 56, 110, ...).")
+    n = (depth - 2) // 6
+    return ReferenceResNet(ReferenceBasicBlock, [n, n, n], num_classes=num_classes, width=width)
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def describe_machine(device: torch.device) -> dict:
+    """What the figures were measured on; the load average says how busy the machine was."""
+    import torchvision
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": describe_device(device),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def format_machine(machine: dict) -> str:
+    load = machine["load_average"]
+    load_text = f", load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)" if load else ""
+    return (
+        f"Machine: {machine['cpu']}, {machine['logical_cores']} logical cores ({machine['usable_cores']} usable), "
+        f"torch {machine['torch']} with {machine['torch_threads']} threads, torchvision {machine['torchvision']}, "
+        f"Python {machine['python']}, device {machine['device']}{load_text}"
+    )
+
+
+# --- throughput --------------------------------------------------------------------------------
+
+
+def _synchronize(device: torch.device) -> None:
+    # GPU work is queued; the clock may only be read once the queue has drained.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def synthetic_images(count: int, image_size: int, *, seed: int = 0) -> Dataset:
+    """Random uint8 images and labels: speed does not depend on what the pixels show."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (count, 3, image_size, image_size), dtype=torch.uint8, generator=generator)
+    y = torch.randint(0, 10, (count,), generator=generator)
+    return Dataset(
+        x, y, x[:1], y[:1], classes=tuple(str(i) for i in range(10)), name="synthetic", source="random",
+        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+    )
+
+
+def plain_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bf16: bool) -> Callable[[], None]:
+    """One SGD step on a fixed batch, written the usual way: the loop the reference would be trained with."""
+    cuda = x.device.type == "cuda"
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, **({"fused": True} if cuda else {"foreach": True})
+    )
+    model.train()
+
+    def step() -> None:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def time_interleaved(
+    trainers: dict[str, Callable[[], object]], *, steps: int, repeats: int, warmup: int, batch_size: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Images/s of each trainer in each repetition; the trainers take turns, in a rotating order."""
+    for train_step in trainers.values():
+        for _ in range(warmup):
+            train_step()
+    _synchronize(device)
+    names = list(trainers)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for repetition in range(repeats):
+        shift = repetition % len(names)
+        for name in names[shift:] + names[:shift]:
+            _synchronize(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                trainers[name]()
+            _synchronize(device)
+            samples[name].append(steps * batch_size / (time.perf_counter() - start))
+    return samples
+
+
+def measure_throughput(
+    model_name: str,
+    *,
+    image_size: int,
+    width: int,
+    batch_size: int,
+    steps: int = 3,
+    repeats: int = 5,
+    warmup: int = 2,
+    device: str | torch.device | None = "cpu",
+    seed: int = 0,
+) -> dict:
+    """Training images/s of the course's ``model_name`` (a CIFAR ``resnetN``) against the reference."""
+    depth = _resnet_depth(model_name)
+    if min(steps, repeats) < 1 or warmup < 0:
+        raise ValueError(f"steps and repeats must be at least 1 and warmup at least 0, got {steps}, {repeats}, {warmup}.")
+    device = pick_device(device)
+    data = synthetic_images(batch_size * (warmup + steps * repeats + 1), image_size, seed=seed)
+
+    set_seed(seed)
+    loop_model = create_model(model_name, width=width)
+    network_model = create_model(model_name, width=width)
+    reference = reference_cifar_resnet(depth, width=width)
+    # Identical starting weights, so all three do the same arithmetic.
+    network_model.load_state_dict(loop_model.state_dict())
+    reference.load_state_dict(loop_model.state_dict())
+
+    # The course's loop, on one long epoch (no epoch ends or test passes inside the measurement).
+    run = TrainingRun(
+        loop_model, data, epochs=1, batch_size=batch_size, schedule="constant", device=device,
+        evaluate=False, progress=False, seed=seed,
+    )
+    loop_steps = iter(run)
+    # The plain loops run with the same precision and memory format the course's loop chose.
+    memory_format = torch.channels_last if run.channels_last else torch.contiguous_format
+    x = data.normalise(data.x_train[:batch_size]).to(device).contiguous(memory_format=memory_format)
+    y = data.y_train[:batch_size].to(device)
+    trainers = {
+        "reference": plain_training_step(reference.to(device, memory_format=memory_format), x, y, bf16=run.use_bf16),
+        "course_network": plain_training_step(network_model.to(device, memory_format=memory_format), x, y, bf16=run.use_bf16),
+        "course_loop": lambda: next(loop_steps),
+    }
+    samples = time_interleaved(trainers, steps=steps, repeats=repeats, warmup=warmup, batch_size=batch_size, device=device)
+
+    def paired_ratio(name: str) -> float:
+        return statistics.median(c / r for c, r in zip(samples[name], samples["reference"]))
+
+    return {
+        "model": model_name,
+        "device": describe_device(device),
+        "precision": run.history.precision,
+        "channels_last": run.channels_last,
+        "image_size": image_size,
+        "width": width,
+        "batch_size": batch_size,
+        "steps": steps,
+        "repeats": repeats,
+        "warmup": warmup,
+        "parameters": sum(p.numel() for p in reference.parameters()),
+        "images_per_s": {name: statistics.median(values) for name, values in samples.items()},
+        "samples_images_per_s": samples,
+        "ratio_network": paired_ratio("course_network"),
+        "ratio_loop": paired_ratio("course_loop"),
+    }
+
+
+def _resnet_depth(model_name: str) -> int:
+    digits = model_name.removeprefix("resnet")
+    if not (model_name.startswith("resnet") and digits.isdigit() and valid_cifar_depth(int(digits))):
+        raise ValueError(f"the throughput benchmark compares CIFAR ResNets (resnet20, resnet32, resnet44, resnet56, resnet110), not {model_name!r}.")
+    return int(digits)
+
+
+def format_throughput(results: list[dict]) -> str:
+    if not results:
+        return "Throughput: no model measured."
+    first = results[0]
+    lines = [
+        f"Throughput on {first['device']} ({first['precision']}), batch {first['batch_size']}, "
+        f"{first['image_size']}x{first['image_size']} images, width {first['width']}: median of {first['repeats']} "
+        f"repetitions of {first['steps']} steps after {first['warmup']} warm-up steps (images/s; ratio = course / reference)",
+        f"  {'model':<10} {'reference':>10} {'course network':>15} {'ratio':>6} {'course loop (fit)':>18} {'ratio':>6}",
+    ]
+    for result in results:
+        speed = result["images_per_s"]
+        lines.append(
+            f"  {result['model']:<10} {speed['reference']:>10.1f} {speed['course_network']:>15.1f} {result['ratio_network']:>6.3f} "
+            f"{speed['course_loop']:>18.1f} {result['ratio_loop']:>6.3f}"
+        )
+    return "\n".join(lines)
+
+
+# --- chapters and the whole book ---------------------------------------------------------------
+
+
+def default_notebooks() -> list[Path]:
+    """``chapters/*.ipynb`` of the checkout the package runs from, else of the working directory."""
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        found = sorted((root / "chapters").glob("*.ipynb"))
+        if found:
+            return found
+    return []
+
+
+def time_notebooks(paths: list[Path], *, preset: str = "quick", timeout: int = 1800, kernel_name: str | None = None) -> dict:
+    """Execute each notebook with nbclient, one after another, and time it (kernel start included)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    results = []
+    saved = os.environ.get("RESNET_COURSE_PRESET")
+    os.environ["RESNET_COURSE_PRESET"] = preset  # kernels inherit this process's environment
+    try:
+        for path in paths:
+            notebook = nbformat.read(path, as_version=4)
+            options = {"kernel_name": kernel_name} if kernel_name else {}
+            client = NotebookClient(notebook, timeout=timeout, resources={"metadata": {"path": str(Path(path).parent)}}, **options)
+            start = time.perf_counter()
+            error = None
+            try:
+                client.execute()
+            except Exception as failure:  # a failing cell, a timeout, a dead kernel: record it, time the rest
+                error = f"{type(failure).__name__}: {str(failure).strip().splitlines()[-1] if str(failure).strip() else ''}"
+            results.append({"notebook": str(path), "seconds": time.perf_counter() - start, "ok": error is None, "error": error})
+    finally:
+        if saved is None:
+            os.environ.pop("RESNET_COURSE_PRESET", None)
+        else:
+            os.environ["RESNET_COURSE_PRESET"] = saved
+    return {"preset": preset, "notebooks": results, "total_seconds": sum(r["seconds"] for r in results), "all_ok": all(r["ok"] for r in results)}
+
+
+def format_chapters(chapters: dict) -> str:
+    if not chapters["notebooks"]:
+        return "Chapters: no chapters/*.ipynb found."
+    lines = [f"Chapters executed with the '{chapters['preset']}' preset, one after another (seconds, kernel start included):"]
+    for entry in chapters["notebooks"]:
+        state = "" if entry["ok"] else f"  FAILED: {entry['error']}"
+        lines.append(f"  {Path(entry['notebook']).name:<40} {entry['seconds']:8.1f}{state}")
+    lines.append(f"  {'whole book':<40} {chapters['total_seconds']:8.1f}")
+    return "\n".join(lines)
+
+
+# --- the degradation clock ---------------------------------------------------------------------
+
+
+def running_mean(values, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at every position (fewer at the start)."""
+    values = np.asarray(values, dtype=float)
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), max(1, window))
+    return (sums[1:] - sums[np.arange(len(values)) + 1 - counts]) / counts
+
+
+def first_step_behind(ahead_losses, behind_losses, *, window: int) -> int | None:
+    """The first step (1-based) from which ``behind_losses``' running mean stays above ``ahead_losses``' to the end."""
+    n = min(len(ahead_losses), len(behind_losses))
+    if n == 0:
+        return None
+    behind = running_mean(behind_losses[:n], window) > running_mean(ahead_losses[:n], window)
+    if not behind[-1]:
+        return None
+    not_behind = np.flatnonzero(~behind)
+    return int(not_behind[-1]) + 2 if len(not_behind) else 1
+
+
+def degradation_clock(
+    data: Dataset,
+    *,
+    width: int,
+    batch_size: int,
+    epochs: float,
+    window: int = 10,
+    device: str | torch.device | None = "cpu",
+    seed: int = 0,
+) -> dict:
+    """Train plain-20 and plain-56 one step each in turn, and time until plain-56 stays behind."""
+    runs = {}
+    for name in ("plain20", "plain56"):
+        set_seed(seed)
+        runs[name] = TrainingRun(
+            create_model(name, width=width), data, epochs=epochs, batch_size=batch_size, device=device,
+            log_every=1, progress=False, label=name, seed=seed,
+        )
+    steps = {name: iter(run) for name, run in runs.items()}
+    elapsed, clock = 0.0, []  # clock[s - 1]: seconds both networks took to train s steps each
+    while steps:
+        for name in list(steps):
+            start = time.perf_counter()
+            try:
+                next(steps[name])
+            except StopIteration:  # the last epoch's summary and test pass run here
+                del steps[name]
+            elapsed += time.perf_counter() - start
+        if steps:
+            clock.append(elapsed)
+    losses = {name: run.history.step_loss for name, run in runs.items()}
+    step = first_step_behind(losses["plain20"], losses["plain56"], window=window)
+    return {
+        "definition": (
+            f"plain-56 is behind at step s when the mean of its last {window} step losses is above plain-20's at step s; "
+            "behind_from_step is the first step from which it stays behind to the end of training, and seconds_to_behind "
+            "the time both networks, trained one step each in turn, took to reach it (data loading excluded)"
+        ),
+        "data": repr(data),
+        "width": width,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "window": window,
+        "device": runs["plain20"].history.device,
+        "total_steps": len(clock),
+        "total_seconds": elapsed,
+        "behind_from_step": step,
+        "seconds_to_behind": clock[step - 1] if step is not None else None,
+        "final_running_loss": {name: float(running_mean(values, window)[-1]) for name, values in losses.items() if values},
+        "final_epoch_train_loss": {name: run.history.train_loss[-1] for name, run in runs.items() if run.history.train_loss},
+        "final_test_acc": {name: run.history.test_acc[-1] for name, run in runs.items() if run.history.test_acc},
+    }
+
+
+def format_degradation(result: dict) -> str:
+    losses = ", ".join(f"{name} {value:.3f}" for name, value in result["final_running_loss"].items())
+    if result["behind_from_step"] is None:
+        verdict = f"plain-56 is NOT behind plain-20 at the end of training (final running losses: {losses})"
+    else:
+        verdict = (
+            f"plain-56 behind plain-20 from step {result['behind_from_step']} of {result['total_steps']} on, "
+            f"after {result['seconds_to_behind']:.1f} s (final running losses: {losses})"
+        )
+    return (
+        f"Degradation clock ({result['data']}, width {result['width']}, batch {result['batch_size']}, "
+        f"{result['epochs']:g} epochs, on {result['device']}): {verdict}; both runs took {result['total_seconds']:.1f} s.\n"
+        f"  ({result['definition']}.)"
+    )
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out")
+    parser.add_argument("--no-chapters", action="store_true", help="leave out executing the chapters (it takes minutes)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure to this JSON file")
+    parser.add_argument("--device", default="cpu", help="device for throughput and degradation (default cpu; 'auto' picks CUDA, MPS, CPU)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, one per core)")
+    parser.add_argument("--preset", help="preset whose sizes are used (default: $RESNET_COURSE_PRESET, else by device)")
+    parser.add_argument("--image-size", type=int, help="override the preset's image size")
+    parser.add_argument("--width", type=int, help="override the preset's network width")
+    parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    parser.add_argument("--models", default="resnet20,resnet56", help="CIFAR ResNets whose throughput is measured")
+    parser.add_argument("--steps", type=int, default=3, help="training steps timed per repetition")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
+    parser.add_argument("--notebooks", help="glob of notebooks to time (default: chapters/*.ipynb)")
+    parser.add_argument("--chapter-preset", default="quick", help="preset the chapters are executed with (default quick)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds one notebook cell may take")
+    parser.add_argument("--epochs", type=float, help="override the preset's epochs in the degradation clock")
+    parser.add_argument("--train-size", type=int, help="override the preset's training images in the degradation clock")
+    parser.add_argument("--test-size", type=int, help="override the preset's test images in the degradation clock")
+    parser.add_argument("--window", type=int, default=10, help="steps averaged when comparing the two losses")
+
+
+def _parts(args: argparse.Namespace) -> list[str]:
+    chosen = [part.strip() for part in args.only.split(",") if part.strip()]
+    skipped = {part.strip() for part in args.skip.split(",") if part.strip()} | ({"chapters"} if args.no_chapters else set())
+    unknown = sorted((set(chosen) | skipped) - set(PARTS))
+    if unknown:
+        raise ValueError(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}.")
+    return [part for part in PARTS if part in chosen and part not in skipped]
+
+
+def goals(report: dict) -> list[str]:
+    """One line per budget of the design: met or missed, with the figure."""
+    lines = []
+    for result in report.get("throughput", []):
+        for kind in ("network", "loop"):
+            ratio = result[f"ratio_{kind}"]
+            met = "met" if ratio >= GOALS["throughput_ratio"] else "MISSED"
+            lines.append(f"{result['model']} throughput ratio ({kind}) {ratio:.3f} >= {GOALS['throughput_ratio']}: {met}")
+    if "chapters" in report and report["chapters"]["notebooks"]:
+        total = report["chapters"]["total_seconds"]
+        met = "met" if total <= GOALS["book_seconds"] and report["chapters"]["all_ok"] else "MISSED"
+        lines.append(f"whole book {total:.0f} s <= {GOALS['book_seconds']:.0f} s, every chapter ran: {met}")
+    clock = report.get("degradation")
+    if clock and "error" not in clock:
+        seconds = clock["seconds_to_behind"]
+        met = "met" if seconds is not None and seconds <= GOALS["degradation_seconds"] else "MISSED"
+        shown = "never" if seconds is None else f"{seconds:.1f} s"
+        lines.append(f"plain-56 behind plain-20 after {shown} <= {GOALS['degradation_seconds']:.0f} s: {met}")
+    return lines
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        parts = _parts(args)
+        for name in args.models.split(","):
+            if name.strip():
+                _resnet_depth(name.strip())
+    except ValueError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(None if args.device == "auto" else args.device)
+    preset = get_preset(args.preset)
+    image_size = args.image_size or preset.image_size
+    width = args.width or preset.width
+    batch_size = args.batch_size or preset.batch_size
+    report: dict = {"parts": parts, "preset": preset.name}
+
+    if "machine" in parts:
+        report["machine"] = describe_machine(device)
+        print(format_machine(report["machine"]), flush=True)
+
+    if "throughput" in parts:
+        report["throughput"] = []
+        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+            report["throughput"].append(measure_throughput(
+                name, image_size=image_size, width=width, batch_size=batch_size,
+                steps=args.steps, repeats=args.repeats, warmup=args.warmup, device=device,
+            ))
+        print(format_throughput(report["throughput"]), flush=True)
+
+    if "chapters" in parts:
+        paths = sorted(Path(p) for p in glob.glob(args.notebooks)) if args.notebooks else default_notebooks()
+        report["chapters"] = time_notebooks(paths, preset=args.chapter_preset, timeout=args.timeout)
+        print(format_chapters(report["chapters"]), flush=True)
+
+    if "degradation" in parts:
+        try:
+            data = load_cifar10(
+                image_size=image_size,
+                train_size=args.train_size or preset.train_size,
+                test_size=args.test_size or preset.test_size,
+            )
+        except DataUnavailableError as error:
+            report["degradation"] = {"error": str(error)}
+            print(f"Degradation clock: skipped, no CIFAR-10 ({error})", flush=True)
+        else:
+            report["degradation"] = degradation_clock(
+                data, width=width, batch_size=batch_size, epochs=args.epochs or preset.epochs,
+                window=args.window, device=device,
+            )
+            print(format_degradation(report["degradation"]), flush=True)
+
+    report["goals"] = goals(report)
+    if report["goals"]:
+        print("Goals:\n" + "\n".join(f"  {line}" for line in report["goals"]))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,111 @@
+"""The benchmark: its reference network is the course's network, and a tiny run writes every figure."""
+
+import json
+
+import nbformat
+import pytest
+import torch
+
+from resnet_course.__main__ import main as cli
+from resnet_course.analysis import count_parameters
+from resnet_course.bench import first_step_behind, reference_cifar_resnet, running_mean
+from resnet_course.models import create_model
+
+
+@pytest.fixture
+def one_thread():
+    # Tiny networks on a shared CPU: one thread avoids OpenMP threads waiting on each other.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("depth, paper_millions", [(20, 0.27), (56, 0.85)])
+def test_reference_has_as_many_parameters_as_ours_and_the_paper(depth, paper_millions):
+    ours, reference = create_model(f"resnet{depth}"), reference_cifar_resnet(depth)
+    assert count_parameters(reference) == count_parameters(ours)
+    assert round(count_parameters(reference) / 1e6, 2) == paper_millions
+    assert list(reference.state_dict()) == list(ours.state_dict())
+
+
+@pytest.mark.parametrize("depth, width", [(20, 16), (56, 4)])
+def test_reference_with_our_weights_computes_what_ours_computes(depth, width, one_thread):
+    torch.manual_seed(0)
+    ours = create_model(f"resnet{depth}", width=width)
+    reference = reference_cifar_resnet(depth, width=width)
+    reference.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(8, 3, 16, 16)
+    # Training mode (batch statistics), gradients included ...
+    out_ours, out_reference = ours(x), reference(x)
+    assert torch.allclose(out_ours, out_reference, atol=1e-5)
+    out_ours.square().sum().backward()
+    out_reference.square().sum().backward()
+    assert torch.allclose(ours.conv1.weight.grad, reference.conv1.weight.grad, rtol=1e-4, atol=1e-6)
+    # ... and eval mode, with the running statistics that forward pass updated.
+    ours.eval(), reference.eval()
+    assert torch.allclose(ours(x), reference(x), atol=1e-5)
+
+
+def test_reference_refuses_a_depth_that_is_not_6n_plus_2():
+    with pytest.raises(ValueError, match="6n\\+2"):
+        reference_cifar_resnet(21)
+
+
+def test_first_step_behind_is_where_the_deeper_net_stays_behind():
+    shallow = [1.0] * 15
+    deep = [0.5] * 5 + [2.0] * 10
+    assert first_step_behind(shallow, deep, window=1) == 6
+    assert first_step_behind(shallow, deep, window=3) == 7  # the mean of the last 3 crosses one step later
+    assert first_step_behind(shallow, deep[:5] + [2.0, 0.5] + [2.0] * 8, window=1) == 8  # must stay behind
+    assert first_step_behind(deep, shallow, window=1) is None
+    assert running_mean([1, 2, 3, 4], 2).tolist() == [1.0, 1.5, 2.5, 3.5]
+
+
+def test_bad_parts_and_models_are_refused(capsys):
+    assert cli(["bench", "--only", "speed"]) == 2
+    assert "unknown part(s) speed" in capsys.readouterr().err
+    assert cli(["bench", "--models", "plain20", "--only", "throughput"]) == 2
+    assert "CIFAR ResNets" in capsys.readouterr().err
+
+
+def _notebook(path, source):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nbformat.write(notebook, path)
+
+
+@pytest.mark.slow
+def test_bench_end_to_end_at_tiny_sizes(tmp_path, one_thread, capsys):
+    _notebook(tmp_path / "01_ok.ipynb", "import os\nassert os.environ['RESNET_COURSE_PRESET'] == 'quick'")
+    _notebook(tmp_path / "02_fails.ipynb", "raise RuntimeError('broken chapter')")
+    report_path = tmp_path / "bench.json"
+    code = cli([
+        "bench", "--models", "resnet20", "--image-size", "8", "--width", "2", "--batch-size", "16",
+        "--steps", "1", "--repeats", "2", "--warmup", "1", "--notebooks", str(tmp_path / "*.ipynb"),
+        "--train-size", "64", "--test-size", "32", "--epochs", "2", "--window", "2", "--json", str(report_path),
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Machine:" in printed and "whole book" in printed and "Degradation clock" in printed
+
+    report = json.loads(report_path.read_text())
+    assert report["parts"] == ["machine", "throughput", "chapters", "degradation"]
+    assert {"cpu", "logical_cores", "torch", "torchvision", "device", "load_average"} <= set(report["machine"])
+
+    (speed,) = report["throughput"]
+    assert speed["model"] == "resnet20" and speed["batch_size"] == 16 and speed["image_size"] == 8
+    assert set(speed["images_per_s"]) == {"reference", "course_network", "course_loop"}
+    assert all(len(samples) == 2 and min(samples) > 0 for samples in speed["samples_images_per_s"].values())
+    assert speed["ratio_network"] > 0 and speed["ratio_loop"] > 0
+
+    chapters = report["chapters"]
+    assert [entry["ok"] for entry in chapters["notebooks"]] == [True, False]
+    assert "broken chapter" in chapters["notebooks"][1]["error"] and not chapters["all_ok"]
+    assert chapters["total_seconds"] == pytest.approx(sum(entry["seconds"] for entry in chapters["notebooks"]))
+
+    clock = report["degradation"]
+    assert clock["total_steps"] == 2 * (64 // 16)
+    assert clock["window"] == 2 and set(clock["final_running_loss"]) == {"plain20", "plain56"}
+    if clock["behind_from_step"] is not None:
+        assert 0 < clock["seconds_to_behind"] <= clock["total_seconds"]
+    assert any("throughput ratio" in line for line in report["goals"])
