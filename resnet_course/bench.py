@@ -338,6 +338,11 @@ def measure_throughput(
         "samples_images_per_s": samples,
         "ratio_network": paired_ratio("course_network"),
         "ratio_loop": paired_ratio("course_loop"),
+        # On a busy machine other work only ever slows a repetition down, so the fastest
+        # repetitions are a second, less noisy view of the same comparison.
+        "best_images_per_s": {name: max(values) for name, values in samples.items()},
+        "ratio_network_best": max(samples["course_network"]) / max(samples["reference"]),
+        "ratio_loop_best": max(samples["course_loop"]) / max(samples["reference"]),
     }
 
 

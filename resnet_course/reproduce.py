@@ -177,8 +177,10 @@ def git_state(root: Path = REPOSITORY_ROOT) -> dict:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    changes = git("status", "--porcelain", "--", "resnet_course") if commit else None
-    return {"commit": commit, "package_modified": bool(changes) if changes is not None else None}
+    # Tracked package files that differ from that commit (untracked files are not imported by the run).
+    changes = git("status", "--porcelain", "--untracked-files=no", "--", "resnet_course") if commit else None
+    changed = sorted(line[3:] for line in changes.splitlines()) if changes is not None else None
+    return {"commit": commit, "package_modified": bool(changed) if changed is not None else None, "uncommitted_files": changed}
 
 
 def versions() -> dict:
