@@ -178,8 +178,8 @@ def git_state(root: Path = REPOSITORY_ROOT) -> dict:
 
     commit = git("rev-parse", "HEAD")
     # Tracked package files that differ from that commit (untracked files are not imported by the run).
-    changes = git("status", "--porcelain", "--untracked-files=no", "--", "resnet_course") if commit else None
-    changed = sorted(line[3:] for line in changes.splitlines()) if changes is not None else None
+    changes = git("diff", "--name-only", "HEAD", "--", "resnet_course") if commit else None
+    changed = sorted(changes.splitlines()) if changes is not None else None
     return {"commit": commit, "package_modified": bool(changed) if changed is not None else None, "uncommitted_files": changed}
 
 
