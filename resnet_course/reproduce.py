@@ -296,8 +296,23 @@ def reproduce_one(
         "git": git_state(),
         "arguments": arguments or {},
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "history": history.to_dict(),
+        "history": thin_step_losses(history.to_dict()),
     }
+
+
+def thin_step_losses(history: dict, max_points: int = 1000) -> dict:
+    """The history with its step losses averaged over bins of equal length, at most ``max_points`` of them.
+
+    A 64k-iteration run reads 64k step losses; their bin means keep the curve and the
+    JSON small. ``step_loss_bin`` says how many steps each point averages (1: none).
+    """
+    steps, losses = history["steps"], history["step_loss"]
+    size = max(1, math.ceil(len(losses) / max_points))
+    thinned = dict(history, step_loss_bin=size)
+    if size > 1:
+        thinned["steps"] = [steps[min(start + size, len(steps)) - 1] for start in range(0, len(steps), size)]
+        thinned["step_loss"] = [sum(losses[start : start + size]) / len(losses[start : start + size]) for start in range(0, len(losses), size)]
+    return thinned
 
 
 def plot_record(record: dict):

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from resnet_course.__main__ import main as cli
 from resnet_course.data import make_spirals
 from resnet_course.models import MLP
-from resnet_course.reproduce import RECIPES, StepSchedule, format_results, load_results, training_plan
+from resnet_course.reproduce import RECIPES, StepSchedule, format_results, load_results, thin_step_losses, training_plan
 from resnet_course.train import TrainingRun, set_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +58,15 @@ def test_the_training_loop_follows_a_schedule_function():
     rates = [run.optimizer.param_groups[0]["lr"] for _ in run]
     assert rates == pytest.approx([0.1, 0.1, 0.01, 0.001])
     assert "StepSchedule" in run.history.config["schedule"]
+
+
+def test_long_histories_keep_bin_means_of_their_step_losses():
+    history = {"steps": list(range(1, 2501)), "step_loss": [float(i) for i in range(1, 2501)], "epochs": [1.0]}
+    thinned = thin_step_losses(history, max_points=1000)
+    assert thinned["step_loss_bin"] == 3 and len(thinned["steps"]) == 834
+    assert thinned["steps"][:2] == [3, 6] and thinned["step_loss"][:2] == [2.0, 5.0]
+    assert thinned["steps"][-1] == 2500 and thinned["step_loss"][-1] == 2500.0  # the last, short bin
+    assert thin_step_losses(history, max_points=5000)["step_loss"] == history["step_loss"]
 
 
 def test_bad_options_are_refused(capsys):
