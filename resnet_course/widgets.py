@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import html
 import io
 import math
@@ -63,7 +64,7 @@ from .models import MLP, cifar_depths, cifar_resnet
 from .train import History, Preset, TrainingRun, describe_device, get_preset, pick_device, set_seed
 
 SPIRALS, CIFAR10 = "spirals", "cifar10"
-DATA_SETS = (("spirals (2-D points, MLPs)", SPIRALS), ("CIFAR-10 (images, CNNs)", CIFAR10))
+DATA_SETS = (("spirals (MLPs)", SPIRALS), ("CIFAR-10 (CNNs)", CIFAR10))
 POST, PRE = "post", "pre"
 BLOCK_TYPES = (("post-activation (v1)", POST), ("pre-activation (v2)", PRE))
 SPIRALS_DEPTHS = list(range(2, 101))
@@ -155,6 +156,38 @@ def dashboard_data(name: str, preset: Preset) -> Dataset:
         else:
             _DATA_CACHE[key] = load_cifar10(image_size=preset.image_size, train_size=preset.train_size, test_size=preset.test_size)
     return _DATA_CACHE[key]
+
+
+@contextlib.contextmanager
+def _threads_for(data: Dataset, device: torch.device):
+    """One CPU thread while training the 2-D toys, restored afterwards.
+
+    Their layers are too small to split between threads, and on a busy machine every
+    operation then waits for the second thread: on a shared 2-core machine a step of
+    a 16-layer MLP took 30 ms on one thread and 1.6 to 2.9 s on two.
+    """
+    if data.is_image or device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class StaticFigure(Figure):
+    """A matplotlib Figure that shows itself as a PNG in any notebook, whatever the backend.
+
+    ``run_default()`` returns one; without ``_repr_png_`` a Figure made outside pyplot
+    shows as text where the inline backend is not active (MPLBACKEND=Agg, say).
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        return buffer.getvalue()
 
 
 def _png_output(figure: Figure, dpi: int) -> dict:
@@ -305,6 +338,9 @@ class Dashboard:
         finally:
             self._finished()
 
+    def _since_stop_s(self) -> float:
+        return 0.0 if self._stop_requested_at is None else time.perf_counter() - self._stop_requested_at
+
     def _finished(self) -> None:
         if self._stop_requested_at is not None:
             self.last_stop_latency_s = time.perf_counter() - self._stop_requested_at
@@ -344,7 +380,6 @@ class Dashboard:
             steps.close()  # ends the run's own bookkeeping now, not when it is garbage-collected
             self.progress.value = run.step
             self.status.value = html.escape(history.summary())
-            self.redraw()
 
     def _show_status(self, history: History, step: int, total: int, images_per_s: float) -> None:
         self.progress.value = step
@@ -370,7 +405,7 @@ class Dashboard:
 
     def figure(self) -> Figure:
         """A new figure of everything trained so far (the static book shows this one)."""
-        figure = Figure(figsize=self._figure.get_size_inches())
+        figure = StaticFigure(figsize=self._figure.get_size_inches())
         self.draw(figure)
         return figure
 
@@ -470,6 +505,8 @@ class DegradationExplorer(Dashboard):
         self._use_data_set(SPIRALS)
         if data != SPIRALS:
             self.data_set.value = data
+        if epochs is not None:
+            self.epochs.max = max(self.epochs.max, epochs)  # a chapter may ask for a longer run than the slider's default range
         for control, value in ((self.depth, depth), (self.width, width), (self.lr, lr), (self.epochs, epochs)):
             if value is not None:
                 control.value = value
@@ -587,7 +624,12 @@ class DegradationExplorer(Dashboard):
         return f"{label} #{n}"
 
     def _train_all(self, configs: list[RunConfig], data: Dataset) -> Iterator[object]:
-        for config in configs:
+        with _threads_for(data, self.device):
+            yield from self._train_each(configs, data)
+        self.redraw()
+
+    def _train_each(self, configs: list[RunConfig], data: Dataset) -> Iterator[object]:
+        for index, config in enumerate(configs):
             if self._stop_event.is_set():
                 break
             label = self._unique_label(config.label)
@@ -604,8 +646,12 @@ class DegradationExplorer(Dashboard):
             yield from self._train(run)
             if run.history.stopped and not self._stop_event.is_set():
                 return  # it failed or diverged; the message says why
-        stopped = self._stop_event.is_set()
-        self.say("Stopped; the partial curve is kept." if stopped else "Done: " + "; ".join(h.summary() for h in self.histories[-len(configs):]))
+            if index < len(configs) - 1:
+                self.redraw()
+        if self._stop_event.is_set():
+            self.say(f"Stopped {self._since_stop_s():.1f} s after Stop was pressed; the partial curve is kept.")
+        else:
+            self.say("Done: " + "; ".join(h.summary() for h in self.histories[-len(configs):]))
 
     def run_default(self) -> Figure:
         """Train plain and residual networks at the controls' settings, synchronously; return the figure.
@@ -806,6 +852,10 @@ class GradientFlowExplorer(Dashboard):
         return self._measure(configs, data, steps)
 
     def _measure(self, configs: list[RunConfig], data: Dataset, steps: int) -> Iterator[object]:
+        with _threads_for(data, self.device):
+            yield from self._measure_each(configs, data, steps)
+
+    def _measure_each(self, configs: list[RunConfig], data: Dataset, steps: int) -> Iterator[object]:
         on_device = data.to(self.device)
         inputs = on_device.normalise(on_device.x_train[: self.measure_batch])
         targets = on_device.y_train[: self.measure_batch]
@@ -827,14 +877,17 @@ class GradientFlowExplorer(Dashboard):
                 stop=self._stop_event, progress=False, label=config.label,
             )
             self.histories.append(run.history)
-            # The bars in the figure change only at the end, so redraw only then.
+            # The gradient norms are measured only at the end, so the figure changes only then.
             yield from self._train(run, redraw_every_s=math.inf)
             if run.history.stopped:
                 break
             model.train()
             self.results["trained"][config.label] = layer_gradient_norms(model, inputs, targets)
             self.redraw()
-        self.say("Stopped." if self._stop_event.is_set() else "Done: gradient norms measured at initialisation" + (f" and after {steps} steps." if steps else "."))
+        if self._stop_event.is_set():
+            self.say(f"Stopped {self._since_stop_s():.1f} s after Stop was pressed.")
+        else:
+            self.say("Done: gradient norms measured at initialisation" + (f" and after {steps} steps." if steps else "."))
 
     def run_default(self) -> Figure:
         """Measure at the controls' settings, synchronously; return the figure (for the static book)."""

@@ -7,6 +7,7 @@ Settings are tiny (spirals, or CIFAR-10 at 8x8 pixels) so each test takes second
 
 import asyncio
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from resnet_course.widgets import (
     gradient_flow_explorer,
     v1_vs_v2_explorer,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # CIFAR-10 at a size that trains in about a second per epoch on a busy CPU.
 TINY = Preset("tiny", image_size=8, train_size=256, test_size=128, width=4, epochs=1, batch_size=64, mlp_steps=30)
@@ -290,3 +293,33 @@ def _one_thread():
 async def _click_and_wait(dashboard):
     dashboard.train_button.click()
     await dashboard.wait()
+
+
+@pytest.mark.slow
+def test_in_a_notebook_run_default_shows_one_figure_and_the_widget_state_is_saved():
+    """What the book does: show the dashboard, then run its default configuration."""
+    nbclient = pytest.importorskip("nbclient")
+    from resnet_course.notebooks import code, new_notebook
+
+    notebook = new_notebook(
+        [
+            code(
+                "from resnet_course.widgets import degradation_explorer\n"
+                "explorer = degradation_explorer(depth=4, epochs=3)\n"
+                "explorer"
+            ),
+            code("explorer.run_default()"),
+        ],
+        colab_setup=False,
+    )
+    # The kernel starts in the repository, so it imports this checkout's package.
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    dashboard_outputs, default_outputs = notebook.cells[0].outputs, notebook.cells[1].outputs
+    assert [o.output_type for o in dashboard_outputs] == ["display_data"]
+    assert "application/vnd.jupyter.widget-view+json" in dashboard_outputs[0].data
+    figures = [o for o in default_outputs if "image/png" in o.get("data", {})]
+    assert len(figures) == 1, [o.output_type for o in default_outputs]
+    # The saved widget state holds the dashboard's own figure too, so the static page shows the controls and curves.
+    state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    outputs = [m["state"].get("outputs") for m in state.values() if m["model_name"] == "OutputModel"]
+    assert any(out and "image/png" in out[0]["data"] for out in outputs)
