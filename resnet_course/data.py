@@ -108,8 +108,7 @@ class Dataset:
         """uint8 images to normalised floats; points pass through."""
         if x.dtype != torch.uint8:
             return x
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1) * 255
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1) * 255
+        mean, std = to_device(torch.tensor([self.mean, self.std]) * 255, x.device).view(2, 1, -1, 1, 1)
         return (x.float() - mean) / std
 
     def train_batches(
@@ -121,7 +120,7 @@ class Dataset:
         BatchNorm's statistics noisy and costs a step for little data.
         """
         n = len(self.x_train)
-        order = torch.randperm(n, generator=generator).to(self.x_train.device)
+        order = to_device(torch.randperm(n, generator=generator), self.x_train.device)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         for start in range(0, stop, batch_size):
             index = order[start : start + batch_size]
@@ -135,6 +134,18 @@ class Dataset:
             yield self.normalise(self.x_test[start : start + batch_size]), self.y_test[start : start + batch_size]
 
 
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``tensor`` on ``device``, without making the host wait for the GPU's queued work.
+
+    A copy from ordinary (pageable) host memory to a CUDA device synchronises the
+    stream, every step; staged in pinned memory, the copy is queued like a kernel.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def random_crop_flip(images: torch.Tensor, *, padding: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """The paper's augmentation on a whole batch: zero-pad, random crop back to size, random flip.
 
@@ -146,10 +157,13 @@ def random_crop_flip(images: torch.Tensor, *, padding: int | None = None, genera
     if padding is None:
         padding = max(1, round(4 * width / 32))
     padded = F.pad(images, (padding, padding, padding, padding))
-    offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator).to(images.device)
-    flips = (torch.rand(batch, generator=generator) < 0.5).to(images.device)
-    rows = (offsets[0, :, None] + torch.arange(height, device=images.device))[:, None, :, None]
-    cols = offsets[1, :, None] + torch.arange(width, device=images.device)
+    offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator)
+    flips = (torch.rand(batch, generator=generator) < 0.5).long()
+    # One copy to the device for all three draws.
+    row_offsets, col_offsets, flips = to_device(torch.cat([offsets, flips[None]]), images.device)
+    flips = flips.bool()
+    rows = (row_offsets[:, None] + torch.arange(height, device=images.device))[:, None, :, None]
+    cols = col_offsets[:, None] + torch.arange(width, device=images.device)
     # A flipped image reads its columns right to left.
     cols = torch.where(flips[:, None], cols.flip(1), cols)[:, None, None, :]
     batch_index = torch.arange(batch, device=images.device)[:, None, None, None]

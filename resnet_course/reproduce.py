@@ -486,7 +486,7 @@ def init_distributed(device: str | None) -> tuple[int, int, str | None]:
     if world_size <= 1:
         return 0, 1, device
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available() and device in (None, "cuda"):
+    if torch.cuda.is_available() and (device is None or device.startswith("cuda")):
         torch.cuda.set_device(local_rank)
         device, backend = f"cuda:{local_rank}", "nccl"
     else:

@@ -8,8 +8,9 @@ import torch
 
 from resnet_course.__main__ import main as cli
 from resnet_course.analysis import count_parameters
-from resnet_course.bench import first_step_behind, reference_cifar_resnet, running_mean
+from resnet_course.bench import first_step_behind, reference_cifar_resnet, running_mean, synthetic_images
 from resnet_course.models import create_model
+from resnet_course.train import TrainingRun
 
 
 @pytest.fixture
@@ -67,6 +68,25 @@ def test_bad_parts_and_models_are_refused(capsys):
     assert "unknown part(s) speed" in capsys.readouterr().err
     assert cli(["bench", "--models", "plain20", "--only", "throughput"]) == 2
     assert "CIFAR ResNets" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_steps_on_a_gpu_never_make_the_host_wait():
+    # Between loss reads the host must queue work and move on: any synchronising call
+    # (a pageable copy, .item(), a boolean mask) raises under sync debug mode "error".
+    data = synthetic_images(128 * 30, 32)
+    run = TrainingRun(
+        create_model("resnet20", width=8), data, epochs=1, batch_size=128, log_every=1000,
+        evaluate=False, progress=False, device="cuda",
+    )
+    steps = iter(run)
+    next(steps)  # set-up and the epoch's shuffle happen once, before the first step
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(10):
+            next(steps)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 def _notebook(path, source):
