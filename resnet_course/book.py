@@ -19,11 +19,13 @@ from pathlib import Path
 
 # Run on widget pages just before require.js; {assets} is embed-amd.js's folder from the site root.
 WIDGET_SUPPORT_JS = """
-// 1. embed-amd.js loads its icon fonts from next to its AMD module,
-//    @jupyter-widgets/html-manager/dist/, which require.js resolves against the page's
-//    folder (a 404 for every font): map that module path to the copy in _static.
-var require = {paths: {"@jupyter-widgets/html-manager/dist":
-    document.documentElement.dataset.content_root + "{assets}"}};
+// 1. embed-amd.js loads its icon fonts from next to the AMD modules it defines
+//    (@jupyter-widgets/html-manager/dist/libembed-amd, @jupyter-widgets/base, ...), which
+//    require.js resolves against the page's folder (a 404 for every font): map those
+//    module paths to the folder in _static that holds embed-amd.js and its fonts.
+var require = {paths: {
+    "@jupyter-widgets/html-manager/dist": document.documentElement.dataset.content_root + "{assets}",
+    "@jupyter-widgets": document.documentElement.dataset.content_root + "{assets}"}};
 // 2. ipywidgets typesets widget labels with MathJax 2's MathJax.Hub.Queue, but the book
 //    runs MathJax 3 (TypeError: reading 'Queue'): give MathJax 3 a Hub that does the same.
 document.addEventListener("DOMContentLoaded", function () {

@@ -51,12 +51,12 @@ CONTROL_SELECTORS = {
     "FloatRangeSliderModel": ".widget-slider",
     "SelectionSliderModel": ".widget-slider",
     "ButtonModel": ".widget-button",
-    "ToggleButtonModel": ".jupyter-button",
-    "ToggleButtonsModel": ".widget-toggle-button",
+    "ToggleButtonModel": ".widget-toggle-button",
+    "ToggleButtonsModel": ".widget-toggle-buttons",
     "DropdownModel": ".widget-dropdown",
     "CheckboxModel": ".widget-checkbox",
-    "IntProgressModel": ".widget-progress",
-    "FloatProgressModel": ".widget-progress",
+    "IntProgressModel": ".widget-hprogress, .widget-vprogress",
+    "FloatProgressModel": ".widget-hprogress, .widget-vprogress",
 }
 
 
@@ -106,11 +106,17 @@ def widgets_on_page(html: str) -> tuple[int, set[str]]:
     if not views:
         return 0, set()
     models = json.loads(states[0])["state"] if states else {}
-    # Follow "IPY_MODEL_<id>" references from each displayed view to the controls it contains.
+
+    def hidden(model_id: str) -> bool:
+        layout = models[model_id]["state"].get("layout", "").removeprefix("IPY_MODEL_")
+        style = models.get(layout, {}).get("state", {})
+        return style.get("display") == "none" or style.get("visibility") == "hidden"
+
+    # Follow "IPY_MODEL_<id>" references from each displayed view to the visible controls it contains.
     reached, stack = set(), [json.loads(view)["model_id"] for view in views]
     while stack:
         model_id = stack.pop()
-        if model_id in reached or model_id not in models:
+        if model_id in reached or model_id not in models or hidden(model_id):
             continue
         reached.add(model_id)
         stack.extend(re.findall(r"IPY_MODEL_([0-9a-f]+)", json.dumps(models[model_id]["state"])))
