@@ -23,20 +23,21 @@ Train starts an asyncio task on the kernel's own event loop. The task iterates a
 ``TrainingRun`` and awaits ``asyncio.sleep(0)`` after every step, so the kernel
 handles other messages (a Stop click, another cell) between steps. Stop sets an
 event that ``TrainingRun`` checks every step: the run ends after the step in progress
-(and the test evaluation of the partial epoch) and keeps its curve. In a script, where
-no event loop is running, Train trains to the end before it returns; in a test or a
-notebook, ``await dashboard.wait()`` waits for a run to finish.
+(and the test evaluation of the partial epoch) and keeps its curve. Use Stop, not the
+kernel's interrupt button: between cells the kernel ignores interrupts. In a script,
+where no event loop is running, Train trains to the end before it returns; in a test
+or a notebook, ``await dashboard.wait()`` waits for a run to finish.
 
 Colab
 -----
-Colab's runtime ships ipywidgets 7.7.1 and renders its core widgets (sliders,
-buttons, Output) with no set-up; this module uses only widgets and arguments that
-ipywidgets 7 and 8 share. ``google.colab.output.enable_custom_widget_manager()`` is
-for third-party widget libraries and is not needed here. What matters is to keep
-Colab's ipywidgets: upgrading it to 8 inside Colab is what has made core widgets
-disappear there (googlecolab/colabtools issues 3020 and 4525), so the package must
-accept ipywidgets 7.7 rather than force an upgrade. If a runtime does have
-ipywidgets 8, the remedy Colab offers is ``enable_custom_widget_manager()``.
+Colab's runtime has shipped ipywidgets 7.7.1, whose core widgets (sliders, buttons,
+Output) it renders with no set-up, and this module uses only widgets and options that
+ipywidgets 7 and 8 share (its tests pass under both). The call
+``google.colab.output.enable_custom_widget_manager()`` loads third-party widget
+libraries from a CDN; the dashboards use none, so they do not need it. What to avoid
+is replacing Colab's ipywidgets with version 8: Colab's own renderer is built for 7,
+and with 8 installed core widgets have failed to appear (googlecolab/colabtools
+issues 3020 and 4525), so install the course without upgrading ipywidgets there.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from torch import nn
 from . import plots
 from .analysis import gradient_norms
 from .data import Dataset, DataUnavailableError, load_cifar10, make_spirals
-from .models import MLP, cifar_depths, cifar_resnet
+from .models import MLP, cifar_depths, cifar_resnet, valid_cifar_depth
 from .train import History, Preset, TrainingRun, describe_device, get_preset, pick_device, set_seed
 
 SPIRALS, CIFAR10 = "spirals", "cifar10"
@@ -127,10 +128,14 @@ def check_config(config: RunConfig) -> str | None:
         return f"train for at least one epoch, not {config.epochs}."
     if not config.lr > 0:
         return f"the learning rate must be positive, not {config.lr}."
-    try:
-        build_model(config)
-    except ValueError as error:  # the models' own messages name the valid depths
-        return str(error)
+    if config.width < 1:
+        return f"the width must be at least 1, not {config.width}."
+    valid_depth = valid_cifar_depth(config.depth, config.block_name) if config.data == CIFAR10 else config.depth >= 2
+    if not valid_depth:
+        try:
+            build_model(config)  # raises the model's own message, which names the valid depths
+        except ValueError as error:
+            return str(error)
     return None
 
 
@@ -213,6 +218,7 @@ class Dashboard:
     status_interval_s = 0.25
     redraw_interval_s = 1.0
     dpi = 80
+    figsize = (10, 3.6)
 
     def __init__(self, *, preset: Preset | None = None, device: str | torch.device | None = None):
         self.preset = preset or get_preset()
@@ -237,7 +243,6 @@ class Dashboard:
         self.train_button.on_click(lambda _button: self.start())
         self.stop_button.on_click(lambda _button: self.stop())
         self.clear_button.on_click(lambda _button: self.clear())
-        self._figure = Figure(figsize=(10, 3.6))
 
     # The subclass builds ``self.widget`` from its controls and these parts.
     def _button_row(self) -> widgets.Widget:
@@ -329,19 +334,24 @@ class Dashboard:
         except Exception as error:  # the work reports its own errors; this is the last guard
             self.say(f"The dashboard failed: {type(error).__name__}: {error}", error=True)
         finally:
-            self._finished()
+            self._finished(work)
 
     def _run_to_end(self, work: Iterator[object]) -> None:
         try:
             for _ in work:
                 pass
         finally:
-            self._finished()
+            self._finished(work)
 
     def _since_stop_s(self) -> float:
         return 0.0 if self._stop_requested_at is None else time.perf_counter() - self._stop_requested_at
 
-    def _finished(self) -> None:
+    def _finished(self, work: Iterator[object]) -> None:
+        # A cancelled task or an interrupted script leaves the work suspended: closing it
+        # ends its run and restores what it changed (the CPU thread count).
+        close = getattr(work, "close", None)
+        if close is not None:
+            close()
         if self._stop_requested_at is not None:
             self.last_stop_latency_s = time.perf_counter() - self._stop_requested_at
         self._running = False
@@ -405,15 +415,13 @@ class Dashboard:
 
     def figure(self) -> Figure:
         """A new figure of everything trained so far (the static book shows this one)."""
-        figure = StaticFigure(figsize=self._figure.get_size_inches())
+        figure = StaticFigure(figsize=self.figsize)
         self.draw(figure)
         return figure
 
     def live_figure(self) -> Figure:
-        """The figure the dashboard shows while it trains; by default drawn afresh with the shared plots."""
-        self._figure.clear()
-        self.draw(self._figure)
-        return self._figure
+        """The figure the dashboard shows while it trains, brought up to date (kept cheap: see LivePanels)."""
+        raise NotImplementedError
 
     def redraw(self) -> None:
         """Redraw the live figure into the Output widget (one PNG, set directly: safe from a task)."""
@@ -435,7 +443,7 @@ class LivePanels:
     :mod:`resnet_course.plots`.
     """
 
-    def __init__(self, panels: Sequence[tuple[str, str, str]], *, hint: str, log_y: bool = False, figsize=(10, 3.6)):
+    def __init__(self, panels: Sequence[tuple[str, str, str]], *, hint: str, log_y: bool = False, figsize=Dashboard.figsize):
         self.figure = Figure(figsize=figsize)
         self.axes = list(self.figure.subplots(1, len(panels), sharey=log_y))
         self.figure.subplots_adjust(left=0.08, right=0.99, bottom=0.15, top=0.84, wspace=0.22)
@@ -653,20 +661,26 @@ class DegradationExplorer(Dashboard):
         else:
             self.say("Done: " + "; ".join(h.summary() for h in self.histories[-len(configs):]))
 
+    def default_configs(self) -> list[RunConfig]:
+        """What ``run_default`` trains: a plain and a residual network at the controls' settings."""
+        return [self.config(residual=False, block=POST), self.config(residual=True)]
+
     def run_default(self) -> Figure:
-        """Train plain and residual networks at the controls' settings, synchronously; return the figure.
+        """Train :meth:`default_configs` synchronously and return the figure of every run so far.
 
         For the static book: the chapter runs this right after showing the
-        dashboard, so the page shows real curves.
+        dashboard, so the page shows real curves (and the dashboard's own plot,
+        saved with the widget state, shows them too).
         """
         if self._running:
             raise RuntimeError("a run is going; stop it before run_default().")
-        configs = [self.config(residual=False, block=POST), self.config(residual=True)]
+        configs = self.default_configs()
         for config in configs:
             problem = check_config(config)
             if problem:
                 raise ValueError(problem)
         data = dashboard_data(configs[0].data, self.preset)
+        self.say(f"Training {', then '.join(c.label for c in configs)} on {data.name}...")
         self._running = True
         self._stop_event.clear()
         self._run_to_end(self._train_all(configs, data))
@@ -728,16 +742,9 @@ class V1VsV2Explorer(DegradationExplorer):
             self.say(str(error), error=True)  # nothing to fall back to: v2 blocks are CIFAR networks
             return None
 
-    def run_default(self) -> Figure:
-        """Train v1 and v2 at the controls' settings, synchronously; return the figure."""
-        if self._running:
-            raise RuntimeError("a run is going; stop it before run_default().")
-        configs = self._configs()
-        data = dashboard_data(configs[0].data, self.preset)
-        self._running = True
-        self._stop_event.clear()
-        self._run_to_end(self._train_all(configs, data))
-        return self.figure()
+    def default_configs(self) -> list[RunConfig]:
+        """What ``run_default`` trains: v1 and v2 at the controls' settings."""
+        return self._configs()
 
 
 def v1_vs_v2_explorer(**options) -> V1VsV2Explorer:
