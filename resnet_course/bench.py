@@ -53,6 +53,7 @@ from torch import nn
 
 from .data import DataUnavailableError, Dataset, load_cifar10
 from .models import create_model, valid_cifar_depth
+from .plots import running_mean
 from .train import TrainingRun, describe_device, get_preset, pick_device, set_seed
 
 PARTS = ("machine", "throughput", "chapters", "degradation")
@@ -424,14 +425,6 @@ def format_chapters(chapters: dict) -> str:
 
 
 # --- the degradation clock ---------------------------------------------------------------------
-
-
-def running_mean(values, window: int) -> np.ndarray:
-    """Mean of the last ``window`` values at every position (fewer at the start)."""
-    values = np.asarray(values, dtype=float)
-    sums = np.cumsum(np.insert(values, 0, 0.0))
-    counts = np.minimum(np.arange(1, len(values) + 1), max(1, window))
-    return (sums[1:] - sums[np.arange(len(values)) + 1 - counts]) / counts
 
 
 def first_step_behind(ahead_losses, behind_losses, *, window: int) -> int | None:

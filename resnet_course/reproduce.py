@@ -323,7 +323,7 @@ def plot_record(record: dict):
         matplotlib.use("Agg")  # writing files needs no window
     import matplotlib.pyplot as plt
 
-    from .bench import running_mean
+    from .plots import running_mean
 
     history = record["history"]
     per_epoch = record["plan"]["steps_per_epoch"]
