@@ -1,0 +1,39 @@
+"""Grading the course's exercises: the checks, and ``python -m resnet_course grade``.
+
+The checks live here, in the package, so a check cell works wherever the course
+is installed (Colab included)::
+
+    from resnet_course.grading import check_basic_block
+    check_basic_block(BasicBlock)      # shows a report, one line per item
+
+* :mod:`.report`: checks, items and the stable reports they print.
+* :mod:`.checks`: every exercise's checks.
+* :mod:`.exercises`: the exercises and their canonical check cells.
+* :mod:`.grader` and :mod:`.cli`: restore the check cells, run the notebook under nbval, score it.
+* :mod:`.build_exercises`: make the student notebooks from the solutions.
+"""
+
+from .checks import (
+    PLAIN_VS_RESIDUAL,
+    check_basic_block,
+    check_bottleneck,
+    check_cifar_nets,
+    check_fixed_block,
+    check_input_gradient,
+    check_option_b_cost,
+    check_plain_vs_residual,
+    check_preact_block,
+    check_resnet50,
+    check_resnext_block,
+    check_shortcuts,
+    split_transform_merge,
+)
+from .exercises import EXERCISES
+from .report import Check, CheckFailed, Report
+
+__all__ = [
+    "PLAIN_VS_RESIDUAL", "EXERCISES", "Check", "CheckFailed", "Report", "split_transform_merge",
+    "check_basic_block", "check_input_gradient", "check_cifar_nets", "check_plain_vs_residual",
+    "check_bottleneck", "check_resnet50", "check_shortcuts", "check_option_b_cost",
+    "check_preact_block", "check_resnext_block", "check_fixed_block",
+]
