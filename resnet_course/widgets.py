@@ -328,9 +328,15 @@ class Dashboard:
 
     async def _drive(self, work: Iterator[object]) -> None:
         try:
+            step_start = time.perf_counter()
             for _ in work:
-                # Hand the loop back to the kernel: button clicks are handled here.
-                await asyncio.sleep(0)
+                # Hand the loop back to the kernel: button clicks are handled here. A
+                # message takes several loop iterations to handle (ipykernel passes it on
+                # between coroutines), so after a slow step give the loop a few
+                # milliseconds, not one iteration; otherwise a click waits several steps.
+                step_s = time.perf_counter() - step_start
+                await asyncio.sleep(0 if step_s < 0.02 else min(0.005, 0.05 * step_s))
+                step_start = time.perf_counter()
         except Exception as error:  # the work reports its own errors; this is the last guard
             self.say(f"The dashboard failed: {type(error).__name__}: {error}", error=True)
         finally:

@@ -323,3 +323,71 @@ def test_in_a_notebook_run_default_shows_one_figure_and_the_widget_state_is_save
     state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     outputs = [m["state"].get("outputs") for m in state.values() if m["model_name"] == "OutputModel"]
     assert any(out and "image/png" in out[0]["data"] for out in outputs)
+
+
+KERNEL_DASHBOARD = '''
+import time
+from matplotlib.figure import Figure
+from resnet_course.widgets import Dashboard
+
+class SlowSteps(Dashboard):
+    """A dashboard whose training steps each block the kernel for half a second."""
+
+    def _prepare(self, **overrides):
+        def work():
+            for step in range(1000):
+                if self._stop_event.is_set():
+                    return
+                time.sleep(0.5)
+                yield step
+        return work()
+
+    def live_figure(self):
+        return Figure(figsize=(2, 2))
+
+dashboard = SlowSteps()
+print(dashboard.train_button.model_id, dashboard.stop_button.model_id)
+'''
+
+
+@pytest.mark.slow
+def test_a_real_kernel_handles_a_click_within_one_step():
+    """Clicks reach the kernel as comm messages; they must be handled during the step in progress, not steps later."""
+    manager = pytest.importorskip("jupyter_client.manager")
+    kernel, client = manager.start_new_kernel(kernel_name="python3", cwd=str(ROOT))
+    try:
+
+        def execute(source: str) -> str:
+            msg_id = client.execute(source)
+            printed = []
+            while True:
+                message = client.get_iopub_msg(timeout=120)
+                if message["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if message["msg_type"] == "stream":
+                    printed.append(message["content"]["text"])
+                assert message["msg_type"] != "error", message["content"]
+                if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                    return "".join(printed)
+
+        def click(comm_id: str) -> None:
+            # What the browser sends when a Button is clicked.
+            content = {"comm_id": comm_id, "data": {"method": "custom", "content": {"event": "click"}}}
+            client.shell_channel.send(client.session.msg("comm_msg", content))
+
+        train_id, stop_id = execute(KERNEL_DASHBOARD).split()
+        click(train_id)
+        assert execute("print(dashboard.running)").strip() == "True"  # the kernel answers while it trains
+        pressed = time.perf_counter()
+        click(stop_id)
+        # Messages are handled in order, so this cell runs only after the click has been.
+        execute("print(dashboard.running)")
+        handled_s = time.perf_counter() - pressed
+        assert handled_s < 1.0, f"the click waited {handled_s:.2f} s, more than the 0.5 s step in progress"
+        deadline = time.perf_counter() + 10
+        while execute("print(dashboard.running)").strip() == "True":
+            assert time.perf_counter() < deadline, "the run did not stop"
+        assert float(execute("print(dashboard.last_stop_latency_s)")) < 1.0
+    finally:
+        client.stop_channels()
+        kernel.shutdown_kernel(now=True)

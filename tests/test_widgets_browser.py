@@ -216,9 +216,14 @@ def test_sliders_drive_training_in_jupyterlab(notebook, jupyterlab):
             # Stop: the run ends and says so; measure how long that takes as the reader sees it.
             page.locator(".widget-button", has_text="Stop").first.click()
             pressed = time.perf_counter()
+            src_before_stop = plot_image.get_attribute("src")
             stopped = page.locator(".widget-html", has_text=re.compile("Stopped [0-9.]+ s after")).first
-            stopped.wait_for(timeout=30_000)
+            stopped.wait_for(timeout=60_000)
             seen_stopped_s = time.perf_counter() - pressed
+            # The last redraw follows the message; wait for it, so the screenshot shows the whole curve.
+            page.wait_for_function(
+                "before => document.querySelector('.resnet-course-plot img').src !== before", arg=src_before_stop, timeout=60_000
+            )
             print(f"browser: {stopped.inner_text()!r} shown {seen_stopped_s:.2f} s after the click (depth {before_depth} -> {new_depth})")
             assert seen_stopped_s < 10, f"Stop took {seen_stopped_s:.1f} s to show"
             page.screenshot(path=str(SCREENSHOT), full_page=False)
