@@ -3,6 +3,7 @@
 * ``info``: the device, the preset, and where CIFAR-10 would come from.
 * ``grade NOTEBOOK...``: grade exercises (see :mod:`resnet_course.grading`).
 * ``bench``: speed measurements (see :mod:`resnet_course.bench`).
+* ``reproduce``: the paper's CIFAR-10 table (see :mod:`resnet_course.reproduce`).
 """
 
 from __future__ import annotations
