@@ -15,6 +15,8 @@ Shortcut options (He et al. 2015, section 4.1):
 
 from __future__ import annotations
 
+import textwrap
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,16 +45,24 @@ def residual_add(residual: torch.Tensor, identity: torch.Tensor) -> torch.Tensor
 
 
 def shape_mismatch_message(branch: tuple[int, ...], shortcut: tuple[int, ...]) -> str:
-    """Why a residual add failed, and the fix: a projection for channels, a matching stride for size."""
-    message = f"cannot add the residual branch, shape {branch}, to the shortcut, shape {shortcut}: "
+    """Why a residual add failed (first line), then the diagnosis and the fix, wrapped to read in a notebook."""
+    head = f"cannot add the residual branch {branch} to the shortcut {shortcut}:"
+    # Short lines: a traceback in a notebook or a rendered page does not wrap long ones.
+    return head + "\n" + textwrap.fill(
+        _diagnose_mismatch(branch, shortcut), width=72, initial_indent="  ", subsequent_indent="  "
+    )
+
+
+def _diagnose_mismatch(branch: tuple[int, ...], shortcut: tuple[int, ...]) -> str:
+    """What differs between the two shapes, and the fix: a projection for channels, a matching stride for size."""
     if len(branch) != 4 or len(shortcut) != 4 or branch[0] != shortcut[0]:
-        return message + "a residual add needs two tensors of the same shape."
+        return "A residual add needs two tensors of the same shape."
     channels_differ = branch[1] != shortcut[1]
     size_differs = branch[2:] != shortcut[2:]
     branch_size, shortcut_size = f"{branch[2]}x{branch[3]}", f"{shortcut[2]}x{shortcut[3]}"
     if size_differs and branch[2] > shortcut[2]:
-        return message + (
-            f"the branch is {branch_size} pixels, the shortcut {shortcut_size}: the shortcut subsamples "
+        return (
+            f"The branch is {branch_size} pixels, the shortcut {shortcut_size}: the shortcut subsamples "
             f"but the branch does not, so the branch's first convolution needs the shortcut's stride."
         )
     stride = max(2, round(shortcut[2] / branch[2])) if size_differs else 1
@@ -64,14 +74,14 @@ def shape_mismatch_message(branch: tuple[int, ...], shortcut: tuple[int, ...]) -
     if branch[1] > shortcut[1]:  # option A can only add channels
         fixes += padding
     if channels_differ and size_differs:
-        return message + (
-            f"the branch has {branch[1]} channels at {branch_size} pixels, the shortcut {shortcut[1]} at "
+        return (
+            f"The branch has {branch[1]} channels at {branch_size} pixels, the shortcut {shortcut[1]} at "
             f"{shortcut_size}, so the shortcut needs {fixes}."
         )
     if channels_differ:
-        return message + f"the branch has {branch[1]} channels, the shortcut {shortcut[1]}, so the shortcut needs {fixes}."
-    return message + (
-        f"the branch is {branch_size} pixels, the shortcut {shortcut_size}: the branch subsamples with "
+        return f"The branch has {branch[1]} channels, the shortcut {shortcut[1]}, so the shortcut needs {fixes}."
+    return (
+        f"The branch is {branch_size} pixels, the shortcut {shortcut_size}: the branch subsamples with "
         f"stride {stride} but the shortcut does not, so the shortcut needs stride {stride} too (in its 1x1 "
         f"projection, or in option A's subsampling)."
     )
