@@ -51,7 +51,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Iterator, Sequence
+from typing import Generator, Iterator, Sequence
 
 import ipywidgets as widgets
 import torch
@@ -226,6 +226,7 @@ class Dashboard:
         self.histories: list[History] = []
         self.redraws = 0  # how many times the live figure was drawn (tests read it)
         self.last_stop_latency_s: float | None = None
+        self.last_message = ""  # the message line's text, without its markup
         self.task: asyncio.Task | None = None
         self._stop_event = threading.Event()
         self._stop_requested_at: float | None = None
@@ -261,6 +262,7 @@ class Dashboard:
 
     def say(self, text: str, *, error: bool = False) -> None:
         """Show one line under the controls (in red for a refusal or an error)."""
+        self.last_message = text
         text = html.escape(text)
         self.message.value = f'<span style="color:#b00020">{text}</span>' if error else text
 
@@ -639,10 +641,13 @@ class DegradationExplorer(Dashboard):
 
     def _train_all(self, configs: list[RunConfig], data: Dataset) -> Iterator[object]:
         with _threads_for(data, self.device):
-            yield from self._train_each(configs, data)
+            outcome = yield from self._train_each(configs, data)
         self.redraw()
+        if outcome:  # said after the last redraw, so a reader who sees it sees the final curves
+            self.say(outcome)
 
-    def _train_each(self, configs: list[RunConfig], data: Dataset) -> Iterator[object]:
+    def _train_each(self, configs: list[RunConfig], data: Dataset) -> Generator[object, None, str | None]:
+        """Train ``configs`` one after the other; return what to say at the end (None if a run failed)."""
         for index, config in enumerate(configs):
             if self._stop_event.is_set():
                 break
@@ -655,17 +660,16 @@ class DegradationExplorer(Dashboard):
                 )
             except Exception as error:  # e.g. out of memory while moving the model to the GPU
                 self._report_failure(History(label=label), error)
-                return
+                return None
             self.histories.append(run.history)
             yield from self._train(run)
             if run.history.stopped and not self._stop_event.is_set():
-                return  # it failed or diverged; the message says why
+                return None  # it failed or diverged; the message says why
             if index < len(configs) - 1:
                 self.redraw()
         if self._stop_event.is_set():
-            self.say(f"Stopped {self._since_stop_s():.1f} s after Stop was pressed; the partial curve is kept.")
-        else:
-            self.say("Done: " + "; ".join(h.summary() for h in self.histories[-len(configs):]))
+            return f"Stopped {self._since_stop_s():.1f} s after Stop was pressed; the partial curve is kept."
+        return "Done: " + "; ".join(h.summary() for h in self.histories[-len(configs):])
 
     def default_configs(self) -> list[RunConfig]:
         """What ``run_default`` trains: a plain and a residual network at the controls' settings."""
@@ -866,9 +870,13 @@ class GradientFlowExplorer(Dashboard):
 
     def _measure(self, configs: list[RunConfig], data: Dataset, steps: int) -> Iterator[object]:
         with _threads_for(data, self.device):
-            yield from self._measure_each(configs, data, steps)
+            outcome = yield from self._measure_each(configs, data, steps)
+        self.redraw()
+        if outcome:  # said after the last redraw, as in the degradation explorer
+            self.say(outcome)
 
-    def _measure_each(self, configs: list[RunConfig], data: Dataset, steps: int) -> Iterator[object]:
+    def _measure_each(self, configs: list[RunConfig], data: Dataset, steps: int) -> Generator[object, None, str | None]:
+        """Measure both stacks at initialisation and after ``steps`` steps; return what to say (None if a run failed)."""
         on_device = data.to(self.device)
         inputs = on_device.normalise(on_device.x_train[: self.measure_batch])
         targets = on_device.y_train[: self.measure_batch]
@@ -893,14 +901,14 @@ class GradientFlowExplorer(Dashboard):
             # The gradient norms are measured only at the end, so the figure changes only then.
             yield from self._train(run, redraw_every_s=math.inf)
             if run.history.stopped:
+                if not self._stop_event.is_set():
+                    return None  # it failed or diverged; the message says why
                 break
             model.train()
             self.results["trained"][config.label] = layer_gradient_norms(model, inputs, targets)
-            self.redraw()
         if self._stop_event.is_set():
-            self.say(f"Stopped {self._since_stop_s():.1f} s after Stop was pressed.")
-        else:
-            self.say("Done: gradient norms measured at initialisation" + (f" and after {steps} steps." if steps else "."))
+            return f"Stopped {self._since_stop_s():.1f} s after Stop was pressed."
+        return "Done: gradient norms measured at initialisation" + (f" and after {steps} steps." if steps else ".")
 
     def run_default(self) -> Figure:
         """Measure at the controls' settings, synchronously; return the figure (for the static book)."""
@@ -908,7 +916,7 @@ class GradientFlowExplorer(Dashboard):
             raise RuntimeError("a run is going; stop it before run_default().")
         work = self._prepare()
         if work is None:
-            raise ValueError(self.message.value)
+            raise ValueError(self.last_message)
         self._running = True
         self._stop_event.clear()
         self._run_to_end(work)

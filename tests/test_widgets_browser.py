@@ -157,6 +157,22 @@ def _slider_readout(page, label: str) -> str:
     return slider.locator(".widget-readout").inner_text().strip()
 
 
+def _train_then_stop(page, plot_image, *, label: str) -> float:
+    """Press Train, see the run named ``label`` start and the plot change, press Stop; seconds until it shows."""
+    src_before = plot_image.get_attribute("src")
+    page.locator(".widget-button", has_text="Train").first.click()
+    running = page.locator(".widget-html", has_text=re.compile(rf"{label}.*step [0-9,]+ of")).first
+    running.wait_for()
+    page.wait_for_function("before => document.querySelector('.resnet-course-plot img').src !== before", arg=src_before)
+    page.locator(".widget-button", has_text="Stop").first.click()
+    pressed = time.perf_counter()
+    # The dashboard says "Stopped ..." after its last redraw, so the plot is final when this shows.
+    page.locator(".widget-html", has_text=re.compile(r"Stopped [0-9.]+ s after")).first.wait_for(timeout=60_000)
+    latency = time.perf_counter() - pressed
+    assert latency < 10, f"Stop took {latency:.1f} s to show"
+    return latency
+
+
 def test_sliders_drive_training_in_jupyterlab(notebook, jupyterlab):
     sync_api = _require_browser()
     dashboard_index = _dashboard_cell_index(notebook)
@@ -202,30 +218,13 @@ def test_sliders_drive_training_in_jupyterlab(notebook, jupyterlab):
             new_depth = _slider_readout(page, "depth (layers)")
             assert new_depth != before_depth
 
-            # Train: the kernel must see the new depth, and the plot must change.
-            src_before = plot_image.get_attribute("src")
-            train.click()
-            status = page.locator(".widget-html", has_text="step").first
-            status.wait_for()
-            assert re.search(rf"-{new_depth}\b", status.inner_text()), status.inner_text()
-            page.wait_for_function(
-                "before => { const img = document.querySelector('.resnet-course-plot img'); return img && img.src !== before; }",
-                arg=src_before,
-            )
-
-            # Stop: the run ends and says so; measure how long that takes as the reader sees it.
-            page.locator(".widget-button", has_text="Stop").first.click()
-            pressed = time.perf_counter()
-            src_before_stop = plot_image.get_attribute("src")
-            stopped = page.locator(".widget-html", has_text=re.compile("Stopped [0-9.]+ s after")).first
-            stopped.wait_for(timeout=60_000)
-            seen_stopped_s = time.perf_counter() - pressed
-            # The last redraw follows the message; wait for it, so the screenshot shows the whole curve.
-            page.wait_for_function(
-                "before => document.querySelector('.resnet-course-plot img').src !== before", arg=src_before_stop, timeout=60_000
-            )
-            print(f"browser: {stopped.inner_text()!r} shown {seen_stopped_s:.2f} s after the click (depth {before_depth} -> {new_depth})")
-            assert seen_stopped_s < 10, f"Stop took {seen_stopped_s:.1f} s to show"
+            # Train: the kernel must see the new depth, and the plot must change. Stop it, then
+            # train the residual twin, so the screenshot shows the two runs overlaid.
+            latency = _train_then_stop(page, plot_image, label=rf"plain-[a-z-]*{new_depth}\b")
+            print(f"browser: plain run stopped and shown {latency:.2f} s after Stop (depth {before_depth} -> {new_depth})")
+            page.locator(".widget-toggle-button", has_text="residual").first.click()
+            latency = _train_then_stop(page, plot_image, label=rf"(resnet|residual)-[a-z-]*{new_depth}\b")
+            print(f"browser: residual run stopped and shown {latency:.2f} s after Stop")
             page.screenshot(path=str(SCREENSHOT), full_page=False)
         except Exception:
             # What the page showed when it went wrong, for whoever reads the failure.
