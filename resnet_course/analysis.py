@@ -140,6 +140,24 @@ def input_gradient_norms(
     return {name: g.norm().item() for (name, _), g in zip(blocks, grads)}
 
 
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def remember_modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+    """Every module's training flag, for :func:`restore_modes`.
+
+    ``model.train(was_training)`` is not enough to undo a ``model.eval()``: it sets every
+    submodule alike, so a container built around a frozen (eval-mode) part would put
+    that part back into training mode.
+    """
+    return [(module, module.training) for module in model.modules()]
+
+
+def restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
+    for module, training in modes:
+        module.training = training
+
+
 # --- lesion study (Veit et al. 2016) --------------------------------------------------------------
 
 
@@ -205,7 +223,7 @@ def blocks_deleted(model: nn.Module, names: Sequence[str]):
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, data: Dataset) -> float:
     """Accuracy on ``data``'s test split, in eval mode (BN uses its running statistics)."""
-    was_training = model.training
+    modes = remember_modes(model)
     model.eval()
     device = next(model.parameters()).device
     correct = 0
@@ -213,7 +231,7 @@ def evaluate_accuracy(model: nn.Module, data: Dataset) -> float:
         for x, y in data.to(device).test_batches():
             correct += (model(x).argmax(1) == y).sum().item()
     finally:
-        model.train(was_training)
+        restore_modes(modes)
     return correct / len(data.y_test)
 
 
@@ -380,7 +398,7 @@ def path_gradient_norms(
     """
     blocks = _post_activation_blocks(model)
     generator = torch.Generator().manual_seed(seed)
-    was_training = model.training
+    modes = remember_modes(model)
     model.eval()
     norms: dict[int, float] = {}
     try:
@@ -393,7 +411,7 @@ def path_gradient_norms(
                 total += path_gradient(model, inputs, targets, chosen, loss_fn=loss_fn).norm().item()
             norms[length] = total / draws
     finally:
-        model.train(was_training)
+        restore_modes(modes)
     return norms
 
 
@@ -447,7 +465,7 @@ def loss_slice(
     """
     if len(directions) not in (1, 2) or len(directions) != len(coordinates):
         raise ValueError(f"give one or two directions, each with its coordinates; got {len(directions)} direction(s) and {len(coordinates)} coordinate list(s).")
-    was_training = model.training
+    modes = remember_modes(model)
     model.eval()
     base = {name: p.detach() for name, p in model.named_parameters()}
     # Grid points as step tuples, the first direction varying fastest (row-major for a contour plot).
@@ -465,7 +483,7 @@ def loss_slice(
             if bar is not None:
                 bar.update()
     finally:
-        model.train(was_training)
+        restore_modes(modes)
         if bar is not None:
             bar.close()
     shape = [len(c) for c in reversed(coordinates)]
@@ -491,12 +509,12 @@ def saved_activation_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
             storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    was_training = model.training
+    modes = remember_modes(model)
     model.train()
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
             output = model(inputs)
         del output
     finally:
-        model.train(was_training)
+        restore_modes(modes)
     return sum(storages.values())

@@ -17,11 +17,15 @@ its shortcut and compare:
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from .analysis import remember_modes, restore_modes
 from .data import Dataset
 from .models import cifar_resnet
 
@@ -116,6 +120,36 @@ class TinyTransformer(nn.Module):
         return self.head(self.norm(x)).transpose(1, 2)
 
 
+@torch.no_grad()
+def position_similarity(model: nn.Module, tokens: torch.Tensor) -> list[float]:
+    """After each block, how alike the vectors at different positions of a sequence are.
+
+    The mean cosine similarity over all pairs of distinct positions, averaged over
+    the batch: 1 means every position holds the same vector, and what was
+    *where* in the sequence is lost. Attention averages over positions; without
+    the shortcut nothing else carries each position's own vector forward.
+    """
+    values: list[float] = []
+
+    def measure(_module, _inputs, output):
+        unit = F.normalize(output, dim=-1)
+        similarity = unit @ unit.transpose(1, 2)  # batch x positions x positions
+        length = similarity.shape[-1]
+        off_diagonal = similarity.sum((1, 2)) - similarity.diagonal(dim1=1, dim2=2).sum(1)
+        values.append((off_diagonal / (length * (length - 1))).mean().item())
+
+    modes = remember_modes(model)
+    model.eval()
+    handles = [block.register_forward_hook(measure) for _, block in model.named_blocks()]
+    try:
+        model(tokens)
+    finally:
+        for handle in handles:
+            handle.remove()
+        restore_modes(modes)
+    return values
+
+
 # --- highway networks (Srivastava et al. 2015) -----------------------------------------------
 
 
@@ -206,29 +240,31 @@ class DenseBlock(nn.Sequential):
 # --- width against depth (Zagoruyko and Komodakis 2016) --------------------------------------
 
 
-def cifar_parameter_count(depth: int, width: int, *, block: str = "basic") -> int:
-    """Parameters of ``cifar_resnet(depth, width=width, block=block)``, counted without allocating weights."""
-    with torch.device("meta"):  # shapes only: counting a ResNet-1202 costs nothing
-        model = cifar_resnet(depth, width=width, block=block)
-    return sum(p.numel() for p in model.parameters())
+@functools.lru_cache(maxsize=None)
+def _parameter_polynomial(depth: int, block: str) -> tuple[int, int, int]:
+    """``(a, b, c)`` with ``parameters(width) == a width**2 + b width + c`` for a CIFAR ResNet of ``depth``.
 
-
-def matching_width(depth: int, parameters: int, *, block: str = "basic", max_width: int = 1024) -> int:
-    """The width at which a CIFAR ResNet of ``depth`` has the parameter count closest to ``parameters``.
-
-    The count grows with the square of the width, so a bisection finds the two
-    widths around the target, and the closer one is returned.
+    Every weight of a CIFAR ResNet scales exactly so: convolutions (and projections)
+    with the square of the width, batch norms and the classifier linearly, and the
+    classifier's bias not at all. Three small networks pin the polynomial down.
     """
+    n1, n2, n3 = (sum(p.numel() for p in cifar_resnet(depth, width=w, block=block).parameters()) for w in (1, 2, 3))
+    a = (n3 - 2 * n2 + n1) // 2
+    b = n2 - n1 - 3 * a
+    return a, b, n1 - a - b
+
+
+def cifar_parameter_count(depth: int, width: int, *, block: str = "basic") -> int:
+    """Parameters of ``cifar_resnet(depth, width=width, block=block)``, without building it at that width."""
+    a, b, c = _parameter_polynomial(depth, block)
+    return a * width * width + b * width + c
+
+
+def matching_width(depth: int, parameters: int, *, block: str = "basic") -> int:
+    """The width at which a CIFAR ResNet of ``depth`` has the parameter count closest to ``parameters``."""
     if parameters < cifar_parameter_count(depth, 1, block=block):
         raise ValueError(f"even width 1 gives a depth-{depth} network more than {parameters:,} parameters.")
-    low, high = 1, max_width
-    if cifar_parameter_count(depth, high, block=block) < parameters:
-        raise ValueError(f"a depth-{depth} network needs a width above {max_width} for {parameters:,} parameters.")
-    while high - low > 1:  # invariant: count(low) <= parameters <= count(high)
-        middle = (low + high) // 2
-        if cifar_parameter_count(depth, middle, block=block) <= parameters:
-            low = middle
-        else:
-            high = middle
-    below, above = cifar_parameter_count(depth, low, block=block), cifar_parameter_count(depth, high, block=block)
-    return low if parameters - below <= above - parameters else high
+    a, b, c = _parameter_polynomial(depth, block)
+    root = (-b + math.sqrt(b * b - 4 * a * (c - parameters))) / (2 * a)  # the positive root of the quadratic
+    candidates = {max(1, math.floor(root)), math.floor(root) + 1}
+    return min(sorted(candidates), key=lambda w: abs(cifar_parameter_count(depth, w, block=block) - parameters))

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .analysis import remember_modes, restore_modes
 from .models import ResNet, create_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -157,19 +158,31 @@ def head_after(model: ResNet, last_stage: str, num_classes: int) -> nn.Sequentia
 
 
 @torch.no_grad()
-def extract_features(network: nn.Module, images: torch.Tensor, *, size: int, batch_size: int = 100, progress: bool = True) -> torch.Tensor:
-    """``network``'s output on uint8 ``images`` (eval mode, batch by batch), for a frozen network's features."""
-    was_training = network.training
+def extract_features(
+    network: nn.Module, inputs: torch.Tensor, *, size: int | None = None, batch_size: int = 100, progress: bool = True
+) -> torch.Tensor:
+    """``network``'s output on ``inputs`` in eval mode, batch by batch: a frozen network's features.
+
+    uint8 images are first resized to ``size`` and normalised as the ImageNet weights
+    expect; float tensors (features from an earlier part of a network) go in as they are.
+    """
+    if inputs.dtype == torch.uint8 and size is None:
+        raise ValueError("give the size to resize the images to, e.g. size=64; the network expects ImageNet-normalised floats.")
+    modes = remember_modes(network)
     network.eval()
-    batches = range(0, len(images), batch_size)
+    batches = range(0, len(inputs), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="features", unit="batch", leave=False)
     try:
-        return torch.cat([network(imagenet_inputs(images[start : start + batch_size], size)) for start in batches])
+        outputs = []
+        for start in batches:
+            batch = inputs[start : start + batch_size]
+            outputs.append(network(imagenet_inputs(batch, size) if batch.dtype == torch.uint8 else batch))
+        return torch.cat(outputs)
     finally:
-        network.train(was_training)
+        restore_modes(modes)
 
 
 def pca_2d(features: torch.Tensor) -> torch.Tensor:

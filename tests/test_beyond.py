@@ -14,6 +14,7 @@ from resnet_course.beyond import (
     cifar_parameter_count,
     make_sequence_task,
     matching_width,
+    position_similarity,
 )
 from resnet_course.models import cifar_resnet, make_stage
 from resnet_course.blocks import PreActBlock
@@ -90,7 +91,8 @@ def test_dense_block_concatenates_and_grows_quadratically():
 
 
 def test_matching_width_finds_equal_parameter_networks():
-    assert cifar_parameter_count(20, 16) == count_parameters(cifar_resnet(20, width=16))
+    for depth, width, block in ((20, 16, "basic"), (56, 11, "plain"), (29, 5, "bottleneck")):
+        assert cifar_parameter_count(depth, width, block=block) == count_parameters(cifar_resnet(depth, width=width, block=block))
     assert matching_width(20, cifar_parameter_count(20, 16)) == 16
     target = cifar_parameter_count(110, 16)
     width = matching_width(20, target)
@@ -99,3 +101,15 @@ def test_matching_width_finds_equal_parameter_networks():
     assert gaps[width] <= min(gaps.values()) and width > 16
     with pytest.raises(ValueError, match="width 1"):
         matching_width(110, 10)
+
+
+def test_position_similarity_is_one_when_every_position_holds_the_same_vector():
+    torch.manual_seed(0)
+    data = make_sequence_task("sort", length=6, vocab=8, train_size=16, test_size=4)
+    model = TinyTransformer(8, 6, dim=16, depth=2, heads=2)
+    with_shortcuts = position_similarity(model, data.x_train)
+    assert len(with_shortcuts) == 2 and all(-1 <= v < 0.99 for v in with_shortcuts)
+    for block in model.blocks:  # an MLP that ignores its input outputs the same vector everywhere
+        block.residual = False
+        torch.nn.init.zeros_(block.mlp[2].weight)
+    assert position_similarity(model, data.x_train) == pytest.approx([1.0, 1.0], abs=1e-5)

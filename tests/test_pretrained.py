@@ -92,6 +92,13 @@ def test_split_network_recomposes_to_the_whole():
     with torch.no_grad():
         assert torch.allclose(top(bottom(x)), model(x), atol=1e-5)
     assert top[0] is model.layer4  # fine-tuning the top trains the model's own layer4
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    features = pretrained.extract_features(bottom, images, size=64, batch_size=2, progress=False)
+    with torch.no_grad():
+        assert torch.allclose(features, bottom(pretrained.imagenet_inputs(images, 64)), atol=1e-5)
+        assert torch.allclose(pretrained.extract_features(top, features, progress=False), top(features), atol=1e-5)
+    with pytest.raises(ValueError, match="size"):
+        pretrained.extract_features(bottom, images)
     with pytest.raises(ValueError, match="layer1, layer2"):
         pretrained.stem_and_stages(model, "layer7")
 
