@@ -45,9 +45,9 @@ def residual_add(residual: torch.Tensor, identity: torch.Tensor) -> torch.Tensor
 
 
 def shape_mismatch_message(branch: tuple[int, ...], shortcut: tuple[int, ...]) -> str:
-    """Why a residual add failed (first line), then the diagnosis and the fix, wrapped to read in a notebook."""
-    head = f"cannot add the residual branch {branch} to the shortcut {shortcut}:"
+    """Why a residual add failed: the two shapes, then what differs and the fix, in lines of at most 72 characters."""
     # Short lines: a traceback in a notebook or a rendered page does not wrap long ones.
+    head = f"cannot add the residual branch to its shortcut:\n  branch {branch}, shortcut {shortcut}."
     return head + "\n" + textwrap.fill(
         _diagnose_mismatch(branch, shortcut), width=72, initial_indent="  ", subsequent_indent="  "
     )
