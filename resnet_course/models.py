@@ -194,9 +194,9 @@ def cifar_resnext(
 ) -> ResNet:
     """ResNeXt for CIFAR (Xie et al. 2017): bottlenecks whose 3x3 is a grouped convolution.
 
-    At the paper's ``width=64`` the first stage's 3x3 convolution has
-    ``cardinality`` groups of ``bottleneck_width`` channels; a narrower ``width``
-    shrinks the groups in proportion.
+    The first stage's 3x3 convolution has ``cardinality`` groups of
+    ``bottleneck_width`` channels (the "8x64d" of ResNeXt-29 8x64d), whatever the
+    ``width`` of the stem; each later stage doubles the groups' width.
     """
     # torchvision's formula, int(planes * width_per_group / 64) * groups, at planes == width.
     width_per_group = bottleneck_width * 64 // width
@@ -292,7 +292,7 @@ register("preact_resnet1001", lambda **kw: cifar_resnet(1001, block="preact_bott
 register("resnext29_8x64d", lambda **kw: cifar_resnext(29, cardinality=8, bottleneck_width=64, **kw))
 register("resnext29_16x64d", lambda **kw: cifar_resnext(29, cardinality=16, bottleneck_width=64, **kw))
 # A CPU-scale ResNeXt-29: a 16-channel stem and 4 groups of 8 channels in the first stage.
-register("resnext29_small", lambda **kw: cifar_resnext(29, **{"cardinality": 4, "bottleneck_width": 32, "width": 16, **kw}))
+register("resnext29_small", lambda **kw: cifar_resnext(29, **{"cardinality": 4, "bottleneck_width": 8, "width": 16, **kw}))
 
 register("resnet18", lambda **kw: imagenet_resnet(BasicBlock, [2, 2, 2, 2], **kw))
 register("resnet34", lambda **kw: imagenet_resnet(BasicBlock, [3, 4, 6, 3], **kw))

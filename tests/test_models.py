@@ -114,3 +114,11 @@ def test_mlps_plain_and_residual_share_parameters():
     assert plain(torch.randn(5, 2)).shape == (5, 2)
     with pytest.raises(ValueError, match="depth"):
         MLP(1)
+
+
+def test_cifar_resnext_groups_have_the_named_width():
+    # "8x64d": 8 groups of 64 channels in the first stage; the small model: 4 groups of 8.
+    paper = create_model("resnext29_8x64d").layer1[0].conv2
+    assert (paper.groups, paper.out_channels) == (8, 8 * 64)
+    small = create_model("resnext29_small").layer1[0].conv2
+    assert (small.groups, small.out_channels) == (4, 4 * 8)
