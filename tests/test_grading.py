@@ -18,7 +18,7 @@ from resnet_course import blocks
 from resnet_course.grading import build_exercises, checks
 from resnet_course.grading.exercises import CHECK_TAG, EXERCISES
 from resnet_course.grading.grader import GradingError, identify_exercise, read_notebook, restore_check_cells
-from resnet_course.grading.report import Check, Report, parse_report
+from resnet_course.grading.report import Check, parse_report
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISE_DIR = ROOT / "exercises"
@@ -142,6 +142,24 @@ def test_input_gradient_check_accepts_the_right_split_and_rejects_a_wrong_one():
     assert checks.check_input_gradient(right).all_passed
     wrong = checks.check_input_gradient(autograd_only)
     assert [item.passed for item in wrong.items] == [True, False]
+
+
+def finished_run(final_loss, **changes):
+    """A History as fit returns it after training with exercise 2's set-up."""
+    from resnet_course import History, cifar_resnet, count_parameters
+
+    setup = checks.PLAIN_VS_RESIDUAL
+    config = {**setup.fit_options(), "parameters": count_parameters(cifar_resnet(setup.depth, width=setup.width)), **changes}
+    return History(train_loss=[2.3] * (setup.epochs - 1) + [final_loss], epochs=list(range(1, setup.epochs + 1)), config=config)
+
+
+def test_plain_vs_residual_check_reads_the_two_runs():
+    assert checks.check_plain_vs_residual({"residual": finished_run(1.9), "plain": finished_run(2.1)}).all_passed
+    plain_ahead = checks.check_plain_vs_residual({"residual": finished_run(2.1), "plain": finished_run(1.9)})
+    assert [item.passed for item in plain_ahead.items] == [True, False]
+    other_lr = checks.check_plain_vs_residual({"residual": finished_run(1.9, lr=0.05), "plain": finished_run(2.1)})
+    assert [item.passed for item in other_lr.items] == [False, True]
+    assert checks.check_plain_vs_residual({}).passed == 0
 
 
 def test_fixed_block_checks_catch_each_bug_of_the_bug_hunt():

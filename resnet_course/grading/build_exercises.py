@@ -33,7 +33,7 @@ import nbformat
 
 from ..notebooks import COLAB_SETUP_SOURCE, colab_setup_cell
 from .exercises import EXERCISES, METADATA_KEY, Exercise, find_exercise
-from .grader import _find_check_cell
+from .grader import find_check_cell
 
 BEGIN, END, STUB = "# BEGIN SOLUTION", "# END SOLUTION", "# STUB:"
 MARKDOWN_ANSWER = re.compile(r"<!-- BEGIN SOLUTION -->.*?<!-- END SOLUTION -->", re.DOTALL)
@@ -107,7 +107,7 @@ def normalise_solution(notebook: nbformat.NotebookNode, exercise: Exercise) -> n
         cells[setup].source = COLAB_SETUP_SOURCE
     check_positions = {}
     for check in exercise.checks:
-        index = _find_check_cell(notebook, check)
+        index = find_check_cell(notebook, check)
         if index is None:
             raise SolutionError(f"the solution of {exercise.name} lacks the check cell `{check.call}`.")
         check_positions[index] = check

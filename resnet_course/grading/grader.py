@@ -90,7 +90,7 @@ def identify_exercise(notebook: nbformat.NotebookNode, path: Path) -> Exercise:
         if exercise is not None:
             return exercise
     for exercise in EXERCISES.values():
-        if any(_find_check_cell(notebook, cell) is not None for cell in exercise.checks):
+        if any(find_check_cell(notebook, cell) is not None for cell in exercise.checks):
             return exercise
     raise GradingError(
         f"{path} is not one of the course's exercises (neither its metadata nor its file name names one of "
@@ -98,7 +98,7 @@ def identify_exercise(notebook: nbformat.NotebookNode, path: Path) -> Exercise:
     )
 
 
-def _find_check_cell(notebook: nbformat.NotebookNode, check: CheckCell) -> int | None:
+def find_check_cell(notebook: nbformat.NotebookNode, check: CheckCell) -> int | None:
     """The index of ``check``'s cell: by id, by metadata, or by the call it makes (Colab drops ids)."""
     cells = notebook.cells
     for matches in (
@@ -121,7 +121,7 @@ def restore_check_cells(notebook: nbformat.NotebookNode, exercise: Exercise) -> 
     _give_every_cell_an_id(notebook)
     positions = {}
     for check in exercise.checks:
-        index = _find_check_cell(notebook, check)
+        index = find_check_cell(notebook, check)
         if index is None:
             continue
         code_cells_before = sum(cell.cell_type == "code" for cell in notebook.cells[:index])
