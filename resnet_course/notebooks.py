@@ -71,6 +71,10 @@ def glue(name: str, value, *, display: bool = False):
     computed here. In Colab or plain Jupyter, myst-nb may be missing; then a
     displayed value is simply shown, and a hidden one is returned.
     """
+    # NumPy and 0-d tensor scalars repr as "np.float64(0.9)" or "tensor(0.9)", which the
+    # book's format specs (``:.2f``) cannot parse: hand over the plain Python number.
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

@@ -1,0 +1,22 @@
+"""glue: values handed to the book's prose must be formattable with ``{glue:text}`name:.2f```."""
+
+import numpy as np
+import torch
+
+from resnet_course.notebooks import glue
+
+
+def test_glue_hands_over_plain_python_numbers_for_numpy_and_tensor_scalars(monkeypatch):
+    glued = {}
+    import myst_nb
+
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=False: glued.__setitem__(name, value))
+    glue("numpy", np.float64(0.905))
+    glue("tensor", torch.tensor(2.5))
+    glue("integer", np.int64(4))
+    glue("array", np.array([1.0, 2.0]))  # not a scalar: passed on as it is
+    assert type(glued["numpy"]) is float and glued["numpy"] == 0.905
+    assert type(glued["tensor"]) is float and glued["tensor"] == 2.5
+    assert type(glued["integer"]) is int and glued["integer"] == 4
+    assert isinstance(glued["array"], np.ndarray)
+    assert format(glued["numpy"], ".2f") == "0.91"
