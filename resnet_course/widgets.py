@@ -260,6 +260,20 @@ class Dashboard:
 
     # --- messages ---
 
+    def _checked_configs(self, make_configs, **overrides) -> list[RunConfig] | None:
+        """``make_configs(**overrides)`` if every configuration is valid; else None, after saying why."""
+        try:
+            configs = make_configs(**overrides)
+        except TypeError as error:  # an override the configuration does not have
+            self.say(f"Refused: {error}", error=True)
+            return None
+        for config in configs:
+            problem = check_config(config)
+            if problem:
+                self.say(f"Refused: {problem}", error=True)
+                return None
+        return configs
+
     def say(self, text: str, *, error: bool = False) -> None:
         """Show one line under the controls (in red for a refusal or an error)."""
         self.last_message = text
@@ -604,16 +618,9 @@ class DegradationExplorer(Dashboard):
         return [self.config(**overrides)]
 
     def _prepare(self, **overrides) -> Iterator[object] | None:
-        try:
-            configs = self._configs(**overrides)
-        except TypeError as error:
-            self.say(f"Refused: {error}", error=True)
+        configs = self._checked_configs(self._configs, **overrides)
+        if configs is None:
             return None
-        for config in configs:
-            problem = check_config(config)
-            if problem:
-                self.say(f"Refused: {problem}", error=True)
-                return None
         data = self._data(configs[0].data)
         if data is None:
             return None
@@ -847,16 +854,9 @@ class GradientFlowExplorer(Dashboard):
 
     def _prepare(self, **overrides) -> Iterator[object] | None:
         steps = overrides.pop("steps", self.steps.value)
-        try:
-            configs = self.configs(**overrides)
-        except TypeError as error:
-            self.say(f"Refused: {error}", error=True)
+        configs = self._checked_configs(self.configs, **overrides)
+        if configs is None:
             return None
-        for config in configs:
-            problem = check_config(config)
-            if problem:
-                self.say(f"Refused: {problem}", error=True)
-                return None
         try:
             data = dashboard_data(configs[0].data, self.preset)
         except DataUnavailableError as error:
