@@ -184,6 +184,15 @@ _MATH_REPORT = """() => {
     };
 }"""
 
+# A Markdown table that was not parsed shows its rule row as text in a paragraph: "|---|---|",
+# or "|—|—|" once smart quotes have turned the dashes into em dashes.
+_RAW_TABLES = """() => {
+    const article = document.querySelector('article') || document.body;
+    const text = article.cloneNode(true);
+    text.querySelectorAll('pre, code, script, style').forEach(el => el.remove());
+    return (text.textContent.match(/\\|\\s*:?[-\\u2013\\u2014]+:?\\s*\\|/g) || []).length;
+}"""
+
 _BROKEN_IMAGES = """() => Array.from(document.querySelectorAll('article img'))
     .filter(img => !(img.complete && img.naturalWidth > 0))
     .map(img => img.getAttribute('src'))"""
@@ -248,6 +257,11 @@ def check_page(browser, site_url: str, page_name: str) -> list[str]:
                     problems.append(f"MathJax errors: {math['errors']}")
                 if math["rawDisplayMath"]:
                     problems.append("raw $$ in the page text: display math was not parsed")
+
+        # Tables: displayed Markdown tables (markdown_table) must be real tables.
+        raw_tables = page.evaluate(_RAW_TABLES)
+        if raw_tables:
+            problems.append(f"{raw_tables} Markdown table rule(s) shown as text: a table output was not parsed")
 
         # Widgets: the stored state must render, every displayed view as visible controls.
         views, control_models = widgets_on_page(html)
