@@ -174,7 +174,7 @@ def extract_features(
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc="features", unit="batch", leave=False)
+        batches = tqdm(batches, desc="features", unit="batch")  # the finished bar stays, as fit's do
     try:
         outputs = []
         for start in batches:

@@ -312,7 +312,9 @@ class TrainingRun:
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.total_steps, desc=self.history.label or "training", unit="step", leave=False)
+            # leave=True: the finished bar stays as a record of the run (steps, time, last loss), in Jupyter
+            # and in the built book, where a closed bar would leave an empty box.
+            bar = tqdm(total=self.total_steps, desc=self.history.label or "training", unit="step", leave=True)
         start = time.perf_counter()
         try:
             model.train()
