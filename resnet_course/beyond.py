@@ -27,7 +27,7 @@ from torch import nn
 
 from .analysis import remember_modes, restore_modes
 from .data import Dataset
-from .models import cifar_resnet
+from .models import LayerStack, cifar_resnet
 
 # --- a small sequence task ---------------------------------------------------------------------
 
@@ -176,30 +176,16 @@ class HighwayLayer(nn.Module):
         return gate * self.act(self.transform(x)) + (1 - gate) * x
 
 
-class HighwayMLP(nn.Module):
+class HighwayMLP(LayerStack):
     """The toy MLP of :class:`~resnet_course.models.MLP` with every hidden layer a :class:`HighwayLayer`."""
 
     def __init__(
         self, depth: int, width: int = 32, *, gate_bias: float = -2.0, activation: str = "relu", in_features: int = 2, num_classes: int = 2
     ):
-        super().__init__()
-        if not isinstance(depth, int) or depth < 2:
-            raise ValueError(f"an MLP needs depth >= 2 (an input layer and a head), got {depth!r}.")
-        if activation not in ("relu", "tanh"):
-            raise ValueError(f"unknown activation {activation!r}; choose 'relu' or 'tanh'.")
-        self.stem = nn.Sequential(nn.Linear(in_features, width), nn.ReLU() if activation == "relu" else nn.Tanh())
-        self.layers = nn.ModuleList(HighwayLayer(width, gate_bias=gate_bias, activation=activation) for _ in range(depth - 2))
-        self.head = nn.Linear(width, num_classes)
-
-    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
-        for index, layer in enumerate(self.layers):
-            yield f"layers.{index}", layer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for layer in self.layers:
-            x = layer(x)
-        return self.head(x)
+        super().__init__(
+            depth, width, lambda: HighwayLayer(width, gate_bias=gate_bias, activation=activation),
+            activation=activation, in_features=in_features, num_classes=num_classes,
+        )
 
     def gate_means(self) -> list[float]:
         """Each layer's mean gate value on the last batch it saw: near 0 carries the input, near 1 transforms it."""

@@ -231,7 +231,36 @@ class MLPLayer(nn.Module):
         return x + out if self.residual else out
 
 
-class MLP(nn.Module):
+class LayerStack(nn.Module):
+    """An input layer, ``depth - 2`` hidden layers made by ``make_layer()``, a head: the toy MLPs' skeleton.
+
+    :class:`MLP` and ``beyond.HighwayMLP`` differ only in their hidden layers.
+    """
+
+    def __init__(
+        self, depth: int, width: int, make_layer: Callable[[], nn.Module], *, activation: str, in_features: int, num_classes: int
+    ):
+        super().__init__()
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"an MLP needs depth >= 2 (an input layer and a head), got {depth!r}.")
+        if activation not in ("relu", "tanh"):
+            raise ValueError(f"unknown activation {activation!r}; choose 'relu' or 'tanh'.")
+        self.stem = nn.Sequential(nn.Linear(in_features, width), nn.ReLU() if activation == "relu" else nn.Tanh())
+        self.layers = nn.ModuleList(make_layer() for _ in range(depth - 2))
+        self.head = nn.Linear(width, num_classes)
+
+    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
+        for index, layer in enumerate(self.layers):
+            yield f"layers.{index}", layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
+class MLP(LayerStack):
     """``depth`` linear layers: an input layer, ``depth - 2`` hidden layers, a head.
 
     With ``residual=True`` every hidden layer adds its input back, and nothing else
@@ -249,28 +278,12 @@ class MLP(nn.Module):
         in_features: int = 2,
         num_classes: int = 2,
     ):
-        super().__init__()
-        if not isinstance(depth, int) or depth < 2:
-            raise ValueError(f"an MLP needs depth >= 2 (an input layer and a head), got {depth!r}.")
         if norm not in ("none", "batch", "layer"):
             raise ValueError(f"unknown norm {norm!r}; choose 'none', 'batch' or 'layer'.")
-        if activation not in ("relu", "tanh"):
-            raise ValueError(f"unknown activation {activation!r}; choose 'relu' or 'tanh'.")
-        self.stem = nn.Sequential(nn.Linear(in_features, width), nn.ReLU() if activation == "relu" else nn.Tanh())
-        self.layers = nn.ModuleList(
-            MLPLayer(width, residual=residual, norm=norm, activation=activation) for _ in range(depth - 2)
+        super().__init__(
+            depth, width, lambda: MLPLayer(width, residual=residual, norm=norm, activation=activation),
+            activation=activation, in_features=in_features, num_classes=num_classes,
         )
-        self.head = nn.Linear(width, num_classes)
-
-    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
-        for index, layer in enumerate(self.layers):
-            yield f"layers.{index}", layer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for layer in self.layers:
-            x = layer(x)
-        return self.head(x)
 
 
 # --- the registry --------------------------------------------------------------------------------
