@@ -7,8 +7,11 @@ step, so a dashboard can interleave training with button clicks
 
 Defaults follow He et al. 2015 (SGD, momentum 0.9, weight decay 1e-4, lr 0.1
 divided by 10 at 50% and 75% of training). On CUDA the loop uses bf16 autocast
-and channels_last; the loss is read from the device every ``log_every`` steps, not
-every step, so the GPU is never made to wait for the host.
+where the GPU supports it and fp16 with a gradient scaler where it does not (T4,
+V100); image models run channels_last on CUDA and on the CPU, where it was measured
+faster at every preset size (see :func:`use_channels_last`). The loss is read from
+the device every ``log_every`` steps, not every step, so the GPU is never made to
+wait for the host; a loss that is no longer finite stops the run at that read.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Iterator
 
 import torch
@@ -91,6 +94,40 @@ def get_preset(name: str | None = None) -> Preset:
     return PRESETS[name]
 
 
+def choose_precision(requested: str, device_type: str, *, bf16_supported: bool) -> str:
+    """The arithmetic a run uses: 'bf16', 'fp16' or 'fp32'.
+
+    ``auto`` means bf16 autocast on a CUDA GPU that supports it (A100, H100, RTX 30xx
+    and newer), fp16 autocast with a gradient scaler on one that does not (T4, V100:
+    Colab's default GPU), and fp32 elsewhere (CPU autocast to bf16 is slower on most
+    CPUs, and MPS autocast is still partial).
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}.")
+    if requested != "auto":
+        if requested == "fp16" and device_type != "cuda":
+            raise ValueError("precision='fp16' needs a CUDA GPU (its gradient scaler is CUDA's); use 'fp32' or 'bf16' here.")
+        return requested
+    if device_type != "cuda":
+        return "fp32"
+    return "bf16" if bf16_supported else "fp16"
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def use_channels_last(device_type: str, *, is_image: bool) -> bool:
+    """Whether image tensors are stored channels-last (NHWC) on this kind of device.
+
+    Measured with a plain training step of CIFAR ResNets at batch 128 on 2 CPU cores
+    (torch 2.14, ``python -m tools.bench --only memory_format``; the table is in
+    ``results/memory-format-cpu.json``): channels-last was 12-39% faster for ResNet-20 and
+    ResNet-56 at width 8/16 and 16/32 pixels. On CUDA it is what cuDNN's fastest
+    convolutions expect. MPS keeps the default layout.
+    """
+    return is_image and device_type in ("cuda", "cpu")
+
+
 def set_seed(seed: int) -> None:
     """Seed PyTorch's generators, so a model built next starts from the same weights every time."""
     torch.manual_seed(seed)
@@ -117,7 +154,13 @@ class History:
     lr: list[float] = field(default_factory=list)
     wall_time: float = 0.0
     stopped: bool = False
+    diverged_at_step: int | None = None  # the step whose loss was no longer finite
+    message: str = ""  # why the run ended early, in one sentence
     config: dict = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at_step is not None
 
     @property
     def train_error(self) -> list[float]:
@@ -128,6 +171,8 @@ class History:
         return [100.0 * (1 - a) for a in self.test_acc]
 
     def summary(self) -> str:
+        if self.diverged:
+            return f"{self.label or 'run'}: {self.message}"
         if not self.train_loss:
             return f"{self.label or 'run'}: no epoch finished ({len(self.steps)} steps, {self.wall_time:.1f} s)"
         test = f", test acc {self.test_acc[-1]:.1%}" if self.test_acc else ""
@@ -140,6 +185,12 @@ class History:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "History":
+        """The history :meth:`to_dict` wrote (fields it does not know are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
 
     def save(self, path: str | os.PathLike) -> None:
         with open(path, "w") as handle:
@@ -183,7 +234,8 @@ class TrainingRun:
         model: nn.Module,
         data: Dataset,
         *,
-        epochs: float,
+        epochs: float | None = None,
+        steps: int | None = None,
         lr: float = 0.1,
         batch_size: int = 128,
         momentum: float = 0.9,
@@ -210,23 +262,29 @@ class TrainingRun:
         label: str = "",
         distributed: bool = False,
     ):
-        if epochs <= 0:
-            raise ValueError(f"epochs must be positive, got {epochs}.")
-        if lr <= 0:
-            raise ValueError(f"the learning rate must be positive, got {lr}.")
+        if (epochs is None) == (steps is None):
+            raise ValueError("give either epochs= or steps= (how long to train), not both and not neither.")
+        if epochs is not None and not (isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0):
+            raise ValueError(f"epochs must be a positive number, got {epochs!r}.")
+        if steps is not None and not (isinstance(steps, int) and steps > 0):
+            raise ValueError(f"steps must be a positive whole number, got {steps!r}.")
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"the learning rate must be a positive, finite number, got {lr!r}.")
         if not callable(schedule) and schedule not in ("step", "cosine", "constant"):
             raise ValueError(f"unknown schedule {schedule!r}; choose 'step', 'cosine', 'constant', or pass a function of the step.")
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"unknown optimizer {optimizer!r}; choose 'sgd' or 'adam'.")
-        if precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"unknown precision {precision!r}; choose 'auto', 'fp32' or 'bf16'.")
         if batch_size < 1 or batch_size > len(data.x_train):
             raise ValueError(f"batch_size must be between 1 and the {len(data.x_train)} training examples, got {batch_size}.")
 
         self.device = pick_device(device)
         on_cuda = self.device.type == "cuda"
-        self.use_bf16 = precision == "bf16" or (precision == "auto" and on_cuda and torch.cuda.is_bf16_supported())
-        self.channels_last = data.is_image and (on_cuda if channels_last is None else channels_last)
+        self.precision = choose_precision(precision, self.device.type, bf16_supported=on_cuda and torch.cuda.is_bf16_supported())
+        self.use_bf16 = self.precision == "bf16"
+        # fp16 has too few exponent bits for small gradients: the scaler multiplies the loss
+        # before backward and divides the gradients again before the step, skipping steps that overflow.
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.channels_last = data.is_image and (use_channels_last(self.device.type, is_image=True) if channels_last is None else channels_last)
         self.data = data.to(self.device)
         self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         self.forward = torch.compile(self.model) if compile else self.model
@@ -253,7 +311,9 @@ class TrainingRun:
         self.on_step, self.on_epoch = on_step, on_epoch
         self.progress = progress and self.rank == 0
         self.steps_per_epoch = max(1, len(self.data.x_train) // batch_size)
-        self.total_steps = math.ceil(epochs * self.steps_per_epoch)
+        self.total_steps = steps if steps is not None else math.ceil(epochs * self.steps_per_epoch)
+        if epochs is None:
+            epochs = steps / self.steps_per_epoch
         if max_steps is not None:
             self.total_steps = min(self.total_steps, max_steps)
         # On the CPU reading the loss costs nothing; on a GPU it waits for the queue to drain.
@@ -272,9 +332,9 @@ class TrainingRun:
         self.history = History(
             label=label,
             device=describe_device(self.device),
-            precision="bf16" if self.use_bf16 else "fp32",
+            precision=self.precision,
             config=dict(
-                epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
+                epochs=epochs, steps=self.total_steps, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
                 optimizer=optimizer, schedule=schedule if isinstance(schedule, str) else repr(schedule),
                 milestones=list(milestones), warmup_epochs=warmup_epochs,
                 augment=augment, seed=seed, data=repr(data), parameters=sum(p.numel() for p in model.parameters()),
@@ -284,7 +344,8 @@ class TrainingRun:
         self.step = 0
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.precision != "fp32")
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -338,8 +399,13 @@ class TrainingRun:
                         logits = self.train_forward(self._inputs(x))
                         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
                     self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
+                    if self.scaler is None:
+                        loss.backward()
+                        self.optimizer.step()
+                    else:
+                        self.scaler.scale(loss).backward()
+                        self.scaler.step(self.optimizer)
+                        self.scaler.update()
 
                     self.step += 1
                     seen += len(y)
@@ -351,11 +417,13 @@ class TrainingRun:
                     pending.append((self.step, detached))
                     if len(pending) >= self.log_every:
                         self._read_step_losses(pending, bar)
+                        if history.diverged:
+                            break
                         if self.on_step:
                             self.on_step(history)
                     yield self.step
                 self._read_step_losses(pending, bar)
-                if seen == 0:
+                if seen == 0 or history.diverged:
                     break
                 if self.world_size > 1:  # the epoch's figures over every process's slices
                     totals = torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=self.device)])
@@ -376,7 +444,9 @@ class TrainingRun:
                     self.on_epoch(history)
                 if _should_stop(self.stop):
                     break
-            history.stopped = self.step < self.total_steps
+            history.stopped = self.step < self.total_steps and not history.diverged
+            if history.stopped and not history.message:
+                history.message = f"stopped at step {self.step} of {self.total_steps}"
         finally:
             history.wall_time = time.perf_counter() - start
             if bar is not None:
@@ -388,14 +458,23 @@ class TrainingRun:
         values = torch.stack([loss for _, loss in pending]).tolist()  # one device-to-host copy
         self.history.steps.extend(step for step, _ in pending)
         self.history.step_loss.extend(values)
+        for (step, _), value in zip(pending, values):
+            if not math.isfinite(value):
+                lr = _learning_rate(step - 1, self.total_steps, **self.schedule)
+                self.history.diverged_at_step = step
+                self.history.message = (
+                    f"diverged: the training loss became {value} at step {step} (learning rate {lr:g}); "
+                    f"training stopped there - lower the learning rate (try {lr / 10:g}) or add warm-up."
+                )
+                break
         if bar is not None:
             bar.update(len(pending))
             bar.set_postfix(loss=f"{values[-1]:.3f}", refresh=False)
         pending.clear()
 
 
-def fit(model: nn.Module, data: Dataset, *, epochs: float, **options) -> History:
-    """Train ``model`` on ``data`` for ``epochs`` and return its :class:`History`.
+def fit(model: nn.Module, data: Dataset, *, epochs: float | None = None, steps: int | None = None, **options) -> History:
+    """Train ``model`` on ``data`` for ``epochs`` (or exactly ``steps`` SGD steps) and return its :class:`History`.
 
     Options are those of :class:`TrainingRun`: ``lr``, ``batch_size``, ``momentum``,
     ``weight_decay``, ``schedule`` ('step', 'cosine', 'constant'), ``warmup_epochs``,
@@ -407,9 +486,11 @@ def fit(model: nn.Module, data: Dataset, *, epochs: float, **options) -> History
     torchrun) trains each process on its slice of every batch with
     DistributedDataParallel; step losses are then this process's slice, epoch figures
     cover all of them, and ``stop`` must be set in every process alike.
-    A run stopped early returns the history it has.
+    ``precision`` is 'auto' (bf16 or fp16 on CUDA, fp32 elsewhere), 'fp32', 'bf16' or 'fp16'.
+    A run stopped early returns the history it has; a run whose loss stops being finite
+    ends there, with ``history.diverged_at_step`` and a one-sentence ``history.message``.
     """
-    run = TrainingRun(model, data, epochs=epochs, **options)
+    run = TrainingRun(model, data, epochs=epochs, steps=steps, **options)
     for _ in run:
         pass
     return run.history

@@ -77,3 +77,55 @@ def test_presets_and_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             pick_device("cuda")
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0.0])
+def test_a_learning_rate_that_is_not_finite_and_positive_is_refused(lr):
+    with pytest.raises(ValueError, match="positive, finite"):
+        fit(MLP(3, 8), make_spirals(50), epochs=1, lr=lr, progress=False)
+
+
+def test_a_diverging_run_stops_within_a_few_steps_and_says_so():
+    set_seed(0)
+    history = fit(MLP(4, 32), make_spirals(200), epochs=50, lr=1e6, batch_size=32, schedule="constant", progress=False)
+    assert history.diverged and history.diverged_at_step <= 5
+    assert len(history.steps) == history.diverged_at_step  # nothing trained after the bad step
+    assert "diverged" in history.message and "lower the learning rate" in history.message
+    assert history.summary().count("diverged") == 1 and "nan" not in history.summary().split("became")[0]
+    assert not history.stopped  # diverging is not a Stop click
+
+
+def test_steps_trains_exactly_that_many_steps():
+    history = fit(MLP(3, 8), make_spirals(100), steps=7, batch_size=16, progress=False)
+    assert history.steps[-1] == 7 and history.config["steps"] == 7
+    with pytest.raises(ValueError, match="either epochs= or steps="):
+        fit(MLP(3, 8), make_spirals(100), epochs=1, steps=7, progress=False)
+    with pytest.raises(ValueError, match="steps must be"):
+        fit(MLP(3, 8), make_spirals(100), steps=2.5, progress=False)
+
+
+def test_precision_is_bf16_where_supported_else_fp16_on_cuda_and_fp32_elsewhere():
+    from resnet_course.train import choose_precision
+
+    assert choose_precision("auto", "cuda", bf16_supported=True) == "bf16"  # A100, H100
+    assert choose_precision("auto", "cuda", bf16_supported=False) == "fp16"  # T4, V100
+    assert choose_precision("auto", "cpu", bf16_supported=False) == "fp32"
+    assert choose_precision("auto", "mps", bf16_supported=False) == "fp32"
+    assert choose_precision("fp32", "cuda", bf16_supported=True) == "fp32"
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        choose_precision("fp16", "cpu", bf16_supported=False)
+    with pytest.raises(ValueError, match="unknown precision"):
+        choose_precision("int8", "cuda", bf16_supported=True)
+
+
+def test_image_models_run_channels_last_on_the_cpu(cifar_available):
+    run = TrainingRun(create_model("resnet20", width=4), cifar_available, steps=1, device="cpu", progress=False)
+    assert run.channels_last and run.history.precision == "fp32"
+    points = TrainingRun(MLP(3, 8), make_spirals(50), steps=1, batch_size=16, device="cpu", progress=False)
+    assert not points.channels_last
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fp16_with_a_gradient_scaler_trains_on_cuda(cifar_available):
+    history = fit(create_model("resnet20", width=4), cifar_available, steps=8, precision="fp16", progress=False)
+    assert history.precision == "fp16" and all(map(lambda v: v == v, history.step_loss))
