@@ -111,6 +111,32 @@ def activation_norms(model: nn.Module, inputs: torch.Tensor, blocks: list[tuple[
     return values
 
 
+def input_dependence(model: nn.Module, inputs: torch.Tensor, blocks: list[tuple[str, nn.Module]] | None = None) -> dict[str, float]:
+    """For each block's output, the share of its energy that changes from one input to the next.
+
+    With outputs ``h`` over a batch, that is ``mean(var over the batch) / mean(h ** 2)``: 1 when the
+    output has no common part, 0 when every input gives the same output, so nothing of the input
+    can be read there any more. The RMS of :func:`activation_norms` cannot tell these apart: biases
+    keep it up even when every input is mapped to the same vector.
+    """
+    blocks = blocks if blocks is not None else list(model.named_blocks())
+    values: dict[str, float] = {}
+
+    def record(name: str, output: torch.Tensor) -> None:
+        flat = output.detach().flatten(1).double()
+        energy = flat.pow(2).mean()
+        values[name] = (flat.var(0, unbiased=False).mean() / energy).item() if energy > 0 else 0.0
+
+    handles = [block.register_forward_hook(lambda _m, _i, out, name=name: record(name, out)) for name, block in blocks]
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return values
+
+
 def input_gradient_norms(
     model: nn.Module,
     inputs: torch.Tensor,

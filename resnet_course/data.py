@@ -18,6 +18,7 @@ import io
 import math
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -263,16 +264,48 @@ def _read_folder(folder: Path) -> tuple[dict[str, np.ndarray], str] | None:
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as archive:
-        missing = [key for key in NPZ_KEYS if key not in archive]
-        if missing:
-            raise DataUnavailableError(f"{path} lacks the array(s) {', '.join(missing)}; it needs x_train, y_train, x_test, y_test.")
-        arrays = {key: archive[key] for key in NPZ_KEYS}
-    for split in ("train", "test"):
-        images = arrays[f"x_{split}"]
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise DataUnavailableError(f"{path}: x_{split} should be uint8 images of shape N x 32 x 32 x 3, got {images.dtype} {images.shape}.")
+    """The four arrays of an offline ``.npz``, checked; a damaged or wrong file gets one sentence naming it."""
+    if not zipfile.is_zipfile(path):  # np.load would otherwise try it as a pickle (and refuse with advice to allow that)
+        raise DataUnavailableError(
+            f"{path} could not be read as an .npz archive (it is not a zip file); it may be truncated or not an .npz "
+            f"at all. Download or copy it again."
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in NPZ_KEYS if key not in archive]
+            if missing:
+                raise DataUnavailableError(f"{path} lacks the array(s) {', '.join(missing)}; it needs x_train, y_train, x_test, y_test.")
+            arrays = {key: archive[key] for key in NPZ_KEYS}
+    except DataUnavailableError:
+        raise
+    except ValueError:  # numpy refuses object arrays (its advice, allow_pickle=True, is not taken here)
+        raise DataUnavailableError(
+            f"{path} holds pickled objects, not plain arrays; the course never unpickles a data file, so "
+            f"write it again with numpy.savez from uint8 and integer arrays (or with resnet_course.data.pack_subset)."
+        ) from None
+    except Exception as error:  # zipfile.BadZipFile, EOFError, OSError: truncated or not an .npz at all
+        raise DataUnavailableError(
+            f"{path} could not be read as an .npz archive ({type(error).__name__}: {error}); it may be truncated "
+            f"or not an .npz at all. Download or copy it again."
+        ) from None
+    check_arrays(arrays, str(path))
     return arrays
+
+
+def check_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
+    """Refuse, in one sentence naming ``source``, images and labels the course could not train on."""
+    for split in ("train", "test"):
+        images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+            raise DataUnavailableError(f"{source}: x_{split} should be uint8 images of shape N x 32 x 32 x 3, got {images.dtype} {images.shape}.")
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise DataUnavailableError(f"{source}: y_{split} should be a 1-D array of integer class labels, got {labels.dtype} {labels.shape}.")
+        if len(labels) != len(images):
+            raise DataUnavailableError(f"{source}: x_{split} holds {len(images)} images but y_{split} {len(labels)} labels; they must match one to one.")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(CIFAR10_CLASSES)):
+            raise DataUnavailableError(
+                f"{source}: y_{split} holds labels from {labels.min()} to {labels.max()}; CIFAR-10's are 0 to {len(CIFAR10_CLASSES) - 1}."
+            )
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
@@ -285,6 +318,11 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        # Protocol 5 (Python 3.14's default) stores an array's bytes in a buffer and rebuilds it with
+        # _frombuffer(buffer, dtype, shape, order): a view of bytes, no code of the file's choosing.
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        # Protocol 2 written by Python 3 stores bytes as _codecs.encode(text, 'latin1'): text to bytes, nothing more.
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str):
@@ -294,20 +332,30 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
 
 def _load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    entry = _ArrayOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
-    images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return images, np.asarray(entry["labels"], dtype=np.int64)
+    try:
+        entry = _ArrayOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+        images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = np.asarray(entry["labels"])
+    except pickle.UnpicklingError as error:
+        raise DataUnavailableError(f"{path} was refused: {error}; a CIFAR-10 batch file holds only arrays and lists.") from None
+    except Exception as error:  # truncated, not a pickle, or a pickle of something else
+        raise DataUnavailableError(
+            f"{path} could not be read as a CIFAR-10 batch file ({type(error).__name__}: {error}); download it again."
+        ) from None
+    return images, labels
 
 
 def read_cifar_batches(folder: Path) -> dict[str, np.ndarray]:
     train = [_load_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
     x_test, y_test = _load_batch(folder / "test_batch")
-    return {
+    arrays = {
         "x_train": np.concatenate([x for x, _ in train]),
         "y_train": np.concatenate([y for _, y in train]),
         "x_test": x_test,
         "y_test": y_test,
     }
+    check_arrays(arrays, str(folder))
+    return arrays
 
 
 def _download_cifar10(root: Path) -> None:

@@ -57,38 +57,72 @@ def describe_device(device: torch.device) -> str:
 
 @dataclass(frozen=True)
 class Preset:
-    """How big a chapter's experiments are. Chapters read these instead of hard-coding sizes."""
+    """How big a chapter's experiments are, chosen to fit a time budget on one kind of machine.
+
+    Chapters read these instead of hard-coding sizes. ``steps`` is the length of a CIFAR
+    comparison (chapters 1 and 2: plain and residual 20/56); ``epochs`` that of the shorter
+    comparisons in later chapters. ``recipe()`` is what chapters pass to ``fit``. The sizes
+    come from the scale study (``results/scale-study/``), which found, per claim, the
+    cheapest configuration that shows it over 3 seeds.
+    """
 
     name: str
+    audience: str  # who the preset is for
+    budget: str  # the time it is sized to, and how that was measured
     image_size: int  # CIFAR images are shrunk to this many pixels a side
-    train_size: int | None  # CIFAR training images used (None: all)
+    train_size: int | None  # CIFAR training images asked for (None: all; an offline slice may hold fewer)
     test_size: int | None
     width: int  # base width of CIFAR networks (16 in the paper)
-    epochs: int  # epochs of a typical CIFAR comparison
+    steps: int  # SGD steps of the chapter 1 and 2 comparisons
+    epochs: int  # epochs of the shorter comparisons in later chapters
     batch_size: int
     mlp_steps: int  # optimisation steps of the 2-D toy experiments
+    lr: float = 0.1
+    schedule: str = "cosine"
+    warmup_epochs: float = 2.0  # linear warm-up: a 56-layer network at lr 0.1 from step 1 stalls at chance
+
+    def recipe(self) -> dict:
+        """``fit`` options of the chapter 1 and 2 comparisons."""
+        return dict(steps=self.steps, lr=self.lr, schedule=self.schedule, warmup_epochs=self.warmup_epochs,
+                    batch_size=self.batch_size)
 
     def describe(self) -> str:
-        images = "all" if self.train_size is None else f"{self.train_size:,}"
+        images = "all" if self.train_size is None else f"up to {self.train_size:,}"
         return (
-            f"preset '{self.name}': {images} CIFAR-10 training images at {self.image_size}x{self.image_size}, "
-            f"networks of width {self.width}, {self.epochs} epochs, batch {self.batch_size}"
+            f"preset '{self.name}' ({self.audience}; {self.budget}): {images} CIFAR-10 training images at "
+            f"{self.image_size}x{self.image_size}, networks of width {self.width}, comparisons of {self.steps:,} "
+            f"steps ({self.schedule} learning rate from {self.lr:g} after {self.warmup_epochs:g} epochs of warm-up), "
+            f"batch {self.batch_size}"
         )
 
 
 PRESETS = {
-    # CI and a first look: every chapter's training in well under a minute on 2 CPU cores.
-    "quick": Preset("quick", image_size=16, train_size=4000, test_size=800, width=8, epochs=4, batch_size=128, mlp_steps=400),
-    # A CPU laptop: minutes per chapter.
-    "standard": Preset("standard", image_size=32, train_size=10000, test_size=2000, width=16, epochs=10, batch_size=128, mlp_steps=1500),
-    # A GPU: full CIFAR-10 at the paper's width.
-    "full": Preset("full", image_size=32, train_size=None, test_size=None, width=16, epochs=60, batch_size=128, mlp_steps=3000),
+    "book": Preset(
+        "book", "the published book and CI", "the whole book within 10 minutes on 2 CPU cores",
+        image_size=16, train_size=4600, test_size=800, width=8, steps=525, epochs=4, batch_size=128, mlp_steps=400,
+    ),
+    "cpu": Preset(
+        "cpu", "running a chapter on a CPU", "every chapter within 10 minutes on 2 CPU cores",
+        image_size=16, train_size=4600, test_size=800, width=16, steps=1050, epochs=8, batch_size=128, mlp_steps=1500,
+    ),
+    "gpu": Preset(
+        "gpu", "running a chapter on a CUDA GPU", "every chapter within 3 minutes on a T4 (estimated, see bench)",
+        image_size=32, train_size=None, test_size=None, width=16, steps=2000, epochs=4, batch_size=128, mlp_steps=3000,
+    ),
 }
+# The names of the first version, still accepted.
+PRESET_ALIASES = {"quick": "book", "standard": "cpu", "full": "gpu"}
+
+
+def default_preset_name() -> str:
+    """``$RESNET_COURSE_PRESET``, else 'gpu' with a CUDA GPU and 'cpu' without."""
+    return os.environ.get("RESNET_COURSE_PRESET") or ("gpu" if torch.cuda.is_available() else "cpu")
 
 
 def get_preset(name: str | None = None) -> Preset:
-    """``name``, else ``$RESNET_COURSE_PRESET``, else ``full`` with a CUDA GPU and ``standard`` without."""
-    name = name or os.environ.get("RESNET_COURSE_PRESET") or ("full" if torch.cuda.is_available() else "standard")
+    """``name``, else ``$RESNET_COURSE_PRESET``, else ``gpu`` with a CUDA GPU and ``cpu`` without."""
+    name = (name or default_preset_name()).strip().lower()
+    name = PRESET_ALIASES.get(name, name)
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} (set RESNET_COURSE_PRESET).")
     return PRESETS[name]

@@ -96,7 +96,7 @@ def _notebook(path, source):
 
 @pytest.mark.slow
 def test_bench_end_to_end_at_tiny_sizes(tmp_path, one_thread, capsys):
-    _notebook(tmp_path / "01_ok.ipynb", "import os\nassert os.environ['RESNET_COURSE_PRESET'] == 'quick'")
+    _notebook(tmp_path / "01_ok.ipynb", "import os\nassert os.environ['RESNET_COURSE_PRESET'] == 'book'")
     _notebook(tmp_path / "02_fails.ipynb", "raise RuntimeError('broken chapter')")
     report_path = tmp_path / "bench.json"
     code = cli([
@@ -114,7 +114,8 @@ def test_bench_end_to_end_at_tiny_sizes(tmp_path, one_thread, capsys):
 
     (speed,) = report["throughput"]
     assert speed["model"] == "resnet20" and speed["batch_size"] == 16 and speed["image_size"] == 8
-    assert set(speed["images_per_s"]) == {"reference", "course_network", "course_loop"}
+    assert set(speed["images_per_s"]) == {"reference", "course_network", "course_loop", "tutorial"}
+    assert speed["ratio_loop_vs_tutorial"] > 0 and speed["channels_last"]  # channels-last on the CPU too
     assert all(len(samples) == 2 and min(samples) > 0 for samples in speed["samples_images_per_s"].values())
     assert speed["ratio_network"] > 0 and speed["ratio_loop"] > 0
 
@@ -129,3 +130,5 @@ def test_bench_end_to_end_at_tiny_sizes(tmp_path, one_thread, capsys):
     if clock["behind_from_step"] is not None:
         assert 0 < clock["seconds_to_behind"] <= clock["total_seconds"]
     assert any("throughput ratio" in line for line in report["goals"])
+    assert any("tutorial pipeline" in line for line in report["goals"])
+    assert report["chapters_by_preset"]["book"] == chapters

@@ -69,10 +69,15 @@ def test_bad_options_are_refused_clearly(kwargs, match):
         fit(MLP(3, 8), make_spirals(50), progress=False, **kwargs)
 
 
-def test_presets_and_device():
-    assert get_preset("quick") is PRESETS["quick"]
-    with pytest.raises(ValueError, match="quick, standard, full"):
+def test_presets_and_device(monkeypatch):
+    assert get_preset("book") is PRESETS["book"]
+    assert get_preset("quick") is PRESETS["book"] and get_preset("full") is PRESETS["gpu"]  # the first version's names
+    with pytest.raises(ValueError, match="book, cpu, gpu"):
         get_preset("huge")
+    monkeypatch.delenv("RESNET_COURSE_PRESET", raising=False)
+    assert get_preset().name == ("gpu" if torch.cuda.is_available() else "cpu")
+    for preset in PRESETS.values():  # every preset states who it is for and its time budget
+        assert preset.audience and "minutes" in preset.budget and preset.budget in preset.describe()
     assert pick_device().type in ("cpu", "cuda", "mps")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):

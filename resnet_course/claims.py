@@ -1,0 +1,40 @@
+"""Sentences bound to runs: a claim the run did not show fails the build.
+
+A chapter's sentence about what a run showed is either written from the numbers (see
+:func:`verdict`) or guarded, in a hidden cell right after the run, by :func:`expect`::
+
+    expect(plain56.train_error[-1] > plain20.train_error[-1],
+           "plain-56 ends with a higher training error than plain-20",
+           plain20=plain20.train_error[-1], plain56=plain56.train_error[-1])
+
+When the condition is false the cell raises :class:`ClaimNotShown`, whose message names the
+claim and the numbers; the book is executed with ``allow_errors: false``, so the build
+fails there, the same way it fails on a warning.
+"""
+
+from __future__ import annotations
+
+
+class ClaimNotShown(AssertionError):
+    """The run beside a sentence did not show what the sentence says."""
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return repr(value)
+
+
+def expect(condition: bool, claim: str, **numbers) -> None:
+    """Raise :class:`ClaimNotShown` naming ``claim`` and ``numbers`` unless ``condition`` holds."""
+    if not condition:
+        shown = ", ".join(f"{name}={_format(value)}" for name, value in numbers.items())
+        raise ClaimNotShown(f"the text claims that {claim}, but this run did not show it ({shown}).")
+
+
+def compare(name_a: str, value_a: float, name_b: str, value_b: float, *, what: str, unit: str = "%", tie: float = 1.0) -> str:
+    """A sentence comparing two final numbers, written from them: above, below, or within ``tie``."""
+    if abs(value_a - value_b) < tie:
+        return f"{name_a} and {name_b} end within {tie:g} point of each other in {what} ({value_a:.1f}{unit} against {value_b:.1f}{unit})"
+    side = "below" if value_a < value_b else "above"
+    return f"{name_a} ends {side} {name_b} in {what} ({value_a:.1f}{unit} against {value_b:.1f}{unit})"
