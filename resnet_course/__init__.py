@@ -9,7 +9,7 @@ models and the training loop are written once::
     history = fit(create_model("resnet20", width=preset.width), data, epochs=preset.epochs)
 """
 
-from .analysis import count_flops, count_parameters, gradient_norms
+from .analysis import count_flops, count_macs, count_parameters, gradient_norms
 from .blocks import BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottleneck, residual_add
 from .data import DataUnavailableError, Dataset, load_cifar10, make_spirals, pack_subset
 from .models import MLP, ResNet, cifar_resnet, cifar_resnext, create_model, list_models
@@ -23,5 +23,5 @@ __all__ = [
     "MLP", "ResNet", "cifar_resnet", "cifar_resnext", "create_model", "list_models",
     "DataUnavailableError", "Dataset", "load_cifar10", "make_spirals", "pack_subset",
     "PRESETS", "History", "Preset", "TrainingRun", "fit", "get_preset", "pick_device", "set_seed",
-    "count_flops", "count_parameters", "gradient_norms", "glue",
+    "count_flops", "count_macs", "count_parameters", "gradient_norms", "glue",
 ]

@@ -18,7 +18,7 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def count_flops(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224)) -> int:
+def count_macs(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224)) -> int:
     """Multiply-accumulates of one forward pass of convolutions and linear layers.
 
     This is the convention behind torchvision's "GFLOPS" column (ResNet-50: 4.089)
@@ -55,6 +55,10 @@ def count_flops(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224)
         model.train(was_training)
     return total // input_size[0]
 
+
+
+# The first version's name. It returns multiply-accumulates, which the papers call FLOPs.
+count_flops = count_macs
 
 def count_layers(model: nn.Module) -> int:
     """Depth as the papers count it: convolutions and linear layers, not counting projection shortcuts.

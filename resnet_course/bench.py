@@ -59,7 +59,7 @@ from .models import create_model, valid_cifar_depth
 from .plots import running_mean
 from .train import TrainingRun, describe_device, get_preset, pick_device, set_seed
 
-PARTS = ("machine", "throughput", "chapters", "degradation")
+PARTS = ("machine", "memory_format", "throughput", "chapters", "gpu_estimate", "degradation")
 GOALS = {"throughput_ratio": 0.95, "tutorial_ratio": 1.3, "book_seconds": 600.0, "degradation_seconds": 60.0}
 
 
@@ -433,6 +433,47 @@ def format_throughput(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# --- memory format ------------------------------------------------------------------------------
+
+MEMORY_FORMAT_SIZES = (("resnet20", 8, 16), ("resnet56", 8, 16), ("resnet20", 16, 32), ("resnet56", 16, 32))
+
+
+def measure_memory_format(*, device: str | torch.device | None = "cpu", batch_size: int = 128, steps: int = 3,
+                          repeats: int = 3, sizes=MEMORY_FORMAT_SIZES) -> list[dict]:
+    """Images/s of a plain training step, contiguous (NCHW) against channels-last (NHWC), paired per repetition.
+
+    The table behind :func:`resnet_course.train.use_channels_last`.
+    """
+    device = pick_device(device)
+    rows = []
+    for model_name, width, image_size in sizes:
+        x_data = synthetic_images(batch_size, image_size)
+        trainers = {}
+        for memory_format, name in ((torch.contiguous_format, "contiguous"), (torch.channels_last, "channels_last")):
+            set_seed(0)
+            model = create_model(model_name, width=width).to(device, memory_format=memory_format)
+            x = x_data.normalise(x_data.x_train).to(device).contiguous(memory_format=memory_format)
+            trainers[name] = plain_training_step(model, x, x_data.y_train.to(device), bf16=False)
+        samples = time_interleaved(trainers, steps=steps, repeats=repeats, warmup=2, batch_size=batch_size, device=device)
+        rows.append({
+            "model": model_name, "width": width, "image_size": image_size, "batch_size": batch_size,
+            "device": describe_device(device),
+            "images_per_s": {name: statistics.median(values) for name, values in samples.items()},
+            "channels_last_speedup": statistics.median(c / n for c, n in zip(samples["channels_last"], samples["contiguous"])),
+        })
+    return rows
+
+
+def format_memory_format(rows: list[dict]) -> str:
+    lines = ["Memory format, plain training step (images/s; speed-up = channels_last / contiguous, median of paired repeats):"]
+    for row in rows:
+        speed = row["images_per_s"]
+        lines.append(f"  {row['model']:<9} width {row['width']:<3} {row['image_size']}x{row['image_size']:<3} "
+                     f"contiguous {speed['contiguous']:8.1f}  channels_last {speed['channels_last']:8.1f}  "
+                     f"speed-up {row['channels_last_speedup']:.2f}")
+    return "\n".join(lines)
+
+
 # --- chapters and the whole book ---------------------------------------------------------------
 
 
@@ -497,6 +538,54 @@ def format_chapters(chapters: dict) -> str:
         state = "" if entry["ok"] else f"  FAILED: {entry['error']}"
         lines.append(f"  {Path(entry['notebook']).name:<40} {entry['seconds']:8.1f}{state}")
     lines.append(f"  {'whole book':<40} {chapters['total_seconds']:8.1f}")
+    return "\n".join(lines)
+
+
+# --- the GPU preset, estimated ------------------------------------------------------------------
+
+# What a T4 sustains on CIFAR ResNets in fp16 autocast, in multiply-accumulates per second of
+# training arithmetic. An ASSUMPTION, not a measurement made here: about 2.3% of the T4's
+# 32.5 TMAC/s fp16 tensor-core peak, i.e. ResNet-56 at about 25 s per epoch of 50,000 images
+# (small convolutions of 16-64 channels keep tensor cores and memory bandwidth poorly used).
+# Replace it with a measured figure when a T4 is at hand.
+T4_ASSUMED_MACS_PER_S = 0.75e12
+# The chapters whose runs dominate their time at the gpu preset, and the networks each trains
+# with the preset's recipe (chapter 2 reads chapter 1's plain runs back from the run cache when
+# run after it; run alone it trains all four).
+GPU_CHAPTER_RUNS = {
+    "01_degradation": ("plain20", "plain56"),
+    "02_residual_block": ("plain20", "plain56", "resnet20", "resnet56"),
+}
+
+
+def estimate_gpu_seconds(preset_name: str = "gpu", *, macs_per_s: float = T4_ASSUMED_MACS_PER_S) -> dict:
+    """Seconds of training arithmetic per chapter at ``preset_name`` on a T4: an estimate, labelled so.
+
+    A training step costs about three forward passes (forward, and backward through activations
+    and weights); its multiply-adds are counted exactly by :func:`~resnet_course.analysis.count_macs`.
+    """
+    from .analysis import count_macs
+
+    preset = get_preset(preset_name)
+    images = preset.steps * preset.batch_size
+    size = (1, 3, preset.image_size, preset.image_size)
+    per_model = {name: 3 * count_macs(create_model(name, width=preset.width), size) * images / macs_per_s
+                 for name in {m for models in GPU_CHAPTER_RUNS.values() for m in models}}
+    return {
+        "kind": "estimate",
+        "preset": preset.name,
+        "assumed_macs_per_s": macs_per_s,
+        "images_per_run": images,
+        "seconds_per_run": per_model,
+        "chapters": {chapter: sum(per_model[m] for m in models) for chapter, models in GPU_CHAPTER_RUNS.items()},
+    }
+
+
+def format_gpu_estimate(estimate: dict) -> str:
+    lines = [f"GPU preset '{estimate['preset']}' on a T4, ESTIMATED (not measured): training arithmetic only, at an assumed "
+             f"{estimate['assumed_macs_per_s'] / 1e12:.2f} TMAC/s, {estimate['images_per_run']:,} images per run"]
+    for chapter, seconds in estimate["chapters"].items():
+        lines.append(f"  {chapter:<40} {seconds:8.0f} s (estimate)")
     return "\n".join(lines)
 
 
@@ -677,6 +766,14 @@ def main(args: argparse.Namespace) -> int:
         report["machine"] = describe_machine(device)
         print(format_machine(report["machine"]), flush=True)
 
+    if "memory_format" in parts:
+        # The preset-sized table by default; the sizes asked for when --image-size or --width is given.
+        sizes = MEMORY_FORMAT_SIZES if not (args.image_size or args.width) else tuple(
+            (m.strip(), width, image_size) for m in args.models.split(",") if m.strip())
+        report["memory_format"] = measure_memory_format(device=device, batch_size=batch_size, sizes=sizes,
+                                                        steps=args.steps, repeats=args.repeats)
+        print(format_memory_format(report["memory_format"]), flush=True)
+
     if "throughput" in parts:
         report["throughput"] = []
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
@@ -694,6 +791,10 @@ def main(args: argparse.Namespace) -> int:
             report["chapters_by_preset"][timed["preset"]] = timed
             print(format_chapters(timed), flush=True)
         report["chapters"] = next(iter(report["chapters_by_preset"].values()))
+
+    if "gpu_estimate" in parts:
+        report["gpu_estimate"] = estimate_gpu_seconds()
+        print(format_gpu_estimate(report["gpu_estimate"]), flush=True)
 
     if "degradation" in parts:
         try:

@@ -65,13 +65,15 @@ def table_rows(study: dict, claim: str) -> list[list[str]]:
             " / ".join(f"{e:.1f}" for e in v["shallow_train_error"]),
             " / ".join(f"{e:.1f}" for e in v["deep_train_error"]),
             f"{v['mean_difference_points']:+.1f}", spread,
-            "yes" if v["shown"] else "no", f"{v['seconds_per_seed']:.0f} s on {v['device']}",
+            "yes" if v["shown"] else ("tie" if v.get("tie_within_spread") else "no"),
+            f"{v['seconds_per_seed']:.0f} s on {v['device']}",
         ])
     return rows
 
 
 TABLE_HEADER = ["configuration", "steps", "seeds", "shallow: training error (%)", "deep: training error (%)",
                 "deep - shallow (points)", "seed spread (points)", "shown", "time for both (1 seed)"]
+# "shown": the claimed sign in every seed by more than the seed spread; "tie": the two within the spread.
 
 
 def provenance_line(study: dict) -> str:

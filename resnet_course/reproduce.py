@@ -49,6 +49,7 @@ import torch.distributed as dist
 
 from .data import DataUnavailableError, Dataset, load_cifar10
 from .models import create_model
+from .runs import data_fingerprint
 from .train import History, TrainingRun, set_seed
 
 RESULT_KIND = "resnet_course.reproduce"
@@ -282,7 +283,9 @@ def reproduce_one(
         "final_train_error": history.train_error[-1] if history.train_error else None,
         "paper_test_error": PAPER_TEST_ERROR.get(model_name),
         "data": {
-            "name": data.name, "source": data.source, "image_size": image_size, "train_images": len(data.x_train),
+            # The file's name, never the machine path it was read from, and the content's hash.
+            "name": data.name, "source": Path(data.source).name if data.source else "", "sha256": data_fingerprint(data),
+            "image_size": image_size, "train_images": len(data.x_train),
             "validation_images": validation_size, "test_images": len(evaluated.x_test),
         },
         "device": history.device,

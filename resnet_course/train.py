@@ -103,11 +103,11 @@ PRESETS = {
     ),
     "cpu": Preset(
         "cpu", "running a chapter on a CPU", "every chapter within 10 minutes on 2 CPU cores",
-        image_size=16, train_size=4600, test_size=800, width=16, steps=1050, epochs=8, batch_size=128, mlp_steps=1500,
+        image_size=16, train_size=4600, test_size=800, width=8, steps=1050, epochs=8, batch_size=128, mlp_steps=1500,
     ),
     "gpu": Preset(
         "gpu", "running a chapter on a CUDA GPU", "every chapter within 3 minutes on a T4 (estimated, see bench)",
-        image_size=32, train_size=None, test_size=None, width=16, steps=2000, epochs=4, batch_size=128, mlp_steps=3000,
+        image_size=32, train_size=None, test_size=None, width=16, steps=900, epochs=4, batch_size=128, mlp_steps=3000,
     ),
 }
 # The names of the first version, still accepted.
@@ -154,7 +154,7 @@ def use_channels_last(device_type: str, *, is_image: bool) -> bool:
     """Whether image tensors are stored channels-last (NHWC) on this kind of device.
 
     Measured with a plain training step of CIFAR ResNets at batch 128 on 2 CPU cores
-    (torch 2.14, ``python -m tools.bench --only memory_format``; the table is in
+    (torch 2.14, ``python -m resnet_course bench --only machine,memory_format --json``; the table is in
     ``results/memory-format-cpu.json``): channels-last was 12-39% faster for ResNet-20 and
     ResNet-56 at width 8/16 and 16/32 pixels. On CUDA it is what cuDNN's fastest
     convolutions expect. MPS keeps the default layout.

@@ -109,7 +109,10 @@ def test_bench_end_to_end_at_tiny_sizes(tmp_path, one_thread, capsys):
     assert "Machine:" in printed and "whole book" in printed and "Degradation clock" in printed
 
     report = json.loads(report_path.read_text())
-    assert report["parts"] == ["machine", "throughput", "chapters", "degradation"]
+    assert report["parts"] == ["machine", "memory_format", "throughput", "chapters", "gpu_estimate", "degradation"]
+    assert [(row["model"], row["width"], row["image_size"]) for row in report["memory_format"]] == [("resnet20", 2, 8)]
+    assert all(row["channels_last_speedup"] > 0 for row in report["memory_format"])
+    assert report["gpu_estimate"]["kind"] == "estimate" and set(report["gpu_estimate"]["chapters"]) >= {"01_degradation"}
     assert {"cpu", "logical_cores", "torch", "torchvision", "device", "load_average"} <= set(report["machine"])
 
     (speed,) = report["throughput"]

@@ -288,6 +288,15 @@ def check_page(browser, site_url: str, page_name: str) -> list[str]:
                 if links != [expected]:
                     problems.append(f"{service} link is {links}, expected [{expected!r}]")
 
+        # The Exercises page: every exercise notebook opens in Colab with one visible click.
+        if page_name == "exercises/index":
+            notebooks = sorted(path.name for path in (BOOK / "exercises").glob("*.ipynb"))
+            links = page.eval_on_selector_all(
+                'article a[href^="https://colab.research.google.com/github/"]',
+                "els => els.filter(a => a.getBoundingClientRect().width > 0).map(a => a.href)")
+            if sorted(link.rsplit("/", 1)[-1] for link in links) != notebooks:
+                problems.append(f"Open-in-Colab links on the Exercises page: {links}, expected one per {notebooks}")
+
         page.wait_for_load_state("networkidle")
         screenshot = SCREENSHOTS / f"{page_name}.png"
         screenshot.parent.mkdir(parents=True, exist_ok=True)

@@ -77,3 +77,14 @@ def test_changing_one_place_alone_is_caught(place):
     texts[place] = texts[place].replace(notebooks.REPOSITORY_URL, "https://github.com/someone-else/fork")
     assert texts[place] != current_texts()[place], f"the URL was not found in {place}"
     assert disagreements(repository_urls(**texts)), f"a changed URL in {place} alone went unnoticed"
+
+
+def test_every_exercise_opens_in_colab_from_the_one_repository_url():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    url, branch = config["repository"]["url"].rstrip("/"), config["repository"].get("branch", "main")
+    owner_repo = url.removeprefix("https://github.com/")
+    page = (ROOT / "exercises" / "index.md").read_text()
+    links = re.findall(r"\[Open in Colab\]\((\S+?)\)", page)
+    expected = [f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/exercises/{path.name}"
+                for path in sorted((ROOT / "exercises").glob("*.ipynb"))]
+    assert links == expected, "the Exercises page's Colab links must follow _config.yml's repository URL, one per exercise"

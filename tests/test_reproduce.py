@@ -95,10 +95,12 @@ def test_tiny_run_writes_json_and_png_with_provenance_and_reads_back(tmp_path, c
     assert not record["full_scale"] and any("20 iterations" in note for note in record["scale_notes"])
     assert any("width 4" in note for note in record["scale_notes"])
     assert record["data"] == {
-        "name": record["data"]["name"], "source": record["data"]["source"], "image_size": 16,
-        "train_images": 448, "validation_images": 64, "test_images": 128,
+        "name": record["data"]["name"], "source": record["data"]["source"], "sha256": record["data"]["sha256"],
+        "image_size": 16, "train_images": 448, "validation_images": 64, "test_images": 128,
     }
-    assert record["data"]["source"].startswith(os.environ["RESNET_COURSE_DATA"])
+    # The file by its name and its content's hash, never by a path on the machine that made it.
+    assert "/" not in record["data"]["source"] and os.environ["RESNET_COURSE_DATA"] not in json_path.read_text()
+    assert len(record["data"]["sha256"]) == 64
     assert 0 <= record["final_test_error"] <= 100 and 0 <= record["final_validation_error"] <= 100
     assert record["paper_test_error"] == 8.75 and record["processes"] == 1
     assert record["versions"]["torch"] == torch.__version__ and "torchvision" in record["versions"]

@@ -62,3 +62,11 @@ def test_the_residual_claim_reads_at_or_below():
     assert study.judge(claim, "c", records)["shown"]
     behind = {k: {**v, "final_train_error": v["final_train_error"] + 10} if k[1] == "resnet56" else v for k, v in records.items()}
     assert not study.judge(claim, "c", behind)["shown"]
+
+
+def test_a_difference_within_the_seed_spread_is_a_tie_not_a_result():
+    claim = study.CLAIMS["residual_depth"]
+    records = {("c", "resnet20", s): _record("c", "resnet20", s, e) for s, e in enumerate((42.0, 44.0, 43.0))}
+    records.update({("c", "resnet56", s): _record("c", "resnet56", s, e) for s, e in enumerate((42.5, 43.0, 43.2))})
+    verdict = study.judge(claim, "c", records)
+    assert verdict["tie_within_spread"] and not verdict["shown"]

@@ -1,0 +1,54 @@
+"""The archive a chapter shows: read from the scale study's summary, or a clear note where it is absent."""
+
+import json
+
+from resnet_course import evidence
+
+
+def _summary(tmp_path):
+    verdict = {
+        "claim": "degradation", "config": "c1", "seeds": [0, 1, 2], "shallow": "plain20", "deep": "plain56",
+        "shallow_train_error": [50.0, 51.0, 52.0], "deep_train_error": [70.0, 72.0, 71.0],
+        "mean_difference_points": 20.0, "seed_spread_points": 0.8, "shown": True, "seconds_per_seed": 160.0,
+        "device": "cpu (2 threads)", "steps": 1050,
+    }
+    summary = {
+        "verdicts": [verdict, {**verdict, "config": "c2", "shown": False, "seconds_per_seed": 50.0, "steps": 124}],
+        "configs": {"c1": {"width": 8, "image_size": 16, "steps": 1050, "batch_size": 128, "schedule": "cosine",
+                           "lr": 0.1, "warmup_epochs": 2.0, "train_size": 4600}},
+        "provenance": {"cpu": "Some CPU", "device": "cpu (2 threads)", "torch": "2.14.1", "commit": "a" * 40,
+                       "data": "Dataset('cifar10@16px': 4600 train / 800 test)", "data_sha256": "b" * 64, "date": "2026-12-02"},
+    }
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary))
+    return path
+
+
+def test_the_table_lists_every_configuration_cheapest_first_with_its_verdict(tmp_path):
+    study = evidence.load_study(_summary(tmp_path))
+    rows = evidence.table_rows(study, "degradation")
+    assert [row[0] for row in rows] == ["c2", "c1"]
+    assert rows[1][3] == "50.0 / 51.0 / 52.0" and rows[1][5] == "+20.0" and rows[1][7] == "yes" and rows[0][7] == "no"
+    assert len(rows[0]) == len(evidence.TABLE_HEADER)
+
+
+def test_the_provenance_names_machine_versions_commit_and_data_hash(tmp_path):
+    line = evidence.provenance_line(evidence.load_study(_summary(tmp_path)))
+    assert "Some CPU" in line and "2.14.1" in line and "aaaaaaaaaa" in line and "bbbbbbbbbbbb" in line
+
+
+def test_the_configuration_is_described_in_words(tmp_path):
+    text = evidence.describe_config(evidence.load_study(_summary(tmp_path)), "c1")
+    assert "width 8" in text and "16x16" in text and "1,050 steps" in text and "4,600 training images" in text
+
+
+def test_without_the_repository_the_note_says_where_the_archive_is(tmp_path, monkeypatch):
+    assert evidence.load_study(tmp_path / "missing.json") is None
+    assert "results/scale-study" in evidence.study_note()
+
+
+def test_the_repository_holds_a_summary_the_chapters_can_read():
+    study = evidence.load_study()
+    assert study is not None, "results/scale-study/summary.json is missing: run python -m tools.scale_study summary"
+    for claim in ("degradation", "residual_depth"):
+        assert evidence.table_rows(study, claim), f"the archive has no runs for {claim}"
