@@ -29,21 +29,33 @@ def _info(_args) -> int:
 
 
 # Subcommands that live in their own modules; each module has add_arguments(parser) and main(args).
-_MODULE_COMMANDS = {"grade": "resnet_course.grading.cli", "bench": "resnet_course.bench", "reproduce": "resnet_course.reproduce"}
+# A module is imported only when its command is run, so `info` works on a base install (the
+# grader needs nbclient and nbval, the benchmark nbformat: the [grade] and [test] extras).
+_MODULE_COMMANDS = {
+    "grade": ("resnet_course.grading.cli", "grade exercise notebooks (needs the [grade] or [test] extra)"),
+    "bench": ("resnet_course.bench", "speed measurements: throughput, chapter times per preset"),
+    "reproduce": ("resnet_course.reproduce", "reproduce the paper's CIFAR-10 table, with provenance"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="python -m resnet_course", description="The Residual Networks course.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="device, preset and data source").set_defaults(run=_info)
-    for name, module_name in _MODULE_COMMANDS.items():
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (module_name, help_text) in _MODULE_COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        if name != chosen:
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
-            if not module_name.startswith(error.name or "?"):
+            if (error.name or "").startswith("resnet_course"):
                 raise
-            continue  # that part of the course is not installed yet
-        sub = commands.add_parser(name, help=module.__doc__.strip().splitlines()[0])
+            print(f"python -m resnet_course {name} needs {error.name}, which is not installed; "
+                  f"install the course with its extras: pip install 'resnet-course[grade,test]'.", file=sys.stderr)
+            return 2
         module.add_arguments(sub)
         sub.set_defaults(run=module.main)
     args = parser.parse_args(argv)

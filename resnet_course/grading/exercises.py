@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import nbformat
 
 from .checks import ALL_CHECKS
 
@@ -48,8 +47,10 @@ class CheckCell:
     def item_count(self) -> int:
         return len(ALL_CHECKS[self.check].items)
 
-    def cell(self, execution_count: int) -> nbformat.NotebookNode:
+    def cell(self, execution_count: int) -> "nbformat.NotebookNode":
         """The canonical cell, its stored output the all-passed report (what nbval compares with)."""
+        import nbformat  # only the notebook writers need it; a check cell in Colab does not
+
         cell = nbformat.v4.new_code_cell(self.source)
         cell.id = self.id
         cell.metadata = {"tags": [CHECK_TAG], METADATA_KEY: {"check": self.id}}
