@@ -26,9 +26,11 @@ def plot_histories(
         "test_loss": "test loss",
         "train_error": "training error (%)",
         "test_error": "test error (%)",
-        "train_acc": "training accuracy",
-        "test_acc": "test accuracy",
+        "train_acc": "training accuracy (%)",
+        "test_acc": "test accuracy (%)",
     }
+    # Accuracies are stored as fractions; the course shows every accuracy in %, like the errors.
+    percent = {"train_acc", "test_acc"}
     if ax is None:
         fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
         axes = axes[0]
@@ -40,6 +42,8 @@ def plot_histories(
             values = getattr(history, metric)
             if not values:
                 continue
+            if metric in percent:
+                values = [100 * v for v in values]
             style = PLAIN_STYLE if history.label.startswith("plain") else {}
             axis.plot(history.epochs[: len(values)], values, marker="o", markersize=3, label=history.label, **style)
         axis.set_xlabel("epoch")

@@ -550,7 +550,7 @@ class DegradationExplorer(Dashboard):
         return LivePanels(
             [
                 (f"training loss (running mean of {self.smooth} steps)", "training step", "training loss"),
-                ("test accuracy after each epoch", "epoch", "test accuracy"),
+                ("test accuracy after each epoch", "epoch", "test accuracy (%)"),
             ],
             hint="Press Train to start a run",
         )
@@ -560,7 +560,7 @@ class DegradationExplorer(Dashboard):
             style = _run_style(index, history.label)
             self.live.set_line(0, history.label, history.steps, plots.running_mean(history.step_loss, self.smooth), **style)
             epochs = history.epochs[: len(history.test_acc)]
-            self.live.set_line(1, history.label, epochs, history.test_acc, marker="o", markersize=3, **style)
+            self.live.set_line(1, history.label, epochs, [100 * a for a in history.test_acc], marker="o", markersize=3, **style)
         return self.live.render()
 
     def _clear_results(self) -> None:
@@ -718,7 +718,7 @@ class DegradationExplorer(Dashboard):
             plots.plot_histories([h for h in self.histories if h.test_acc], metrics=("test_acc",), ax=accuracy_axis)
         else:
             accuracy_axis.set_xlabel("epoch")
-            accuracy_axis.set_ylabel("test accuracy")
+            accuracy_axis.set_ylabel("test accuracy (%)")
         accuracy_axis.set_title("test accuracy after each epoch")
         if not self.histories:
             figure.suptitle("Press Train to start a run")

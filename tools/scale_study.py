@@ -116,6 +116,9 @@ CONFIGS = {
         Config("w16-16px-1050st-cos", 16, 16, 1050),
         # The archive: the paper's image size and width on the shared slice.
         Config("w16-32px-1050st-cos", 32, 16, 1050),
+        # The gpu preset's configuration on all of CIFAR-10, for a lent GPU (minutes there, days here):
+        # python -m tools.scale_study run --configs w16-32px-full-900st-cos
+        Config("w16-32px-full-900st-cos", 32, 16, 900, train_size=None, test_size=None),
     )
 }
 
