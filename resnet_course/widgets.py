@@ -406,6 +406,8 @@ class Dashboard:
                     self.redraw()
                     last_redraw = time.perf_counter()
                 yield step
+            if history.diverged:  # the loop stopped itself at the non-finite loss; say why here
+                self.say(f"{history.label} {history.message}", error=True)
         except Exception as error:
             self._report_failure(history, error)
         finally:

@@ -28,7 +28,8 @@ from resnet_course.widgets import (
 ROOT = Path(__file__).resolve().parents[1]
 
 # CIFAR-10 at a size that trains in about a second per epoch on a busy CPU.
-TINY = Preset("tiny", image_size=8, train_size=256, test_size=128, width=4, epochs=1, batch_size=64, mlp_steps=30)
+TINY = Preset("tiny", "tests", "seconds", image_size=8, train_size=256, test_size=128, width=4, steps=8, epochs=1,
+              batch_size=64, mlp_steps=30)
 
 
 def tiny_spirals_dashboard(**options):
@@ -74,22 +75,26 @@ def test_train_click_trains_in_the_background_and_redraws():
     assert dashboard.plot.outputs and "image/png" in dashboard.plot.outputs[0]["data"]
 
 
-def test_stop_ends_the_run_within_two_seconds_and_keeps_the_curve():
+def test_stop_ends_the_run_at_the_next_step_and_keeps_the_curve():
     dashboard = tiny_spirals_dashboard()
     dashboard.epochs.value = dashboard.epochs.max  # far longer than the test waits
 
     async def scenario():
         dashboard.train_button.click()
         await wait_until(lambda: dashboard.histories and len(dashboard.histories[0].steps) >= 20)
+        steps_at_click = len(dashboard.histories[0].steps)
         pressed = time.perf_counter()
         dashboard.stop_button.click()
         await dashboard.wait()
-        return time.perf_counter() - pressed
+        return time.perf_counter() - pressed, steps_at_click
 
-    elapsed = asyncio.run(scenario())
+    elapsed, steps_at_click = asyncio.run(scenario())
     history = dashboard.histories[0]
-    assert elapsed < 2.0, f"Stop took {elapsed:.2f} s"
-    assert dashboard.last_stop_latency_s is not None and dashboard.last_stop_latency_s < 2.0
+    # Stop acts at the next step: counted in steps, which a loaded CI machine does not change; the
+    # seconds bound is only a generous backstop (a step here takes milliseconds).
+    assert len(history.steps) - steps_at_click <= 2, f"{len(history.steps) - steps_at_click} steps ran after Stop"
+    assert elapsed < 10.0, f"Stop took {elapsed:.2f} s"
+    assert dashboard.last_stop_latency_s is not None and dashboard.last_stop_latency_s < 10.0
     assert history.stopped and len(history.steps) >= 20
     assert len(history.steps) < dashboard.epochs.value * (800 // TINY.batch_size)
     assert len(dashboard.live.axes[0].lines[0].get_xdata()) == len(history.steps)  # the partial curve is drawn
@@ -205,7 +210,7 @@ def test_a_diverging_run_stops_with_advice():
     asyncio.run(scenario())
     history = dashboard.histories[0]
     assert "diverged" in dashboard.message.value and "learning rate" in dashboard.message.value
-    assert history.stopped and not np.isfinite(history.step_loss[-1])
+    assert history.diverged and not np.isfinite(history.step_loss[-1])
 
 
 def test_without_an_event_loop_train_runs_to_the_end():
