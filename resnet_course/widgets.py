@@ -672,7 +672,7 @@ class DegradationExplorer(Dashboard):
                 return None
             self.histories.append(run.history)
             yield from self._train(run)
-            if run.history.stopped and not self._stop_event.is_set():
+            if (run.history.stopped or run.history.diverged) and not self._stop_event.is_set():
                 return None  # it failed or diverged; the message says why
             if index < len(configs) - 1:
                 self.redraw()
@@ -902,7 +902,7 @@ class GradientFlowExplorer(Dashboard):
             self.histories.append(run.history)
             # The gradient norms are measured only at the end, so the figure changes only then.
             yield from self._train(run, redraw_every_s=math.inf)
-            if run.history.stopped:
+            if run.history.stopped or run.history.diverged:
                 if not self._stop_event.is_set():
                     return None  # it failed or diverged; the message says why
                 break
