@@ -10,10 +10,16 @@ STAMP := $(VENV)/.installed
 # it fits its budget (the whole book within 10 minutes on 2 CPU cores) on any machine.
 export RESNET_COURSE_PRESET ?= book
 
+# EXTRAS: the optional dependencies installed with the course (the Pages build needs only `book`).
+# TORCH_INDEX: where torch comes from, when set (the Pages build: the CPU-only wheels, not CUDA's GBs).
+EXTRAS ?= book,test
+TORCH_INDEX ?=
+
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --upgrade pip
-	$(PYTHON) -m pip install -e ".[book,test]"
+	$(if $(TORCH_INDEX),$(PYTHON) -m pip install torch torchvision --index-url $(TORCH_INDEX))
+	$(PYTHON) -m pip install -e ".[$(EXTRAS)]"
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3
 	touch $(STAMP)
 
