@@ -85,3 +85,41 @@ def provenance_line(study: dict) -> str:
     return (f"Archived runs made on {origin.get('cpu', '?')} ({origin.get('device', '?')}), torch {origin.get('torch', '?')}, "
             f"commit {commit}, data {origin.get('data', '?')} with SHA-256 {origin.get('data_sha256', '?')[:12]}..., "
             f"{origin.get('date', '?')}.")
+
+
+def claim_sentence(study: dict, claim: str, *, deep: str, shallow: str) -> str:
+    """What the archive shows for ``claim``, written from its verdicts: shown, tied, or not shown."""
+    archived = verdicts(study, claim)
+    shown = [v for v in archived if v["shown"]]
+    if shown:
+        best = shown[0]  # cheapest first
+        return (f"Shown by {len(shown)} of {len(archived)} archived configurations. The cheapest is "
+                f"`{best['config']}` ({describe_config(study, best['config'])}): {deep} minus {shallow} is "
+                f"{best['mean_difference_points']:+.1f} points of training error on average, against a seed "
+                f"spread of {best['seed_spread_points']:.1f} points.")
+    sentence = f"Not shown by any of the {len(archived)} archived configurations."
+    ties = [v for v in archived if v.get("tie_within_spread")]
+    if ties:
+        tie = ties[0]
+        sentence += (f" In {len(ties)} of them the two are tied within the seed spread; the cheapest is "
+                     f"`{tie['config']}` ({describe_config(study, tie['config'])}): {deep} minus {shallow} is "
+                     f"{tie['mean_difference_points']:+.1f} points on average, seed spread "
+                     f"{tie['seed_spread_points']:.1f}.")
+    return sentence
+
+
+def depth_gaps(study: dict) -> list[list[str]]:
+    """Per configuration with both families over 3 seeds: the 56-minus-20 gap of plain and residual networks."""
+    rows = []
+    for plain in verdicts(study, "degradation"):
+        residual = verdict(study, "residual_depth", plain["config"])
+        if residual is None or min(len(plain["seeds"]), len(residual["seeds"])) < 3:
+            continue
+        spread = max(plain["seed_spread_points"], residual["seed_spread_points"])
+        rows.append([plain["config"], f"{plain['mean_difference_points']:+.1f}",
+                     f"{residual['mean_difference_points']:+.1f}", f"{spread:.1f}"])
+    return rows
+
+
+DEPTH_GAP_HEADER = ["configuration", "plain-56 - plain-20 (points)", "resnet-56 - resnet-20 (points)",
+                    "largest seed spread (points)"]

@@ -66,3 +66,20 @@ def test_a_book_whose_run_breaks_a_claim_fails_to_build(tmp_path):
     assert "ClaimNotShown" in report and "the deep network ends below the shallow one" in report and "deep=61" in report
     passed = _build(sound)
     assert passed.returncode == 0, passed.stdout[-2000:] + passed.stderr[-2000:]
+
+
+def _history(label, error, loss):
+    from resnet_course.train import History
+
+    return History(label=label, train_acc=[1 - error / 100], train_loss=[loss])
+
+
+def test_the_degradation_verdict_needs_both_networks_trained_and_the_deep_one_behind():
+    from resnet_course.claims import degradation_verdict
+
+    text, shown = degradation_verdict(_history("plain-20", 50.0, 1.4), _history("plain-56", 75.0, 1.9), trained_loss=2.0)
+    assert shown and "degradation, in this run" in text and "25.0 points" in text
+    text, shown = degradation_verdict(_history("plain-20", 50.0, 1.4), _history("plain-56", 88.0, 2.29), trained_loss=2.0)
+    assert not shown and "plain-56 did not get clearly below chance" in text
+    text, shown = degradation_verdict(_history("plain-20", 50.0, 1.4), _history("plain-56", 45.0, 1.3), trained_loss=2.0)
+    assert not shown and "does not show degradation" in text
