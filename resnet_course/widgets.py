@@ -549,13 +549,17 @@ class DegradationExplorer(Dashboard):
     smooth = 10  # steps in the running mean of the loss curve
 
     def _new_live_panels(self) -> LivePanels:
-        return LivePanels(
+        panels = LivePanels(
             [
-                (f"training loss (running mean of {self.smooth} steps)", "training step", "training loss"),
+                (f"training loss (running mean of {self.smooth} steps)", "training step", "training loss (log scale)"),
                 ("test accuracy after each epoch", "epoch", "test accuracy (%)"),
             ],
             hint="Press Train to start a run",
         )
+        # A deep residual MLP can start near a loss of 70 while a plain one sits at 0.69: on a linear
+        # axis the second is a flat line. A log axis shows both.
+        panels.axes[0].set_yscale("log")
+        return panels
 
     def live_figure(self) -> Figure:
         for index, history in enumerate(self.histories):
@@ -712,9 +716,10 @@ class DegradationExplorer(Dashboard):
         runs = [h for h in self.histories if h.step_loss]
         if runs:
             plots.plot_step_losses(runs, ax=loss_axis, smooth=self.smooth)
+            loss_axis.set_yscale("log")  # see _new_live_panels
         else:
             loss_axis.set_xlabel("training step")
-            loss_axis.set_ylabel("training loss")
+        loss_axis.set_ylabel("training loss (log scale)")
         loss_axis.set_title(f"training loss (running mean of {self.smooth} steps)")
         if any(h.test_acc for h in self.histories):
             plots.plot_histories([h for h in self.histories if h.test_acc], metrics=("test_acc",), ax=accuracy_axis)
