@@ -303,9 +303,9 @@ def summary() -> dict:
     result = {
         "kind": "resnet_course.scale_study.summary",
         "definition": (
-            "shown: the claimed sign in every seed, a mean difference larger than the seed spread (the larger "
-            "standard deviation of the two networks' final training errors), at least 3 seeds, and for claims "
-            f"about trained networks a final training loss below ln 10 - 0.3 = {TRAINED_LOSS:.3f} for both"),
+            "the claimed sign holds in every one of at least 3 seeds, the mean difference is larger than the seed "
+            "spread (the larger standard deviation of the two networks' final training errors), and, for claims "
+            f"about trained networks, both end with a training loss below ln 10 - 0.3 = {TRAINED_LOSS:.3f}"),
         "claims": {name: dataclasses.asdict(claim) for name, claim in CLAIMS.items()},
         "configs": {name: dataclasses.asdict(config) for name, config in CONFIGS.items()},
         "verdicts": verdicts,
