@@ -131,7 +131,7 @@ class PlainBlock(nn.Module):
     expansion = 1
     preact = False
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, **_ignored):
+    def __init__(self, in_channels: int, planes: int, stride: int = 1):
         super().__init__()
         self.conv1 = conv3x3(in_channels, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -157,7 +157,7 @@ class BasicBlock(nn.Module):
     expansion = 1
     preact = False
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, *, shortcut: str = "B", **_ignored):
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, *, shortcut: str = "B"):
         super().__init__()
         self.conv1 = conv3x3(in_channels, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -202,7 +202,6 @@ class Bottleneck(nn.Module):
         shortcut: str = "B",
         groups: int = 1,
         width_per_group: int = 64,
-        **_ignored,
     ):
         super().__init__()
         width = int(planes * (width_per_group / 64.0)) * groups
@@ -244,7 +243,7 @@ class PreActBlock(nn.Module):
     expansion = 1
     preact = True
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, *, shortcut: str = "B", **_ignored):
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, *, shortcut: str = "B"):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.relu = nn.ReLU(inplace=False)  # not in place: x itself is the identity
@@ -282,7 +281,6 @@ class PreActBottleneck(nn.Module):
         shortcut: str = "B",
         groups: int = 1,
         width_per_group: int = 64,
-        **_ignored,
     ):
         super().__init__()
         width = int(planes * (width_per_group / 64.0)) * groups

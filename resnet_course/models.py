@@ -58,14 +58,12 @@ class ResNet(nn.Module):
         self.bn1 = None if block.preact else nn.BatchNorm2d(stem_channels)
         self.relu = nn.ReLU(inplace=True)
 
+        block_kwargs = _block_options(block, shortcut=shortcut, groups=groups, width_per_group=width_per_group)
         channels = stem_channels
         self.stage_names = []
         for index, (planes, blocks) in enumerate(zip(stage_planes, layers)):
             stride = 1 if index == 0 else 2
-            stage, channels = make_stage(
-                block, channels, planes, blocks, stride,
-                shortcut=shortcut, groups=groups, width_per_group=width_per_group,
-            )
+            stage, channels = make_stage(block, channels, planes, blocks, stride, **block_kwargs)
             name = f"layer{index + 1}"
             setattr(self, name, stage)
             self.stage_names.append(name)
@@ -105,6 +103,18 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.forward_features(x))
+
+
+def _block_options(block: type[nn.Module], *, shortcut: str, groups: int, width_per_group: int) -> dict:
+    """The options ``block`` takes; a grouped convolution asked of a block without one is refused."""
+    accepted = inspect.signature(block.__init__).parameters
+    if "groups" not in accepted and (groups != 1 or width_per_group != 64):
+        raise ValueError(
+            f"{block.__name__} has no grouped convolution, so groups={groups} and width_per_group={width_per_group} "
+            f"cannot apply; ResNeXt uses bottleneck blocks (cifar_resnext, or block='bottleneck')."
+        )
+    options = {"shortcut": shortcut, "groups": groups, "width_per_group": width_per_group}
+    return {name: value for name, value in options.items() if name in accepted}
 
 
 def make_stage(
@@ -160,6 +170,12 @@ def cifar_resnet(
     """
     if block not in BLOCKS:
         raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}.")
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise ValueError(f"depth must be a whole number of layers such as 20 or 56, got {depth!r} ({type(depth).__name__}).")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive whole number of channels (16 in the paper), got {width!r}.")
+    if block == "plain" and shortcut is not None:
+        raise ValueError(f"a plain network has no shortcuts, so shortcut={shortcut!r} cannot apply; use block='basic'.")
     if not valid_cifar_depth(depth, block):
         rule = "9n+2" if block in _CIFAR_BOTTLENECK_BLOCKS else "6n+2"
         examples = ", ".join(str(d) for d in cifar_depths(block, 110))

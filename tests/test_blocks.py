@@ -16,7 +16,7 @@ RESIDUAL_BLOCKS = [BasicBlock, Bottleneck, PreActBlock, PreActBottleneck]
 @pytest.mark.parametrize("shortcut", ["A", "B", "C"])
 def test_output_shape(block, stride, shortcut):
     in_channels, planes = 8, 16
-    layer = block(in_channels, planes, stride, shortcut=shortcut)
+    layer = block(in_channels, planes, stride) if block is PlainBlock else block(in_channels, planes, stride, shortcut=shortcut)
     y = layer(torch.randn(2, in_channels, 8, 8))
     assert y.shape == (2, planes * block.expansion, 8 // stride, 8 // stride)
 
@@ -155,3 +155,36 @@ def test_grouped_bottleneck_equals_split_transform_merge():
         for g in range(4)
     ]
     torch.testing.assert_close(torch.cat(paths, 1), conv(mid), atol=1e-5, rtol=1e-5)
+
+
+def test_blocks_refuse_options_they_cannot_honour():
+    from resnet_course.models import cifar_resnet
+
+    with pytest.raises(TypeError):
+        PlainBlock(8, 8, 1, shortcut="B")  # a plain block has no shortcut to choose
+    with pytest.raises(TypeError):
+        BasicBlock(8, 8, 1, groups=4)  # no grouped convolution in a basic block
+    with pytest.raises(TypeError):
+        BasicBlock(8, 8, 1, shortcutt="A")  # a typo is an error, not silently ignored
+    with pytest.raises(ValueError, match="no grouped convolution"):
+        cifar_resnet(20, groups=4)
+    with pytest.raises(ValueError, match="plain network has no shortcuts"):
+        cifar_resnet(20, block="plain", shortcut="B")
+    grouped = cifar_resnet(29, block="bottleneck", groups=4, width_per_group=32)
+    assert any(m.groups == 4 for m in grouped.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+@pytest.mark.parametrize("width", [0, -8, 2.5, "16", True])
+def test_a_width_that_is_not_a_positive_whole_number_gets_one_sentence(width):
+    from resnet_course.models import create_model
+
+    with pytest.raises(ValueError, match="width must be a positive whole number"):
+        create_model("resnet20", width=width)
+
+
+@pytest.mark.parametrize("depth", ["20", 20.0])
+def test_a_depth_that_is_not_an_integer_says_so(depth):
+    from resnet_course.models import cifar_resnet
+
+    with pytest.raises(ValueError, match="depth must be a whole number"):
+        cifar_resnet(depth)
