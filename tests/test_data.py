@@ -102,3 +102,19 @@ def test_batches_cover_the_epoch_and_normalise():
     data = make_spirals(100)
     seen = sum(len(y) for _, y in data.train_batches(32, generator=torch.Generator().manual_seed(0)))
     assert seen == len(data.x_train) // 32 * 32
+
+
+@pytest.mark.parametrize("size", [32, 16, 8])
+def test_the_cpu_crop_picks_exactly_the_pixels_of_the_gpu_gather(size):
+    import torch.nn.functional as F
+
+    from resnet_course.data import _crop_by_gather, _crop_by_slices
+
+    images = torch.randint(0, 256, (64, 3, size, size), dtype=torch.uint8)
+    padding = max(1, round(4 * size / 32))
+    padded = F.pad(images, (padding,) * 4)
+    generator = torch.Generator().manual_seed(7)
+    offsets = torch.randint(0, 2 * padding + 1, (2, 64), generator=generator)
+    flips = torch.rand(64, generator=generator) < 0.5
+    assert torch.equal(_crop_by_slices(padded, offsets, flips, (size, size)),
+                       _crop_by_gather(padded, offsets, flips, (size, size)))
