@@ -9,6 +9,16 @@ STAMP := $(VENV)/.installed
 # The book is built with the published preset unless RESNET_COURSE_PRESET says otherwise:
 # it fits its budget (the whole book within 10 minutes on 2 CPU cores) on any machine.
 export RESNET_COURSE_PRESET ?= book
+# Chapters run in chapters/, the tests in the root: a relative data or cache folder given on the
+# command line (RESNET_COURSE_DATA=../shared/data) is made absolute here, so both find it.
+ifdef RESNET_COURSE_DATA
+override RESNET_COURSE_DATA := $(abspath $(RESNET_COURSE_DATA))
+export RESNET_COURSE_DATA
+endif
+ifdef RESNET_COURSE_CACHE
+override RESNET_COURSE_CACHE := $(abspath $(RESNET_COURSE_CACHE))
+export RESNET_COURSE_CACHE
+endif
 
 # EXTRAS: the optional dependencies installed with the course (the Pages build needs only `book`).
 # TORCH_INDEX: where torch comes from, when set (the Pages build: the CPU-only wheels, not CUDA's GBs).

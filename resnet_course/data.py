@@ -245,8 +245,9 @@ def _find_cifar10(download: bool) -> tuple[dict[str, np.ndarray], str]:
         found = _read_folder(Path(user_dir).expanduser())
         if found is not None:
             return found
+        where = "" if Path(user_dir).is_absolute() else f" (read from {Path.cwd()}, where this kernel runs)"
         raise DataUnavailableError(
-            f"RESNET_COURSE_DATA is set to {user_dir}, but that folder holds neither an .npz with "
+            f"RESNET_COURSE_DATA is set to {user_dir}{where}, but that folder holds neither an .npz with "
             f"x_train, y_train, x_test, y_test nor torchvision's cifar-10-batches-py folder; point it "
             f"at one of those, or unset it to download CIFAR-10."
         )

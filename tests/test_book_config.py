@@ -3,6 +3,7 @@ table of contents, the deploy workflow, and the build extension in resnet_course
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -165,3 +166,21 @@ def test_missing_offline_assets_stop_the_build_with_advice(tmp_path):
     asset.parent.mkdir(parents=True)
     asset.write_text("// MathJax")
     book.check_offline_assets(app)  # present: no error
+
+
+def test_make_hands_chapters_an_absolute_data_folder_and_the_book_preset(tmp_path):
+    """Chapters execute in chapters/: a relative RESNET_COURSE_DATA from the command line must still find the data."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    probe = tmp_path / "probe.mk"
+    probe.write_text(f"include {ROOT / 'Makefile'}\nshow:\n\t@echo \"$$RESNET_COURSE_DATA|$$RESNET_COURSE_PRESET\"\n")
+    env = {"PATH": os.environ["PATH"], "RESNET_COURSE_DATA": "../shared/data"}
+    shown = subprocess.run(["make", "-s", "-f", str(probe), "show"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    data, preset = shown.stdout.strip().split("|")
+    assert data == str((ROOT / ".." / "shared" / "data").resolve()) and preset == "book"
+    chosen = subprocess.run(["make", "-s", "-f", str(probe), "show"], cwd=ROOT, capture_output=True, text=True, check=True,
+                            env={**env, "RESNET_COURSE_PRESET": "cpu"})
+    assert chosen.stdout.strip().endswith("|cpu")  # a preset the user sets is kept
