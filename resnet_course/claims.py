@@ -53,8 +53,8 @@ def degradation_verdict(shallow, deep, *, trained_loss: float) -> tuple[str, boo
                 f"below {trained_loss:.2f}), and {deep.label} ends {gap:.1f} points *above* {shallow.label} in "
                 "training error: degradation, in this run."), True
     if stuck:
-        return (f"{' and '.join(stuck)} did not get clearly below chance (final loss at or above {trained_loss:.2f}): "
-                "this run shows a network that has not started, not the paper's degradation, which is a network "
-                "that trains, to a higher error. The archived runs at the end of the page show more."), False
+        return (f"{' and '.join(stuck)} did not get clearly below chance (final loss at or above {trained_loss:.2f}, "
+                "where a uniform guess scores 2.30): this run is too short to show the paper's degradation, which is "
+                "a network that trains, to a higher error. The archived runs at the end of the page show more."), False
     return (f"{deep.label} ends {-gap:.1f} points below {shallow.label} in training error: this run does not "
             "show degradation. The archived runs at the end of the page say how often that happens."), False

@@ -87,17 +87,21 @@ def provenance_line(study: dict) -> str:
             f"{origin.get('date', '?')}.")
 
 
+def _configurations(count: int) -> str:
+    return f"{count} archived configuration{'s' if count != 1 else ''}"
+
+
 def claim_sentence(study: dict, claim: str, *, deep: str, shallow: str) -> str:
     """What the archive shows for ``claim``, written from its verdicts: shown, tied, or not shown."""
     archived = verdicts(study, claim)
     shown = [v for v in archived if v["shown"]]
     if shown:
         best = shown[0]  # cheapest first
-        return (f"Shown by {len(shown)} of {len(archived)} archived configurations. The cheapest is "
+        return (f"Shown by {len(shown)} of the {_configurations(len(archived))}. The cheapest is "
                 f"`{best['config']}` ({describe_config(study, best['config'])}): {deep} minus {shallow} is "
                 f"{best['mean_difference_points']:+.1f} points of training error on average, against a seed "
                 f"spread of {best['seed_spread_points']:.1f} points.")
-    sentence = f"Not shown by any of the {len(archived)} archived configurations."
+    sentence = f"Not shown by {'any of ' if len(archived) != 1 else ''}the {_configurations(len(archived))}."
     ties = [v for v in archived if v.get("tie_within_spread")]
     if ties:
         tie = ties[0]

@@ -57,8 +57,8 @@ def test_the_repository_holds_a_summary_the_chapters_can_read():
 def test_the_archive_sentence_follows_the_verdicts(tmp_path):
     study = evidence.load_study(_summary(tmp_path))
     sentence = evidence.claim_sentence(study, "degradation", deep="plain-56", shallow="plain-20")
-    assert sentence.startswith("Shown by 1 of 2") and "+20.0 points" in sentence and "c1" in sentence
+    assert sentence.startswith("Shown by 1 of the 2 archived configurations") and "+20.0 points" in sentence and "c1" in sentence
     for v in study["verdicts"]:
         v["shown"], v["tie_within_spread"] = False, v["config"] == "c1"
     sentence = evidence.claim_sentence(study, "degradation", deep="plain-56", shallow="plain-20")
-    assert sentence.startswith("Not shown by any of the 2") and "tied within the seed spread" in sentence
+    assert sentence.startswith("Not shown by any of the 2 archived configurations") and "tied within the seed spread" in sentence
