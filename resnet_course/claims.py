@@ -40,21 +40,21 @@ def compare(name_a: str, value_a: float, name_b: str, value_b: float, *, what: s
     return f"{name_a} ends {side} {name_b} in {what} ({value_a:.1f}{unit} against {value_b:.1f}{unit})"
 
 
-def degradation_verdict(shallow, deep, *, trained_loss: float) -> tuple[str, bool]:
+def degradation_verdict(shallow, deep, *, trained_error: float) -> tuple[str, bool]:
     """The sentence for a plain shallow/deep pair, written from their histories, and whether it shows degradation.
 
-    Degradation is the paper's kind only: both networks trained (final loss below ``trained_loss``)
-    and the deeper one ends with the higher training error.
+    Degradation is the paper's kind only: both networks trained (final training error at most
+    ``trained_error`` %) and the deeper one ends with the higher training error.
     """
     gap = deep.train_error[-1] - shallow.train_error[-1]
-    stuck = [run.label for run in (shallow, deep) if run.train_loss[-1] >= trained_loss]
+    stuck = [run.label for run in (shallow, deep) if run.train_error[-1] > trained_error]
     if not stuck and gap > 0:
-        return (f"Both networks trained (final losses {shallow.train_loss[-1]:.3f} and {deep.train_loss[-1]:.3f}, "
-                f"below {trained_loss:.2f}), and {deep.label} ends {gap:.1f} points *above* {shallow.label} in "
-                "training error: degradation, in this run."), True
+        return (f"Both networks trained (final training errors {shallow.train_error[-1]:.1f}% and "
+                f"{deep.train_error[-1]:.1f}%, at most {trained_error:.0f}%), and {deep.label} ends {gap:.1f} points "
+                f"*above* {shallow.label}: degradation, in this run."), True
     if stuck:
-        return (f"{' and '.join(stuck)} did not get clearly below chance (final loss at or above {trained_loss:.2f}, "
-                "where a uniform guess scores 2.30): this run is too short to show the paper's degradation, which is "
-                "a network that trains, to a higher error. The archived runs at the end of the page show more."), False
+        return (f"{' and '.join(stuck)} ended above {trained_error:.0f}% training error, within 10 points of a "
+                "uniform guess: this run is too short to show the paper's degradation, which is a network that "
+                "trains, to a higher error. The archived runs at the end of the page show more."), False
     return (f"{deep.label} ends {-gap:.1f} points below {shallow.label} in training error: this run does not "
             "show degradation. The archived runs at the end of the page say how often that happens."), False

@@ -77,9 +77,9 @@ def _history(label, error, loss):
 def test_the_degradation_verdict_needs_both_networks_trained_and_the_deep_one_behind():
     from resnet_course.claims import degradation_verdict
 
-    text, shown = degradation_verdict(_history("plain-20", 50.0, 1.4), _history("plain-56", 75.0, 1.9), trained_loss=2.0)
+    text, shown = degradation_verdict(_history("plain-20", 50.0, 1.4), _history("plain-56", 75.0, 1.9), trained_error=80.0)
     assert shown and "degradation, in this run" in text and "25.0 points" in text
-    text, shown = degradation_verdict(_history("plain-20", 50.0, 1.4), _history("plain-56", 88.0, 2.29), trained_loss=2.0)
-    assert not shown and "plain-56 did not get clearly below chance" in text
-    text, shown = degradation_verdict(_history("plain-20", 50.0, 1.4), _history("plain-56", 45.0, 1.3), trained_loss=2.0)
+    text, shown = degradation_verdict(_history("plain-20", 50.0, 1.4), _history("plain-56", 88.0, 2.29), trained_error=80.0)
+    assert not shown and "plain-56 ended above 80% training error" in text
+    text, shown = degradation_verdict(_history("plain-20", 50.0, 1.4), _history("plain-56", 45.0, 1.3), trained_error=80.0)
     assert not shown and "does not show degradation" in text
