@@ -371,7 +371,9 @@ class TrainingRun:
                 epochs=epochs, steps=self.total_steps, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
                 optimizer=optimizer, schedule=schedule if isinstance(schedule, str) else repr(schedule),
                 milestones=list(milestones), warmup_epochs=warmup_epochs,
-                augment=augment, seed=seed, data=repr(data), parameters=sum(p.numel() for p in model.parameters()),
+                # The data by what it is and its file's name: a record never carries a path of the machine.
+                augment=augment, seed=seed, data=repr(data).split(", from ")[0] + ")",
+                data_file=os.path.basename(data.source), parameters=sum(p.numel() for p in model.parameters()),
                 torch=torch.__version__, processes=self.world_size,
             ),
         )

@@ -180,7 +180,7 @@ def test_make_hands_chapters_an_absolute_data_folder_and_the_book_preset(tmp_pat
     env = {"PATH": os.environ["PATH"], "RESNET_COURSE_DATA": "../shared/data"}
     shown = subprocess.run(["make", "-s", "-f", str(probe), "show"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     data, preset = shown.stdout.strip().split("|")
-    assert data == str((ROOT / ".." / "shared" / "data").resolve()) and preset == "book"
+    assert os.path.normpath(data) == os.path.normpath(os.path.join(ROOT, "..", "shared", "data")) and preset == "book"
     chosen = subprocess.run(["make", "-s", "-f", str(probe), "show"], cwd=ROOT, capture_output=True, text=True, check=True,
                             env={**env, "RESNET_COURSE_PRESET": "cpu"})
     assert chosen.stdout.strip().endswith("|cpu")  # a preset the user sets is kept
