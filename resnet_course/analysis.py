@@ -98,12 +98,12 @@ def gradient_norms(
     return {name: g.norm().item() for (name, _), g in zip(layers, grads)}
 
 
-def activation_norms(model: nn.Module, inputs: torch.Tensor, blocks: list[tuple[str, nn.Module]] | None = None) -> dict[str, float]:
-    """The RMS of each block's output on ``inputs``: how the forward signal grows or fades with depth."""
+def _per_block(model: nn.Module, inputs: torch.Tensor, blocks, measure) -> dict[str, float]:
+    """``measure(output)`` of every block's output in one forward pass of ``inputs`` (no gradients)."""
     blocks = blocks if blocks is not None else list(model.named_blocks())
     values: dict[str, float] = {}
     handles = [
-        block.register_forward_hook(lambda _m, _i, out, name=name: values.__setitem__(name, out.detach().pow(2).mean().sqrt().item()))
+        block.register_forward_hook(lambda _m, _i, out, name=name: values.__setitem__(name, measure(out.detach())))
         for name, block in blocks
     ]
     try:
@@ -115,6 +115,17 @@ def activation_norms(model: nn.Module, inputs: torch.Tensor, blocks: list[tuple[
     return values
 
 
+def activation_norms(model: nn.Module, inputs: torch.Tensor, blocks: list[tuple[str, nn.Module]] | None = None) -> dict[str, float]:
+    """The RMS of each block's output on ``inputs``: how the forward signal grows or fades with depth."""
+    return _per_block(model, inputs, blocks, lambda out: out.pow(2).mean().sqrt().item())
+
+
+def _input_dependent_share(output: torch.Tensor) -> float:
+    flat = output.flatten(1).double()
+    energy = flat.pow(2).mean()
+    return (flat.var(0, unbiased=False).mean() / energy).item() if energy > 0 else 0.0
+
+
 def input_dependence(model: nn.Module, inputs: torch.Tensor, blocks: list[tuple[str, nn.Module]] | None = None) -> dict[str, float]:
     """For each block's output, the share of its energy that changes from one input to the next.
 
@@ -123,22 +134,7 @@ def input_dependence(model: nn.Module, inputs: torch.Tensor, blocks: list[tuple[
     can be read there any more. The RMS of :func:`activation_norms` cannot tell these apart: biases
     keep it up even when every input is mapped to the same vector.
     """
-    blocks = blocks if blocks is not None else list(model.named_blocks())
-    values: dict[str, float] = {}
-
-    def record(name: str, output: torch.Tensor) -> None:
-        flat = output.detach().flatten(1).double()
-        energy = flat.pow(2).mean()
-        values[name] = (flat.var(0, unbiased=False).mean() / energy).item() if energy > 0 else 0.0
-
-    handles = [block.register_forward_hook(lambda _m, _i, out, name=name: record(name, out)) for name, block in blocks]
-    try:
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return values
+    return _per_block(model, inputs, blocks, _input_dependent_share)
 
 
 def input_gradient_norms(

@@ -394,10 +394,6 @@ class Dashboard:
             for step in steps:
                 images_since += run.batch_size
                 now = time.perf_counter()
-                if history.step_loss and not math.isfinite(history.step_loss[-1]):
-                    history.stopped = True
-                    self.say(f"{history.label} diverged (the loss is {history.step_loss[-1]} at step {step}); lower the learning rate.", error=True)
-                    break
                 if now - last_status >= self.status_interval_s:
                     self._show_status(history, step, run.total_steps, images_since / (now - last_status))
                     last_status, images_since = now, 0

@@ -29,13 +29,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import hashlib
 import json
 import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -132,37 +130,26 @@ CONFIGS = {
 # --- provenance ----------------------------------------------------------------------------------
 
 
-def _git(*arguments: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def provenance(data, threads: int) -> dict:
     import torch
     import torchvision
 
+    from resnet_course.bench import cpu_model
+    from resnet_course.reproduce import git_state
     from resnet_course.runs import code_version, data_fingerprint
     from resnet_course.train import describe_device, pick_device
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    git = git_state(ROOT)
     return {
         "device": describe_device(pick_device()),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "torch_threads": threads,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
-        "commit": _git("rev-parse", "HEAD"),
-        "package_modified": bool(_git("status", "--porcelain", "--", "resnet_course")),
+        "commit": git["commit"],
+        "package_modified": git["package_modified"],
         "code_version": code_version(),
         "data": repr(data).split(", from ")[0] + ")",
         "data_sha256": data_fingerprint(data),
