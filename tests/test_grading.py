@@ -29,10 +29,10 @@ EXERCISE_DIR = ROOT / "exercises"
 
 def test_report_text_round_trips_through_the_parser():
     check = Check("demo")
-    check.item("passes", hint="never shown")(lambda: None)
+    check.item("passes", hint="never shown")(lambda record, seed: None)
 
     @check.item("fails", hint="look here")
-    def _fails():
+    def _fails(record, seed):
         raise checks.CheckFailed("got 3, expected 4.")
 
     report = check.run()
@@ -55,12 +55,12 @@ def test_items_are_isolated_seeded_and_silent():
     draws = []
 
     @check.item("draws and prints", hint="")
-    def _draw():
+    def _draw(record, seed):
         print("student output that must not reach the report")
         draws.append(torch.rand(1).item())
         raise NotImplementedError
 
-    check.item("still runs", hint="")(lambda: None)
+    check.item("still runs", hint="")(lambda record, seed: None)
     torch.manual_seed(123)
     expected_next = torch.rand(1).item()
     torch.manual_seed(123)
@@ -119,13 +119,17 @@ TRUSTED_AND_BROKEN = {
 def test_a_trusted_implementation_passes_and_a_broken_one_fails(name):
     trusted, broken = TRUSTED_AND_BROKEN[name]
     check = checks.ALL_CHECKS[name]
-    passing = check.run(**trusted)
+    # The course's own objects stand in for the student's here, so the own-code gate is off...
+    passing = check.run(own_code_required=False, seed=20261202, **trusted)
     assert passing.all_passed, passing.text()
     assert passing.text() == check.all_passed_text()
-    failing = check.run(**broken)
+    failing = check.run(own_code_required=False, **broken)
     assert failing.passed < failing.total, failing.text()
     for item in failing.items:
         assert item.passed or item.hint, "every failure comes with a hint"
+    if check.own:  # ...and with it on, the course's own block is not the student's work
+        borrowed = check.run(**trusted)
+        assert borrowed.passed == 0 and "not from this notebook" in borrowed.items[0].detail
 
 
 def test_input_gradient_check_accepts_the_right_split_and_rejects_a_wrong_one():
@@ -139,8 +143,8 @@ def test_input_gradient_check_accepts_the_right_split_and_rejects_a_wrong_one():
         x = x.detach().requires_grad_(True)
         return torch.zeros_like(x), torch.autograd.grad(block(x), x, grad_output)[0]
 
-    assert checks.check_input_gradient(right).all_passed
-    wrong = checks.check_input_gradient(autograd_only)
+    assert checks.input_gradient.run(own_code_required=False, input_gradient=right).all_passed
+    wrong = checks.input_gradient.run(own_code_required=False, input_gradient=autograd_only)
     assert [item.passed for item in wrong.items] == [True, False]
 
 
@@ -153,17 +157,25 @@ def finished_run(final_loss, **changes):
     return History(train_loss=[2.3] * (setup.epochs - 1) + [final_loss], epochs=list(range(1, setup.epochs + 1)), config=config)
 
 
-def test_plain_vs_residual_check_reads_the_two_runs():
-    assert checks.check_plain_vs_residual({"residual": finished_run(1.9), "plain": finished_run(2.1)}).all_passed
-    plain_ahead = checks.check_plain_vs_residual({"residual": finished_run(2.1), "plain": finished_run(1.9)})
-    assert [item.passed for item in plain_ahead.items] == [True, False]
-    other_lr = checks.check_plain_vs_residual({"residual": finished_run(1.9, lr=0.05), "plain": finished_run(2.1)})
-    assert [item.passed for item in other_lr.items] == [False, True]
-    assert checks.check_plain_vs_residual({}).passed == 0
+def test_plain_vs_residual_check_trains_the_networks_itself():
+    """Settings are read from the histories; the verdict and the match come from the checker's own run."""
+    check = checks.plain_vs_residual
+
+    def run(histories):
+        return check.run(own_code_required=False, histories=histories, make_cifar_net=course_cifar_net)
+
+    made_up = run({"residual": finished_run(1.9), "plain": finished_run(2.1)})
+    assert [item.passed for item in made_up.items] == [True, True, False], made_up.text()
+    assert "the checker's run of the same network" in made_up.items[2].detail
+    other_lr = run({"residual": finished_run(1.9, lr=0.05), "plain": finished_run(2.1)})
+    assert not other_lr.items[0].passed and "lr=0.05" in other_lr.items[0].detail
+    assert run({}).passed == 1  # only the checker's own run, which needs no history
+    no_networks = check.run(own_code_required=False, histories={})
+    assert no_networks.passed == 0
 
 
 def test_fixed_block_checks_catch_each_bug_of_the_bug_hunt():
-    namespace = {"torch": torch, "nn": nn}
+    namespace = {"torch": torch, "nn": nn, "__name__": "__main__"}
     student = nbformat.read(EXERCISE_DIR / "07_bug_hunt.ipynb", as_version=4)
     for cell in student.cells:
         if cell.cell_type == "code" and cell.source.startswith("class Block"):

@@ -6,10 +6,16 @@ is installed (Colab included)::
     from resnet_course.grading import check_basic_block
     check_basic_block(BasicBlock)      # shows a report, one line per item
 
+That report is the student's feedback. The grade is computed elsewhere: the
+grader runs only each check's probe in the kernel and judges the record in its
+own process (see :mod:`.probes` and :mod:`.grader`).
+
+* :mod:`.probes`: what a check records about the student's code, and how it travels.
 * :mod:`.report`: checks, items and the stable reports they print.
-* :mod:`.checks`: every exercise's checks.
+* :mod:`.checks`: every exercise's checks (a probe and its judges each).
 * :mod:`.exercises`: the exercises and their canonical check cells.
-* :mod:`.grader` and :mod:`.cli`: restore the check cells, run the notebook under nbval, score it.
+* :mod:`.vetting`: the grader's reading of the source (borrowed answers, patching).
+* :mod:`.sandbox`, :mod:`.grader` and :mod:`.cli`: run a notebook in isolation and grade it.
 * :mod:`.build_exercises`: make the student notebooks from the solutions.
 """
 

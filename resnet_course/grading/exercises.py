@@ -26,6 +26,22 @@ class CheckCell:
     check: str  # the name of the Check it runs (see checks.ALL_CHECKS)
     function: str  # the check function the cell calls
     arguments: str  # the student's objects it passes, as written in the cell
+    probe_arguments: str = ""  # the same objects as the probe's keywords; default "name=name" for each
+
+    @property
+    def probe_call(self) -> str:
+        return self.probe_arguments or ", ".join(f"{a.strip()}={a.strip()}" for a in self.arguments.split(","))
+
+    @property
+    def own_names(self) -> tuple[str, ...]:
+        """The notebook's names that must be the student's own code (the check's ``own``, as passed)."""
+        passed = dict(part.strip().split("=") for part in self.probe_call.split(","))
+        return tuple(passed[name] for name in ALL_CHECKS[self.check].own if name in passed)
+
+    def evidence_source(self, seed: int) -> str:
+        """What the grader runs in this cell's place: the probe only, with a seed drawn at grading time."""
+        return ("from resnet_course.grading.probes import emit as _emit_evidence\n"
+                f"_emit_evidence({self.check!r}, {seed}, {self.probe_call})")
 
     @property
     def call(self) -> str:
@@ -70,6 +86,11 @@ class Exercise:
     follows: str  # the chapter it follows
     checks: tuple[CheckCell, ...]
     points: int = 10
+    course_names: frozenset = frozenset()  # the course's objects the student is asked to build with
+
+    @property
+    def own_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(name for cell in self.checks for name in cell.own_names))
 
     @property
     def item_count(self) -> int:
@@ -91,7 +112,9 @@ EXERCISES: dict[str, Exercise] = {
             "building a CIFAR ResNet and its plain twin; training both and reading the curves",
             "The degradation problem",
             (CheckCell("check-cifar-nets", "cifar_nets", "check_cifar_nets", "make_cifar_net"),
-             CheckCell("check-plain-vs-residual", "plain_vs_residual", "check_plain_vs_residual", "histories")),
+             CheckCell("check-plain-vs-residual", "plain_vs_residual", "check_plain_vs_residual",
+                       "histories, make_cifar_net")),
+            course_names=frozenset({"BasicBlock", "PlainBlock"}),
         ),
         Exercise(
             3, "03_bottleneck", "From ResNet-34 to ResNet-50",
@@ -123,7 +146,8 @@ EXERCISES: dict[str, Exercise] = {
             7, "07_bug_hunt", "Bug hunt",
             "finding four common residual-block bugs from their symptoms",
             "Projection shortcuts",
-            tuple(CheckCell(f"check-fixed-block-{n}", f"fixed_block_{n}", "check_fixed_block", f"Block{n}, {n}")
+            tuple(CheckCell(f"check-fixed-block-{n}", f"fixed_block_{n}", "check_fixed_block", f"Block{n}, {n}",
+                            probe_arguments=f"Block=Block{n}")
                   for n in range(1, 5)),
         ),
     )

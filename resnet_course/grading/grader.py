@@ -1,31 +1,43 @@
-"""Grading one notebook: put the canonical check cells back, run it under nbval, read the reports.
+"""Grading one notebook: put the canonical cells back, vet the source, run it, judge the evidence.
 
 As nbgrader does, the grader trusts nothing in the student's copy of a check
 cell: it finds each check cell (by cell id, by its metadata, or by the call it
-makes) and replaces it with the canonical one from :mod:`.exercises`, stored
-output included. The notebook then runs under ``pytest --nbval-lax`` in the
-current Python environment, in a fresh kernel; a small plugin records each
-cell's outcome and output, from which the scores are read.
+makes) and puts the canonical one in its place. Then, unlike a check cell in
+Jupyter, it splits the check in two (see :mod:`.probes`):
+
+1. it reads the notebook's source in its own process (:mod:`.vetting`): a graded
+   class must be the notebook's own, and nothing may patch or reach into the
+   interpreter;
+2. it runs the notebook itself with nbclient, in a sandbox (:mod:`.sandbox`),
+   with each check cell replaced by its probe and a seed drawn now; the record
+   comes back as the output of that cell, over the kernel protocol;
+3. it judges each record in its own process, against its own reference.
+
+Nothing the kernel does can change a verdict except computing what a correct
+implementation computes.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import site
-import subprocess
-import sys
-import tempfile
+import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from .exercises import EXERCISES, METADATA_KEY, CheckCell, Exercise, find_exercise
-from .nbval_record import LOG_ENV
-from .report import parse_report
+from .checks import ALL_CHECKS
+from .exercises import EXERCISES, METADATA_KEY, STUB_TAG, CheckCell, Exercise, find_exercise
+from .probes import EVIDENCE_MIME, decode
+from .report import Report
+from .vetting import vet
 
 DEFAULT_TIMEOUT = 600  # seconds per cell; exercise 2's training takes about a minute on a laptop CPU
+MAX_OUTPUT_CHARS = 2_000_000  # per student cell: a notebook that floods its output is cut off, not held in memory
+MAX_EVIDENCE_CHARS = 200_000_000  # per check cell: a record holds weights (a few MB for exercise 3)
+KERNEL_STARTUP_TIMEOUT = 180
+SETUP_TAG = "colab-setup"
 
 
 class GradingError(Exception):
@@ -46,6 +58,7 @@ class NotebookGrade:
     exercise: Exercise
     checks: list[CheckResult]
     problems: list[str]  # one sentence each: errors, time-outs, missing or broken check cells
+    seconds: float = 0.0
 
     @property
     def passed(self) -> int:
@@ -145,50 +158,147 @@ def _give_every_cell_an_id(notebook: nbformat.NotebookNode) -> None:
         seen.add(cell.id)
 
 
+def restore_setup_cell(notebook: nbformat.NotebookNode) -> int | None:
+    """The set-up cell, if any, becomes a plain import: the grader provides the course itself."""
+    for index, cell in enumerate(notebook.cells):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell.cell_type == "code" and (SETUP_TAG in tags or "Set-up: make `resnet_course` importable" in cell.source):
+            cell.source = "import resnet_course"
+            return index
+    return None
+
+
 # --- running ---------------------------------------------------------------------------------
 
 
-def _kernel_environment(log: Path) -> dict[str, str]:
-    """The grader's environment, plus the log path, and the course importable in the kernel."""
-    env = dict(os.environ)
-    env[LOG_ENV] = str(log)
-    # Run from a source checkout, the kernel must import this same package, not fall back to installing it.
-    package_parent = str(Path(__file__).resolve().parents[2])
-    installed_paths = {str(Path(p).resolve()) for p in site.getsitepackages() + [site.getusersitepackages()]}
-    if package_parent not in installed_paths:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
-    env.setdefault("MPLBACKEND", "Agg")
-    return env
+@dataclass
+class CellOutcome:
+    number: int  # 1-based among the code cells
+    source: str
+    error: str = ""  # "" when it ran without error
+    timed_out: bool = False
+    may_raise: bool = False  # tagged raises-exception: a stub that fails until the student writes it
 
 
-def run_under_nbval(notebook_path: Path, timeout: float, verbose: bool = False) -> list[dict]:
-    """Run ``pytest --nbval-lax`` on the notebook; return one record per code cell that ran or failed to."""
-    workdir = notebook_path.parent
-    log = workdir / "cells.jsonl"
-    ini = workdir / "pytest.ini"
-    ini.write_text("[pytest]\n")  # keeps pytest away from any project configuration around the notebook
-    command = [
-        sys.executable, "-m", "pytest", str(notebook_path), "--nbval-lax", "--nbval-current-env",
-        f"--nbval-cell-timeout={timeout:g}", "--nbval-kernel-startup-timeout=180",
-        "-p", "resnet_course.grading.nbval_record", "-p", "no:cacheprovider",
-        "-c", str(ini), "--rootdir", str(workdir), "-q", "--color=no",
-    ]
-    cells = len(nbformat.read(notebook_path, as_version=4).cells)
+@dataclass
+class Run:
+    cells: list[CellOutcome] = field(default_factory=list)
+    evidence: dict[str, dict | str] = field(default_factory=dict)  # check cell id -> record, or why there is none
+    died_in: CellOutcome | None = None
+    flooded: list[int] = field(default_factory=list)
+    notebook: nbformat.NotebookNode | None = None  # as it ran, with its outputs
+
+
+def _error_of(outputs) -> str:
+    for output in outputs:
+        if output.get("output_type") == "error":
+            value = (str(output.get("evalue", "")).strip().splitlines() or [""])[0]
+            value = value if len(value) <= 160 else value[:157] + "..."
+            return f"{output.get('ename', 'Error')}: {value}".strip().rstrip(":")
+    return ""
+
+
+def _evidence_of(outputs) -> dict | str:
+    payloads = [o["data"][EVIDENCE_MIME] for o in outputs
+                if o.get("output_type") in ("execute_result", "display_data") and EVIDENCE_MIME in o.get("data", {})]
+    error = _error_of(outputs)
+    if error:
+        return f"it raised {error}"
+    if len(payloads) != 1:
+        return "it printed no evidence" if not payloads else "it printed more than one record"
     try:
-        completed = subprocess.run(
-            command, cwd=workdir, env=_kernel_environment(log), capture_output=True, text=True,
-            timeout=timeout * (cells + 1) + 300,  # a last resort; nbval enforces the per-cell limit
-        )
-    except subprocess.TimeoutExpired:
-        raise GradingError("did not finish running within the time limit.") from None
-    if verbose:
-        print(completed.stdout + completed.stderr, file=sys.stderr)
-    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    if not records:
-        lines = [line for line in (completed.stdout + completed.stderr).splitlines() if line.strip()]
-        last = lines[-1].strip() if lines else f"pytest exited with status {completed.returncode}"
-        raise GradingError(f"could not be run under nbval ({last[:160]}).")
-    return records
+        return decode(payloads[0])
+    except Exception:  # a record that does not decode was not written by the probe
+        return "its record could not be read"
+
+
+def _client_class():
+    from nbclient import NotebookClient
+
+    class CappedClient(NotebookClient):
+        """nbclient, with each cell's output cut off past MAX_OUTPUT_CHARS."""
+
+        def output(self, outs, msg, display_id, cell_index):
+            sizes = self.__dict__.setdefault("_output_sizes", {})
+            size = sizes.get(cell_index, 0) + len(str(msg.get("content", "")))
+            sizes[cell_index] = size
+            limit = MAX_EVIDENCE_CHARS if cell_index in self.__dict__.get("probe_indices", ()) else MAX_OUTPUT_CHARS
+            if size > limit:
+                self.__dict__.setdefault("_flooded", set()).add(cell_index)
+                return None
+            return super().output(outs, msg, display_id, cell_index)
+
+    return CappedClient
+
+
+def run_notebook(notebook: nbformat.NotebookNode, probes: dict[int, CheckCell], seed: int, timeout: float,
+                 slot: int = 0, sweep_children: bool = True) -> Run:
+    """Run the notebook in a sandbox, each check cell (by index) replaced by its probe; collect what happened."""
+    import sys
+
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpec
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    from .sandbox import Sandbox
+
+    run = Run()
+    to_run = nbformat.from_dict(notebook)
+    for index, check in probes.items():
+        to_run.cells[index].source = check.evidence_source(seed)
+        to_run.cells[index].outputs = []
+    with Sandbox(slot, sweep_children) as box:
+        km = AsyncKernelManager(connection_file=str(box.connection_file))
+        # The kernel is this Python, whatever kernels are installed; it imports the sandbox's course first.
+        km._kernel_spec = KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                                     display_name="grader", language="python")
+        km.write_connection_file()
+        box.hand_over(box.connection_file)
+        client = _client_class()(to_run, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
+                                 startup_timeout=KERNEL_STARTUP_TIMEOUT, record_timing=False)
+        client.__dict__["probe_indices"] = set(probes)
+        kernel_pid = None
+        try:
+            with client.setup_kernel(**box.kernel_kwargs):
+                kernel_pid = getattr(km.provisioner, "pid", None)
+                timeouts_in_a_row, number = 0, 0
+                for index, cell in enumerate(to_run.cells):
+                    if cell.cell_type != "code":
+                        continue
+                    number += 1
+                    tags = notebook.cells[index].get("metadata", {}).get("tags", [])
+                    outcome = CellOutcome(number, notebook.cells[index].source, may_raise=STUB_TAG in tags)
+                    started = time.monotonic()
+                    try:
+                        client.execute_cell(cell, index)
+                    except CellTimeoutError:
+                        outcome.timed_out = True
+                    except DeadKernelError:
+                        run.died_in = outcome
+                        run.cells.append(outcome)
+                        break
+                    outcome.error = _error_of(cell.outputs)
+                    # nbclient interrupts a cell at its time limit: the cell then shows a KeyboardInterrupt.
+                    if outcome.error.startswith("KeyboardInterrupt") and time.monotonic() - started >= timeout:
+                        outcome.timed_out = True
+                    if outcome.timed_out:
+                        outcome.error = ""
+                    timeouts_in_a_row = timeouts_in_a_row + 1 if outcome.timed_out else 0
+                    run.cells.append(outcome)
+                    if index in probes:
+                        run.evidence[probes[index].id] = ("it did not finish in time" if outcome.timed_out
+                                                          else _evidence_of(cell.outputs))
+                    if timeouts_in_a_row >= 2:  # a kernel that ignores interrupts would hold every later cell
+                        break
+        except DeadKernelError:
+            run.died_in = run.died_in or CellOutcome(0, "")
+        except RuntimeError as error:  # the kernel did not start
+            raise GradingError(f"could not start a kernel ({str(error).splitlines()[0][:160]}).") from None
+        finally:
+            box.end(kernel_pid)
+        run.flooded = sorted(client.__dict__.get("_flooded", set()))
+    run.notebook = to_run
+    return run
 
 
 # --- scoring ---------------------------------------------------------------------------------
@@ -199,68 +309,81 @@ def _first_line(source: str, limit: int = 48) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _cell_problem(number: int, source: str, record: dict, timeout: float) -> str:
-    where = f"code cell {number} (`{_first_line(source)}`)"
-    if record["error"] == "timeout":
-        return f"{where} did not finish within {timeout:g} s (grade --timeout sets a longer limit)."
-    return f"{where} raised {record['error']}."
+def _where(cell: CellOutcome) -> str:
+    return f"code cell {cell.number} (`{_first_line(cell.source)}`)"
 
 
-def score(notebook: nbformat.NotebookNode, exercise: Exercise, records: list[dict], positions: dict[str, int],
-          timeout: float) -> tuple[list[CheckResult], list[str]]:
-    """Each check's result, read from its cell's report, and the problems worth a sentence each."""
-    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    by_cell = {record["cell"]: record for record in records}
-    results, problems = [], []
-    for check in exercise.checks:
-        if check.id not in positions:
-            results.append(CheckResult(check, 0, check.item_count))
-            problems.append(f"the check cell `{check.call}` is missing; copy it back from a fresh copy of the exercise.")
-            continue
-        record = by_cell.get(positions[check.id])
-        report = parse_report(record["output"]) if record else None
-        if record is None or record["outcome"] == "not run":
-            problems.append(f"the check `{check.call}` did not run.")
-        elif record["error"] == "timeout":
-            problems.append(f"the check `{check.call}` did not finish within {timeout:g} s.")
-            report = None
-        elif report is None or report.check != check.check:
-            error = record["error"] if record["error"] not in ("", "output differs") else "no report"
-            problems.append(f"the check `{check.call}` failed to run: {error}.")
-            report = None
-        elif record["outcome"] == "failed" and report.all_passed:
-            problems.append(f"the check `{check.call}` printed more than its report.")
-        if report is None:
-            results.append(CheckResult(check, 0, check.item_count))
-        else:
-            failed = [item.name for item in report.items if not item.passed]
-            results.append(CheckResult(check, report.passed, report.total, failed))
-    failures = [index for index in sorted(by_cell)
-                if index not in positions.values() and by_cell[index]["outcome"] == "failed"]
-    timeouts = [index for index in failures if by_cell[index]["error"] == "timeout"]
-    errors = [index for index in failures if index not in timeouts]
-    sentences = [_cell_problem(index + 1, code_cells[index].source, by_cell[index], timeout) for index in timeouts]
+def _run_problems(run: Run, check_numbers: set[int], timeout: float) -> list[str]:
+    sentences = []
+    if run.died_in is not None:
+        where = _where(run.died_in) if run.died_in.number else "starting up"
+        sentences.append(f"the kernel died in {where}; nothing after it ran.")
+    student = [cell for cell in run.cells if cell.number not in check_numbers]
+    sentences += [f"{_where(cell)} did not finish within {timeout:g} s (grade --timeout sets a longer limit)."
+                  for cell in student if cell.timed_out]
+    errors = [cell for cell in student if cell.error and not cell.may_raise]
     if errors:
         # The first error explains the rest (a NameError after it, say): one sentence, and a count.
-        first = _cell_problem(errors[0] + 1, code_cells[errors[0]].source, by_cell[errors[0]], timeout)
         more = len(errors) - 1
-        sentences.append(first[:-1] + (f" ({more} more cell{'s' if more > 1 else ''} failed after it)." if more else "."))
-    problems[:0] = sentences
+        sentences.append(f"{_where(errors[0])} raised {errors[0].error}"
+                         + (f" ({more} more cell{'s' if more > 1 else ''} failed after it)." if more else "."))
+    if run.flooded:
+        sentences.append(f"{len(run.flooded)} cell(s) printed more than {MAX_OUTPUT_CHARS:,} characters; the rest was dropped.")
+    return sentences
+
+
+def judge_checks(exercise: Exercise, evidence: dict, seed: int, not_own: dict[str, str],
+                 present: set[str]) -> tuple[list[CheckResult], list[str]]:
+    """Each check's result, judged here from its record, and a sentence for each check that has none."""
+    results, problems = [], []
+    for cell in exercise.checks:
+        check = ALL_CHECKS[cell.check]
+        refused = next((not_own[name] for name in cell.own_names if name in not_own), None)
+        record = evidence.get(cell.id)
+        if cell.id not in present:
+            problems.append(f"the check cell `{cell.call}` is missing; copy it back from a fresh copy of the exercise.")
+        elif refused:
+            problems.append(f"the check `{cell.call}` scores 0: {refused}")
+        elif record is None:
+            problems.append(f"the check `{cell.call}` did not run.")
+        elif isinstance(record, str):
+            problems.append(f"the check `{cell.call}` failed: {record}.")
+        if refused or not isinstance(record, dict) or cell.id not in present:
+            results.append(CheckResult(cell, 0, len(check.items)))
+            continue
+        report: Report = check.judge(record, seed)
+        results.append(CheckResult(cell, report.passed, report.total,
+                                   [f"{item.name}: {item.detail}" if item.detail else item.name
+                                    for item in report.items if not item.passed]))
     return results, problems
 
 
-def grade_notebook(path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT, verbose: bool = False) -> NotebookGrade:
+def grade_notebook(path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT, slot: int = 0,
+                   sweep_children: bool = True) -> NotebookGrade:
     """Grade one exercise notebook; raises :class:`GradingError` if it cannot be graded at all."""
+    started = time.monotonic()
     path = Path(path)
     notebook = read_notebook(path)
     exercise = identify_exercise(notebook, path)
     positions = restore_check_cells(notebook, exercise)
-    with tempfile.TemporaryDirectory(prefix="resnet-course-grade-") as workdir:
-        restored = Path(workdir) / f"{exercise.name}.ipynb"
-        nbformat.write(notebook, restored)
-        try:
-            records = run_under_nbval(restored, timeout, verbose)
-        except GradingError as error:
-            raise GradingError(f"{path} {error}") from None
-    checks, problems = score(notebook, exercise, records, positions, timeout)
-    return NotebookGrade(path, exercise, checks, problems)
+    setup_index = restore_setup_cell(notebook)
+    code_indices = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+    check_indices = {code_indices[position]: cell for cell in exercise.checks
+                     if (position := positions.get(cell.id)) is not None}
+    student_cells = [(number + 1, notebook.cells[i].source) for number, i in enumerate(code_indices)
+                     if i not in check_indices and i != setup_index]
+    vetting = vet(student_cells, exercise.own_names, exercise.course_names)
+    if vetting.refusals:
+        more = len(vetting.refusals) - 1
+        problem = (f"not run: {vetting.refusals[0]}" + (f" ({more} more such line{'s' if more > 1 else ''})" if more else ""))
+        checks = [CheckResult(cell, 0, len(ALL_CHECKS[cell.check].items)) for cell in exercise.checks]
+        return NotebookGrade(path, exercise, checks, [problem], time.monotonic() - started)
+    seed = secrets.randbelow(2**31 - 1) + 1  # drawn now: no record made before this run can match it
+    try:
+        run = run_notebook(notebook, check_indices, seed, timeout, slot, sweep_children)
+    except GradingError as error:
+        raise GradingError(f"{path} {error}") from None
+    check_numbers = {code_indices.index(i) + 1 for i in check_indices}
+    checks, problems = judge_checks(exercise, run.evidence, seed, vetting.not_own, set(positions))
+    return NotebookGrade(path, exercise, checks, _run_problems(run, check_numbers, timeout) + problems,
+                         time.monotonic() - started)

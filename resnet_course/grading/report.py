@@ -1,7 +1,8 @@
 """Checks and the reports they print.
 
-A :class:`Check` is a list of items, each a small test with a fixed name and a
-hint. Running it gives a :class:`Report`, printed as a few stable lines::
+A :class:`Check` is a probe (it records what the student's code computes, see
+:mod:`.probes`) and a list of items, each a small test of that record with a
+fixed name and a hint. Judging gives a :class:`Report`, printed as a few stable lines::
 
     Check basic_block: 4/5 passed
       [pass] BasicBlock(16, 16) keeps a (2, 16, 8, 8) input's shape
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+
+from .probes import describe_error, origin, quietly
 
 PASS, FAIL = "[pass]", "[FAIL]"
 _INDENT = " " * 9  # under the item's name
@@ -110,27 +113,43 @@ def parse_report(text: str) -> Report | None:
 @dataclass
 class Item:
     name: str
-    test: Callable[..., None]
+    test: Callable[..., None]  # test(evidence, seed) raises to fail
     hint: str
 
 
-def _describe_error(error: BaseException) -> str:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if len(message) > 160:
-        message = message[:157] + "..."
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+# Modules a graded class may be built on: the notebook itself, PyTorch, and Python.
+_OWN_MODULES = ("__main__",)
+_ALLOWED_BASES = ("torch", "builtins", "typing", "abc")
+
+
+def own_code_problem(name: str, record: dict) -> str | None:
+    """Why the object graded as ``name`` is not the notebook's own code, or None if it is."""
+    if record.get("module") not in _OWN_MODULES:
+        where = record.get("module") or "somewhere else"
+        return f"{name} comes from {where}, not from this notebook; define it yourself in a code cell."
+    for module, qualname in record.get("mro", [])[1:]:
+        if module not in _OWN_MODULES and not module.split(".")[0] in _ALLOWED_BASES:
+            return f"{name} is built on {module}.{qualname}; write it yourself on nn.Module."
+    borrowed = sorted(method for method, module in record.get("methods", {}).items() if module not in _OWN_MODULES)
+    if borrowed:
+        return f"{name}'s {', '.join(borrowed)} come from elsewhere; write them yourself in the class."
+    return None
 
 
 class Check:
-    """A named list of items. ``check.run(**objects)`` runs every item on the student's objects.
+    """A probe and a named list of items that judge what it recorded.
 
-    Each item runs on its own: one that raises fails with a hint, and the others
-    still run. Items are seeded (and leave the caller's random state alone), and
-    whatever the student's code prints or warns is kept out of the report.
+    ``check.probe(seed, **objects)`` runs the student's code and returns a record (see
+    :mod:`.probes`); ``check.judge(record, seed)`` gives the report. ``check.run(**objects)``
+    does both, which is what a check cell shows. ``own`` names the objects that must be
+    defined in the notebook itself (a class or function of the course does not count).
+    Each item runs on its own: one that raises fails with a hint, and the others still run.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, probe: Callable[..., dict] | None = None, own: tuple[str, ...] = ()):
         self.name = name
+        self._probe = probe or (lambda seed, **objects: {})
+        self.own = own
         self.items: list[Item] = []
 
     def item(self, name: str, *, hint: str):
@@ -150,25 +169,45 @@ class Check:
         """The report every item passing gives: a check cell's stored output."""
         return Report(self.name, [ItemResult(name, True) for name in self.item_names]).text()
 
-    def run(self, **objects) -> Report:
+    def probe(self, seed: int, **objects) -> dict:
+        """The record of the student's objects (run in the kernel). It never raises."""
+        record = {"origins": {name: origin(objects[name]) for name in self.own if name in objects}}
+        try:
+            record.update(quietly(self._probe, seed, **objects))
+        except Exception as error:  # a probe records the student's errors itself; this is the last resort
+            record["probe_error"] = f"the code raised {describe_error(error)}"
+        return record
+
+    def judge(self, record: dict, seed: int, *, own_code_required: bool = True) -> Report:
+        """The report on a record (run in the grader's process, or in the kernel for feedback)."""
         report = Report(self.name)
+        not_own = [problem for name, origin_record in record.get("origins", {}).items()
+                   if own_code_required and (problem := own_code_problem(name, origin_record))]
         for item in self.items:
-            report.items.append(self._run_item(item, objects))
+            if not_own:
+                report.items.append(ItemResult(item.name, False, not_own[0], item.hint))
+            elif record.get("probe_error"):
+                report.items.append(ItemResult(item.name, False, record["probe_error"], item.hint))
+            else:
+                report.items.append(self._run_item(item, record, seed))
         return report
 
+    def run(self, *, own_code_required: bool = True, seed: int = 0, **objects) -> Report:
+        return self.judge(self.probe(seed, **objects), seed, own_code_required=own_code_required)
+
     @staticmethod
-    def _run_item(item: Item, objects: dict) -> ItemResult:
+    def _run_item(item: Item, record: dict, seed: int) -> ItemResult:
         silenced = io.StringIO()
         try:
             with torch.random.fork_rng(devices=[]), warnings.catch_warnings(), \
                     contextlib.redirect_stdout(silenced), contextlib.redirect_stderr(silenced), torch.enable_grad():
                 warnings.simplefilter("ignore")
                 torch.manual_seed(0)
-                item.test(**objects)
+                item.test(record, seed)
         except CheckFailed as failure:
             return ItemResult(item.name, False, str(failure), item.hint)
         except NotImplementedError:
             return ItemResult(item.name, False, "not implemented yet (the code raised NotImplementedError).", item.hint)
-        except Exception as error:  # the student's code may raise anything; it fails this item only
-            return ItemResult(item.name, False, f"the code raised {_describe_error(error)}", item.hint)
+        except Exception as error:  # a malformed record fails this item only
+            return ItemResult(item.name, False, f"the check could not read the result ({describe_error(error)})", item.hint)
         return ItemResult(item.name, True)

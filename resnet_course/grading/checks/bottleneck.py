@@ -5,91 +5,148 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...analysis import count_flops, count_parameters
-from ..report import Check, CheckFailed, Report
-from .helpers import build, convolutions, copy_weights, expect_close, expect_shape, layer, randomise_batch_norm, same_function
+from ...analysis import count_macs, count_parameters
+from ..probes import Case, generator, origin, probe_module, seeded_input
+from ..report import Check, CheckFailed, Report, own_code_problem
+from .helpers import attribute, convolutions, expect_close, expect_shape, load_weights, module_record, output, same_function
 
-bottleneck = Check("bottleneck")
+
+def _case(in_channels: int, planes: int, stride: int = 1) -> Case:
+    label = f"Bottleneck({in_channels}, {planes}" + (f", stride={stride})" if stride != 1 else ")")
+    return Case(label, (in_channels, planes), (("stride", stride),) if stride != 1 else (),
+                input_shape=(2, in_channels, 8, 8))
+
+
+EXPANDS, KEEPS, HALVES = _case(64, 64), _case(256, 64), _case(256, 128, 2)
+
+
+def _probe_bottleneck(seed, Bottleneck):
+    return {case.label: probe_module(Bottleneck, case, seed) for case in (EXPANDS, KEEPS, HALVES)}
+
+
+bottleneck = Check("bottleneck", _probe_bottleneck, own=("Bottleneck",))
 
 
 @bottleneck.item("Bottleneck(64, 64) turns (2, 64, 8, 8) into (2, 256, 8, 8), through a projection",
                  hint="expansion = 4: conv3 has planes * 4 output channels, and the channels change, so the "
                       "shortcut needs a 1x1 projection (downsample).")
-def _bottleneck_expands(Bottleneck):
-    block = build(Bottleneck, 64, 64)
-    expect_shape(block(torch.randn(2, 64, 8, 8)), (2, 256, 8, 8), "Bottleneck(64, 64)")
-    if not convolutions(layer(block, "downsample")):
+def _bottleneck_expands(record, seed):
+    built = module_record(record, EXPANDS.label)
+    expect_shape(output(built), (2, 256, 8, 8), EXPANDS.label)
+    attribute(built, "downsample")
+    if not convolutions(built, "downsample"):
         raise CheckFailed("Bottleneck(64, 64).downsample should hold a 1x1 convolution (64 -> 256 channels) and a BN.")
 
 
 @bottleneck.item("Bottleneck(256, 64) keeps (2, 256, 8, 8) with no projection; with stride 2, (256, 128) gives (2, 512, 4, 4)",
                  hint="downsample is None when stride == 1 and in_channels == planes * 4; the stride goes on the "
                       "3x3 convolution (conv2), as in torchvision.")
-def _bottleneck_shapes(Bottleneck):
-    block = build(Bottleneck, 256, 64)
-    expect_shape(block(torch.randn(2, 256, 8, 8)), (2, 256, 8, 8), "Bottleneck(256, 64)")
-    if layer(block, "downsample") is not None:
+def _bottleneck_shapes(record, seed):
+    keeps = module_record(record, KEEPS.label)
+    expect_shape(output(keeps), (2, 256, 8, 8), KEEPS.label)
+    if attribute(keeps, "downsample") != "None":
         raise CheckFailed("Bottleneck(256, 64) keeps the shape, so its downsample should be None.")
-    expect_shape(build(Bottleneck, 256, 128, stride=2)(torch.randn(2, 256, 8, 8)), (2, 512, 4, 4), "Bottleneck(256, 128, stride=2)")
+    expect_shape(output(module_record(record, HALVES.label)), (2, 512, 4, 4), HALVES.label)
+
+
+def _torchvision_reference(in_channels: int, planes: int, stride: int) -> nn.Module:
+    from torchvision.models.resnet import Bottleneck as TorchvisionBottleneck
+
+    out_channels = planes * 4
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                   nn.BatchNorm2d(out_channels))
+    return TorchvisionBottleneck(in_channels, planes, stride, downsample)
 
 
 @bottleneck.item("it computes what torchvision's Bottleneck computes, given the same weights",
                  hint="1x1 conv1-bn1-relu, 3x3 conv2 (with the stride)-bn2-relu, 1x1 conv3-bn3, add the shortcut, "
                       "then ReLU; downsample = nn.Sequential(1x1 conv with the stride, BN).")
-def _bottleneck_same_function(Bottleneck):
-    from torchvision.models.resnet import Bottleneck as TorchvisionBottleneck
-
-    for in_channels, planes, stride in ((256, 64, 1), (64, 64, 1), (256, 128, 2)):
-        student = randomise_batch_norm(build(Bottleneck, in_channels, planes, stride=stride))
-        out_channels = planes * 4
-        downsample = None
-        if stride != 1 or in_channels != out_channels:
-            downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
-        reference = TorchvisionBottleneck(in_channels, planes, stride, downsample)
-        what = f"Bottleneck({in_channels}, {planes}, stride={stride})"
-        copy_weights(student, reference, what)
-        same_function(student, reference, torch.randn(2, in_channels, 8, 8), what, atol=1e-4)
+def _bottleneck_same_function(record, seed):
+    for case in (KEEPS, EXPANDS, HALVES):
+        built = module_record(record, case.label)
+        reference = load_weights(_torchvision_reference(*case.args, dict(case.kwargs).get("stride", 1)),
+                                 built["state"], case.label)
+        same_function(built, reference, case, seed, case.label, atol=1e-4)
 
 
-resnet50 = Check("resnet50")
 RESNET50_PARAMETERS = 25_557_032  # torchvision's ResNet-50, the exercise's target
 
 
-def _network(model, name: str) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise CheckFailed(f"{name} is {type(model).__name__}, not a network.")
-    return model
+def _torchvision_resnet50(seed: int) -> nn.Module:
+    import torchvision
+
+    torch.manual_seed(seed % (2**31))
+    return torchvision.models.resnet50().eval()
+
+
+def _probe_resnet50(seed, resnet50, sizes):
+    record: dict = {"network": None, "sizes": None}
+    if isinstance(resnet50, nn.Module):
+        network = {"parameters": sum(p.numel() for p in resnet50.parameters()),
+                   "blocks": [origin(type(m)) for m in resnet50.modules() if type(m).__name__ == "Bottleneck"][:1]}
+        try:
+            # torchvision's ResNet-50 with weights drawn from the seed, loaded into the student's network:
+            # a network built right gives torchvision's outputs on an input drawn from the seed too.
+            resnet50.load_state_dict(_torchvision_resnet50(seed).state_dict())
+            resnet50.eval()
+            with torch.no_grad():
+                network["output"] = resnet50(seeded_input(seed, "resnet50/x", (1, 3, 64, 64))).detach().clone()
+        except Exception as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            network["error"] = f"loading torchvision's ResNet-50 weights failed ({first[:160]})."
+        record["network"] = network
+    else:
+        record["network_type"] = type(resnet50).__name__
+    if isinstance(sizes, dict):
+        record["sizes"] = {str(name): ({str(k): (v if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v))
+                                        for k, v in entry.items()} if isinstance(entry, dict) else repr(entry))
+                           for name, entry in sizes.items()}
+    return record
+
+
+resnet50 = Check("resnet50", _probe_resnet50)
+
+
+def _network(record) -> dict:
+    network = record.get("network")
+    if network is None:
+        raise CheckFailed(f"resnet50 is {record.get('network_type', 'nothing')}, not a network.")
+    return network
 
 
 @resnet50.item("resnet50 has 25,557,032 parameters, as torchvision's ResNet-50",
                hint="ResNet(Bottleneck, [3, 4, 6, 3]): the same stages as ResNet-34, with bottleneck blocks.")
-def _resnet50_parameters(resnet50, sizes):
-    found = count_parameters(_network(resnet50, "resnet50"))
+def _resnet50_parameters(record, seed):
+    found = _network(record)["parameters"]
     if found != RESNET50_PARAMETERS:
         raise CheckFailed(f"resnet50 has {found:,} parameters.")
 
 
-@resnet50.item("resnet50 loads torchvision's ResNet-50 weights and gives torchvision's outputs",
+@resnet50.item("resnet50 is built from your Bottleneck, loads torchvision's ResNet-50 weights and gives its outputs",
                hint="check your Bottleneck's layer names (conv1..conv3, bn1..bn3, downsample) and its stride placement.")
-def _resnet50_torchvision(resnet50, sizes):
-    import torchvision
-
-    reference = torchvision.models.resnet50()
-    student = _network(resnet50, "resnet50")
-    copy_weights(reference, student, "resnet50")
-    student.eval()
-    reference.eval()
-    x = torch.randn(1, 3, 64, 64)
+def _resnet50_torchvision(record, seed):
+    network = _network(record)
+    if not network["blocks"]:
+        raise CheckFailed("resnet50 holds no block of a class named Bottleneck; build it from yours.")
+    problem = own_code_problem("resnet50's Bottleneck", network["blocks"][0])
+    if problem:
+        raise CheckFailed(problem)
+    if network.get("error"):
+        raise CheckFailed(network["error"])
     with torch.no_grad():
-        expect_close(student(x), reference(x), "resnet50's output", atol=1e-4)
+        expected = _torchvision_resnet50(seed)(seeded_input(seed, "resnet50/x", (1, 3, 64, 64)))
+    expect_close(network["output"], expected, "resnet50's output", atol=1e-4)
 
 
 @resnet50.item("sizes holds both networks' parameters and multiply-adds at 224x224",
-               hint="sizes = {'resnet34': {'parameters': count_parameters(resnet34), 'flops': count_flops(resnet34)}, "
-                    "'resnet50': {...}}; count_flops counts multiply-adds on a (1, 3, 224, 224) input.")
-def _resnet50_sizes(resnet50, sizes):
+               hint="sizes = {'resnet34': {'parameters': count_parameters(resnet34), 'flops': count_macs(resnet34)}, "
+                    "'resnet50': {...}}; count_macs counts multiply-adds on a (1, 3, 224, 224) input.")
+def _resnet50_sizes(record, seed):
     import torchvision
 
+    sizes = record.get("sizes")
     if not isinstance(sizes, dict) or set(sizes) != {"resnet34", "resnet50"}:
         raise CheckFailed("sizes should be a dict with the keys 'resnet34' and 'resnet50'.")
     for name in ("resnet34", "resnet50"):
@@ -97,7 +154,7 @@ def _resnet50_sizes(resnet50, sizes):
         entry = sizes[name]
         if not isinstance(entry, dict):
             raise CheckFailed(f"sizes[{name!r}] should be a dict with 'parameters' and 'flops'.")
-        expected = {"parameters": count_parameters(reference), "flops": count_flops(reference)}
+        expected = {"parameters": count_parameters(reference), "flops": count_macs(reference)}
         for key, value in expected.items():
             found = entry.get(key)
             # Another counter may differ a little (BN, pooling), so 1% is close enough.

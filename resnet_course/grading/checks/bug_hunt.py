@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from ... import blocks as course_blocks
-from ..report import Check, CheckFailed, Report
-from .helpers import build, expect_close, expect_shape, layer, randomise_batch_norm, same_function
+from ..probes import Case, probe_module
+from ..report import Check, Report
+from .helpers import expect_close, expect_shape, load_weights, module_record, output, same_function
 
 # What each broken block gets wrong, said as a nudge rather than the answer.
 BUG_HINTS = {
@@ -18,36 +16,42 @@ BUG_HINTS = {
 }
 
 
+def _cases(number: int) -> tuple[Case, Case, Case]:
+    keeps = Case(f"Block{number}(16, 16)", (16, 16), input_shape=(4, 16, 8, 8), attributes=())
+    halves = Case(f"Block{number}(16, 32, stride=2)", (16, 32), (("stride", 2),), input_shape=(4, 16, 8, 8), attributes=())
+    zeroed = Case(f"Block{number}(16, 16) with bn2's scale at 0", (16, 16), input_shape=(4, 16, 8, 8),
+                  modes=("train",), prepare="zero_bn2", nonnegative=True, attributes=(), randomise=False)
+    return keeps, halves, zeroed
+
+
 def _fixed_block_check(number: int) -> Check:
-    check = Check(f"fixed_block_{number}")
+    keeps, halves, zeroed = _cases(number)
+
+    def probe(seed, Block):
+        return {case.label: probe_module(Block, case, seed) for case in (keeps, halves, zeroed)}
+
+    check = Check(f"fixed_block_{number}", probe, own=("Block",))
     nudge = BUG_HINTS[number]
 
-    @check.item(f"Block{number}(16, 16) keeps (2, 16, 8, 8); Block{number}(16, 32, stride=2) gives (2, 32, 4, 4)", hint=nudge)
-    def _shapes(Block):
-        x = torch.randn(2, 16, 8, 8)
-        expect_shape(build(Block, 16, 16)(x), (2, 16, 8, 8), f"Block{number}(16, 16)")
-        expect_shape(build(Block, 16, 32, stride=2)(x), (2, 32, 4, 4), f"Block{number}(16, 32, stride=2)")
+    @check.item(f"Block{number}(16, 16) keeps (4, 16, 8, 8); Block{number}(16, 32, stride=2) gives (4, 32, 4, 4)", hint=nudge)
+    def _shapes(record, seed):
+        expect_shape(output(module_record(record, keeps.label)), (4, 16, 8, 8), keeps.label)
+        expect_shape(output(module_record(record, halves.label)), (4, 32, 4, 4), halves.label)
 
     @check.item(f"Block{number} computes what a correct BasicBlock computes, given the same weights", hint=nudge)
-    def _same_function(Block):
-        for in_channels, planes, stride in ((16, 16, 1), (16, 32, 2)):
-            reference = randomise_batch_norm(course_blocks.BasicBlock(in_channels, planes, stride, shortcut="B"))
-            student = build(Block, in_channels, planes, stride=stride)
-            what = f"Block{number}({in_channels}, {planes}, stride={stride})"
-            # Copy only the correct block's layers: a fix may leave an unused layer behind.
-            missing = sorted(set(reference.state_dict()) - set(student.state_dict()))
-            if missing:
-                raise CheckFailed(f"{what} lacks the layer(s) {', '.join(missing[:4])}.")
-            student.load_state_dict(reference.state_dict(), strict=False)
-            same_function(student, reference, torch.randn(4, in_channels, 8, 8), what)
+    def _same_function(record, seed):
+        for case in (keeps, halves):
+            built = module_record(record, case.label)
+            in_channels, planes = case.args
+            reference = course_blocks.BasicBlock(in_channels, planes, dict(case.kwargs).get("stride", 1), shortcut="B")
+            # A fix may leave an unused layer behind: only the correct block's layers are compared.
+            load_weights(reference, built["state"], case.label, strict=False)
+            same_function(built, reference, case, seed, case.label)
 
     @check.item(f"zero-initialised, Block{number} passes a non-negative input through unchanged", hint=nudge)
-    def _identity(Block):
-        block = build(Block, 16, 16)
-        nn.init.zeros_(layer(block, "bn2").weight)
-        x = torch.randn(4, 16, 8, 8).relu()
-        with torch.no_grad():
-            expect_close(block(x.clone()), x, f"zero-initialised Block{number}'s output", atol=1e-6)
+    def _identity(record, seed):
+        built = module_record(record, zeroed.label)
+        expect_close(output(built), zeroed.input(seed), f"zero-initialised Block{number}'s output", atol=1e-6)
 
     return check
 
@@ -60,4 +64,3 @@ def check_fixed_block(Block, number: int) -> Report:
     if number not in fixed_blocks:
         raise ValueError(f"there are four broken blocks; number must be 1, 2, 3 or 4, not {number!r}.")
     return fixed_blocks[number].run(Block=Block)
-

@@ -1,21 +1,44 @@
-"""What the checks share: shape and value comparisons, weight copies, clear failures."""
+"""What the judges share: reading a probe's record, comparing values, clear failures.
+
+Every function here runs on records (see :mod:`..probes`), never on the student's
+objects, so the same judge serves a check cell and the grader's own process.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..probes import Case, randomise_batch_norm  # noqa: F401  (re-exported for the checks and tests)
 from ..report import CheckFailed
 
 
-def expect_shape(output, expected: tuple[int, ...], what: str) -> None:
-    if not isinstance(output, torch.Tensor):
-        raise CheckFailed(f"{what} returned {type(output).__name__}, not a tensor.")
-    if tuple(output.shape) != expected:
-        raise CheckFailed(f"{what} gave shape {tuple(output.shape)}, expected {expected}.")
+def module_record(record: dict, key: str) -> dict:
+    """The record of one built module, failing with the student's error if it could not be built."""
+    built = record.get(key)
+    if not isinstance(built, dict):
+        raise CheckFailed(f"nothing was recorded for {key}.")
+    if built.get("error"):
+        raise CheckFailed(built["error"])
+    return built
 
 
-def expect_close(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: float = 1e-5) -> None:
+def output(built: dict, mode: str = "train") -> torch.Tensor:
+    """The module's recorded output in ``mode``, failing with what went wrong if there is none."""
+    value = built["outputs"].get(mode)
+    if isinstance(value, str):
+        raise CheckFailed(f"{built['label']} in {mode.replace('_', ' ')} mode: {value}")
+    return value
+
+
+def expect_shape(value, expected: tuple[int, ...], what: str) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailed(f"{what} returned {type(value).__name__}, not a tensor.")
+    if tuple(value.shape) != tuple(expected):
+        raise CheckFailed(f"{what} gave shape {tuple(value.shape)}, expected {tuple(expected)}.")
+
+
+def expect_close(actual, expected: torch.Tensor, what: str, atol: float = 1e-5) -> None:
     if not isinstance(actual, torch.Tensor):
         raise CheckFailed(f"{what} is {type(actual).__name__}, not a tensor.")
     if actual.shape != expected.shape:
@@ -25,77 +48,64 @@ def expect_close(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: 
         raise CheckFailed(f"{what} differs from the expected values by up to {difference:.3g}.")
 
 
-def layer(block: nn.Module, name: str) -> nn.Module:
-    """``block.<name>``, or a failure that says which layer name the exercise asks for."""
-    if not hasattr(block, name):
-        raise CheckFailed(f"{type(block).__name__} has no attribute {name!r}; name the layers as the exercise asks.")
-    return getattr(block, name)
+def attribute(built: dict, name: str) -> str:
+    """``absent``, ``None`` or the type name of the module's attribute ``name``."""
+    value = built["attributes"].get(name, "absent")
+    if value == "absent":
+        raise CheckFailed(f"{built['label']} has no attribute {name!r}; name the layers as the exercise asks.")
+    return value
 
 
-def randomise_batch_norm(module: nn.Module) -> nn.Module:
-    """Give every BN random affine parameters and running statistics, so weight copies are tested for real."""
-    with torch.no_grad():
-        for bn in module.modules():
-            if isinstance(bn, nn.modules.batchnorm._BatchNorm):
-                if bn.affine:
-                    bn.weight.uniform_(0.5, 1.5)
-                    bn.bias.uniform_(-0.5, 0.5)
-                if bn.running_mean is not None:
-                    bn.running_mean.uniform_(-0.5, 0.5)
-                    bn.running_var.uniform_(0.5, 1.5)
-    return module
+def layers(built: dict, prefix: str = "", kind: str | None = None) -> list[list]:
+    """Summary rows of the submodules under ``prefix`` (``""``: all), optionally of one type."""
+    rows = [row for row in built["summary"] if row[0] == prefix or row[0].startswith(prefix + ".") or not prefix]
+    return [row for row in rows if kind is None or row[1] == kind]
 
 
-def copy_weights(source: nn.Module, target: nn.Module, what: str) -> None:
-    """``target.load_state_dict(source.state_dict())`` (strict), failing with the names that differ."""
-    source_keys, target_keys = set(source.state_dict()), set(target.state_dict())
-    missing, unexpected = sorted(target_keys - source_keys), sorted(source_keys - target_keys)
-    if missing or unexpected:
+def convolutions(built: dict, prefix: str = "") -> list[dict]:
+    return [row[2] for row in layers(built, prefix) if "kernel" in row[2]]
+
+
+def load_weights(reference: nn.Module, state: dict, what: str, strict: bool = True) -> nn.Module:
+    """``reference.load_state_dict(state)``, failing with the names or shapes that differ."""
+    reference_keys, student_keys = set(reference.state_dict()), set(state)
+    missing, unexpected = sorted(reference_keys - student_keys), sorted(student_keys - reference_keys)
+    if missing or (unexpected and strict):
         detail = []
         if missing:
             detail.append(f"lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-        if unexpected:
+        if unexpected and strict:
             detail.append(f"has extra {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
         raise CheckFailed(f"{what}'s weights do not match the reference's names: it {' and '.join(detail)}.")
     try:
-        target.load_state_dict(source.state_dict())
+        reference.load_state_dict({key: state[key] for key in reference_keys})
     except RuntimeError as error:
         first = str(error).strip().splitlines()[-1].strip()
         raise CheckFailed(f"{what}'s weights have the wrong shapes ({first}).") from None
+    return reference
 
 
-def copy_weights_by_position(source: nn.Module, target: nn.Module, what: str) -> None:
-    """Copy every parameter and buffer in registration order, whatever the names (layouts must agree)."""
-    source_values, target_state = list(source.state_dict().values()), target.state_dict()
-    if len(source_values) != len(target_state):
-        raise CheckFailed(f"{what} has {len(source_values)} weight tensors, the reference {len(target_state)}.")
-    for index, ((name, target_value), value) in enumerate(zip(target_state.items(), source_values)):
-        if value.shape != target_value.shape:
-            raise CheckFailed(
-                f"{what}'s weight tensor number {index + 1} has shape {tuple(value.shape)} where the reference "
-                f"has {tuple(target_value.shape)} ({name})."
-            )
-    target.load_state_dict(dict(zip(target_state, source_values)))
+def load_weights_by_position(reference: nn.Module, state: dict, what: str) -> nn.Module:
+    """Load every parameter and buffer in registration order, whatever the names (layouts must agree)."""
+    values, target = list(state.values()), reference.state_dict()
+    if len(values) != len(target):
+        raise CheckFailed(f"{what} has {len(values)} weight tensors, the reference {len(target)}.")
+    for index, ((name, target_value), value) in enumerate(zip(target.items(), values)):
+        if tuple(value.shape) != tuple(target_value.shape):
+            raise CheckFailed(f"{what}'s weight tensor number {index + 1} has shape {tuple(value.shape)} where "
+                              f"the reference has {tuple(target_value.shape)} ({name}).")
+    reference.load_state_dict(dict(zip(target, values)))
+    return reference
 
 
-def same_function(student: nn.Module, reference: nn.Module, x: torch.Tensor, what: str, atol: float = 1e-5) -> None:
-    """Equal outputs in training mode (batch statistics) and in eval mode (running statistics)."""
-    for training in (True, False):
-        student.train(training)
-        reference.train(training)
+def same_function(built: dict, reference: nn.Module, case: Case, seed: int, what: str, atol: float = 1e-5) -> None:
+    """The recorded outputs equal the reference's, in training mode then eval mode, on the same input."""
+    for mode in case.modes:
+        reference.train(mode == "train")
         with torch.no_grad():
-            expected = reference(x.clone())
-            actual = student(x.clone())
-        expect_close(actual, expected, f"{what}'s output in {'training' if training else 'eval'} mode", atol)
+            expected = reference(case.input(seed))
+        expect_close(output(built, mode), expected, f"{what}'s output in {mode} mode", atol)
 
 
-def build(cls, *args, **kwargs) -> nn.Module:
-    try:
-        return cls(*args, **kwargs)
-    except TypeError as error:
-        arguments = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
-        raise CheckFailed(f"{getattr(cls, '__name__', cls)}({arguments}) failed: {error}.") from None
-
-
-def convolutions(module: nn.Module | None) -> list[nn.Conv2d]:
-    return [] if module is None else [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+def count_parameters_of(built: dict) -> int:
+    return int(built["parameters"])

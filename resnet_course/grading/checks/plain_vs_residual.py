@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
-import torch
 from torch import nn
 
 from ...analysis import count_parameters
 from ...models import cifar_resnet
-from ...train import History
+from ...train import History, fit, set_seed
+from ..probes import Case, call, probe_module
 from ..report import Check, CheckFailed, Report
-from .helpers import copy_weights_by_position, expect_shape, randomise_batch_norm, same_function
+from .helpers import expect_shape, load_weights_by_position, module_record, output, same_function
 
 
 @dataclass(frozen=True)
@@ -39,34 +40,44 @@ class TrainingSetup:
 PLAIN_VS_RESIDUAL = TrainingSetup(depth=32, width=8, image_size=16, train_size=4000, test_size=500,
                                   epochs=4, lr=0.1, batch_size=128, seed=0)
 
-cifar_nets = Check("cifar_nets")
-_CIFAR_INPUT = (2, 3, 16, 16)
+_KINDS = ("residual", "plain")
 
 
-def _both_kinds(make_cifar_net, depth: int = 20, width: int = 8) -> dict[str, nn.Module]:
-    nets = {}
-    for residual in (True, False):
-        net = make_cifar_net(depth, residual=residual, width=width)
-        if not isinstance(net, nn.Module):
-            raise CheckFailed(f"make_cifar_net returned {type(net).__name__}, not an nn.Module.")
-        nets["residual" if residual else "plain"] = net
-    return nets
+def _net_case(depth: int, residual: bool, width: int = 8, image_size: int = 16) -> Case:
+    kind = "residual" if residual else "plain"
+    return Case(f"make_cifar_net({depth}, residual={residual}, width={width})", (depth,),
+                (("residual", residual), ("width", width)), input_shape=(4, 3, image_size, image_size), attributes=())
 
 
-@cifar_nets.item("make_cifar_net(20, ...) turns (2, 3, 16, 16) images into (2, 10) logits, residual or plain",
+NETS = {(depth, residual): _net_case(depth, residual) for depth in (20, 32) for residual in (True, False)}
+
+
+def _probe_cifar_nets(seed, make_cifar_net):
+    return {case.label: probe_module(make_cifar_net, case, seed) for case in NETS.values()}
+
+
+cifar_nets = Check("cifar_nets", _probe_cifar_nets, own=("make_cifar_net",))
+
+
+def _nets(record, depth: int = 20) -> dict[str, dict]:
+    return {("residual" if residual else "plain"): module_record(record, NETS[depth, residual].label)
+            for residual in (True, False)}
+
+
+@cifar_nets.item("make_cifar_net(20, ...) turns (4, 3, 16, 16) images into (4, 10) logits, residual or plain",
                  hint="stem, three stages, global average pooling (nn.AdaptiveAvgPool2d(1)), flatten, then nn.Linear(4 * width, 10).")
-def _nets_shape(make_cifar_net):
-    for kind, net in _both_kinds(make_cifar_net).items():
-        expect_shape(net(torch.randn(*_CIFAR_INPUT)), (2, 10), f"the {kind} net")
+def _nets_shape(record, seed):
+    for kind, built in _nets(record).items():
+        expect_shape(output(built), (4, 10), f"the {kind} net")
 
 
 @cifar_nets.item("depth counts the layers with weights: 20 and 32 convolution and linear layers",
                  hint="n = (depth - 2) // 6 blocks per stage, two 3x3 convolutions per block, plus the stem "
                       "convolution and the final linear layer; option A shortcuts have no weights.")
-def _nets_depth(make_cifar_net):
+def _nets_depth(record, seed):
     for depth in (20, 32):
-        for kind, net in _both_kinds(make_cifar_net, depth).items():
-            weighted = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in net.modules())
+        for kind, built in _nets(record, depth).items():
+            weighted = sum(row[1] in ("Conv2d", "Linear") for row in built["summary"])
             if weighted != depth:
                 raise CheckFailed(f"the {kind} net of depth {depth} has {weighted} convolution and linear layers.")
 
@@ -74,43 +85,92 @@ def _nets_depth(make_cifar_net):
 @cifar_nets.item("the residual net and its plain twin have the same parameters as the course's resnet20",
                  hint="use widths width, 2 width, 4 width and shortcut='A' (zero-padding: no parameters), so the "
                       "two nets differ only in their shortcuts.")
-def _nets_parameters(make_cifar_net):
+def _nets_parameters(record, seed):
     expected = count_parameters(cifar_resnet(20, width=8))
-    for kind, net in _both_kinds(make_cifar_net).items():
-        if count_parameters(net) != expected:
-            raise CheckFailed(f"the {kind} net has {count_parameters(net):,} parameters, the course's resnet20 {expected:,}.")
+    for kind, built in _nets(record).items():
+        if built["parameters"] != expected:
+            raise CheckFailed(f"the {kind} net has {built['parameters']:,} parameters, the course's resnet20 {expected:,}.")
 
 
-def _nets_same_as_course(make_cifar_net, residual: bool):
+def _same_as_course(record, seed, depth: int, residual: bool) -> None:
     kind = "residual" if residual else "plain"
-    student = randomise_batch_norm(_both_kinds(make_cifar_net)[kind])
-    reference = cifar_resnet(20, block="basic" if residual else "plain", width=8)
-    copy_weights_by_position(student, reference, f"the {kind} net")
-    same_function(student, reference, torch.randn(4, 3, 16, 16), f"the {kind} net", atol=1e-4)
+    case = NETS[depth, residual]
+    built = module_record(record, case.label)
+    reference = cifar_resnet(depth, block="basic" if residual else "plain", width=8)
+    load_weights_by_position(reference, built["state"], f"the {kind} net")
+    same_function(built, reference, case, seed, f"the {kind} net of depth {depth}", atol=1e-4)
 
 
 @cifar_nets.item("make_cifar_net(20, residual=True) computes what the course's resnet20 computes",
                  hint="build the layers in order (stem conv, BN, ReLU; the blocks; pooling; linear), with "
                       "BasicBlock(in, planes, stride, shortcut='A') and stride 2 on the first block of stages 2 and 3.")
-def _nets_residual(make_cifar_net):
-    _nets_same_as_course(make_cifar_net, residual=True)
+def _nets_residual(record, seed):
+    _same_as_course(record, seed, 20, residual=True)
 
 
 @cifar_nets.item("make_cifar_net(20, residual=False) computes what the course's plain20 computes",
                  hint="the plain twin is the same network with PlainBlock(in, planes, stride) in place of BasicBlock.")
-def _nets_plain(make_cifar_net):
-    _nets_same_as_course(make_cifar_net, residual=False)
+def _nets_plain(record, seed):
+    _same_as_course(record, seed, 20, residual=False)
 
 
-plain_vs_residual = Check("plain_vs_residual")
+# --- training: the checker trains the student's networks itself ------------------------------
+
+_HISTORY_FIELDS = ("train_loss", "epochs", "stopped", "diverged_at_step")
+_CONFIG_FIELDS = ("epochs", "lr", "batch_size", "seed", "parameters", "steps")
 
 
-def _training_runs(histories) -> dict:
-    if not isinstance(histories, dict) or set(histories) != {"residual", "plain"}:
-        keys = sorted(histories) if isinstance(histories, dict) else type(histories).__name__
+def _plain(value):
+    """A JSON-like copy of ``value`` (numbers, strings, lists), or None: a record holds nothing else."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return None
+
+
+def _probe_plain_vs_residual(seed, histories, make_cifar_net=None):
+    record: dict = {"histories": None}
+    if isinstance(histories, dict):
+        record["histories"] = {}
+        for kind, history in histories.items():
+            if isinstance(history, History):
+                entry = {name: _plain(getattr(history, name)) for name in _HISTORY_FIELDS}
+                config = history.config if isinstance(history.config, dict) else {}
+                entry["config"] = {name: _plain(config.get(name)) for name in _CONFIG_FIELDS}
+            else:
+                entry = {"type": type(history).__name__}
+            record["histories"][str(kind)] = entry
+    else:
+        record["histories_type"] = type(histories).__name__
+    # The networks the runs started from: SETUP says to seed before building each one.
+    setup = PLAIN_VS_RESIDUAL
+    record["starts"] = {}
+    for residual in (True, False):
+        kind = "residual" if residual else "plain"
+        if make_cifar_net is None:
+            record["starts"][kind] = {"error": "make_cifar_net was not given to the check."}
+            continue
+        set_seed(setup.seed)
+        built = call(make_cifar_net, setup.depth, residual=residual, width=setup.width)
+        if "value" in built and isinstance(built["value"], nn.Module):
+            built = {"state": {k: v.detach().clone() for k, v in built["value"].state_dict().items()}}
+        elif "value" in built:
+            built = {"error": f"make_cifar_net returned {type(built['value']).__name__}, not an nn.Module."}
+        record["starts"][kind] = built
+    return record
+
+
+plain_vs_residual = Check("plain_vs_residual", _probe_plain_vs_residual, own=("make_cifar_net",))
+
+
+def _training_runs(record) -> dict:
+    histories = record.get("histories")
+    if not isinstance(histories, dict) or set(histories) != set(_KINDS):
+        keys = sorted(histories) if isinstance(histories, dict) else record.get("histories_type", "nothing")
         raise CheckFailed(f"histories should have exactly the keys 'residual' and 'plain', got {keys}.")
     for kind, history in histories.items():
-        if not isinstance(history, History) or not history.train_loss:
+        if "train_loss" not in history or not history["train_loss"]:
             raise CheckFailed(f"histories[{kind!r}] should be the History that fit returned, with finished epochs.")
     return histories
 
@@ -118,29 +178,71 @@ def _training_runs(histories) -> dict:
 @plain_vs_residual.item("histories holds a residual and a plain run of the set depth, trained with SETUP's settings",
                         hint="train make_cifar_net(SETUP.depth, residual=..., width=SETUP.width) with "
                              "fit(model, data, **SETUP.fit_options()), once with residual=True and once with False.")
-def _runs_settings(histories):
+def _runs_settings(record, seed):
     setup = PLAIN_VS_RESIDUAL
     expected_parameters = count_parameters(cifar_resnet(setup.depth, width=setup.width))
-    for kind, history in _training_runs(histories).items():
-        config = history.config
+    for kind, history in _training_runs(record).items():
+        config = history["config"]
         for key, value in setup.fit_options().items():
             if config.get(key) != value:
                 raise CheckFailed(f"histories[{kind!r}] was trained with {key}={config.get(key)!r}, not {value!r}.")
         if config.get("parameters") != expected_parameters:
-            raise CheckFailed(f"histories[{kind!r}] trained a network of {config.get('parameters'):,} parameters, "
+            raise CheckFailed(f"histories[{kind!r}] trained a network of {config.get('parameters')} parameters, "
                               f"not depth {setup.depth} at width {setup.width} ({expected_parameters:,}).")
-        if history.stopped or len(history.train_loss) != setup.epochs:
-            raise CheckFailed(f"histories[{kind!r}] has {len(history.train_loss)} finished epochs, not {setup.epochs}.")
+        if history["stopped"] or len(history["train_loss"]) != setup.epochs:
+            raise CheckFailed(f"histories[{kind!r}] has {len(history['train_loss'])} finished epochs, not {setup.epochs}.")
 
 
-@plain_vs_residual.item("the residual net ends with a lower training loss than its plain twin",
+@functools.lru_cache(maxsize=4)
+def _rerun(start_states: tuple) -> dict[str, float]:
+    """The checker's own run of each network from its recorded start: the final training loss per kind."""
+    from ...data import load_cifar10
+
+    setup = PLAIN_VS_RESIDUAL
+    data = load_cifar10(image_size=setup.image_size, train_size=setup.train_size, test_size=setup.test_size)
+    losses = {}
+    for kind, state in zip(_KINDS, start_states):
+        model = cifar_resnet(setup.depth, block="basic" if kind == "residual" else "plain", width=setup.width)
+        load_weights_by_position(model, dict(state), f"the {kind} net of depth {setup.depth}")
+        history = fit(model, data, **setup.fit_options(), progress=False)
+        losses[kind] = history.train_loss[-1] if history.train_loss else float("nan")
+    return losses
+
+
+def _checker_losses(record) -> dict[str, float]:
+    starts = record.get("starts", {})
+    for kind in _KINDS:
+        start = starts.get(kind, {})
+        if "error" in start or "state" not in start:
+            raise CheckFailed(f"the {kind} net could not be built for the checker's run: {start.get('error', 'no weights')}")
+    return _rerun(tuple(tuple(starts[kind]["state"].items()) for kind in _KINDS))
+
+
+@plain_vs_residual.item("trained again by the checker from the same start, the residual net ends with the lower training loss",
                         hint="with the set-up above this holds for every seed we tried; check that the residual net's "
-                             "blocks really add their input (exercise 1) and that both runs used the same data.")
-def _runs_residual_wins(histories):
-    runs = _training_runs(histories)
-    residual, plain = runs["residual"].train_loss[-1], runs["plain"].train_loss[-1]
-    if not residual < plain:
-        raise CheckFailed(f"the residual net ended at {residual:.3f}, the plain net at {plain:.3f}.")
+                             "blocks really add their input and that make_cifar_net passes the cifar_nets check.")
+def _runs_residual_wins(record, seed):
+    losses = _checker_losses(record)
+    if not losses["residual"] < losses["plain"]:
+        raise CheckFailed(f"the residual net ended at {losses['residual']:.3f}, the plain net at {losses['plain']:.3f}.")
+
+
+# Two runs of the same seeded recipe agree to a few thousandths on one machine; other thread
+# counts change the order of float sums, so the final losses may drift a little further apart.
+HISTORY_TOLERANCE = 0.05
+
+
+@plain_vs_residual.item("histories come from those runs: their final training losses match the checker's",
+                        hint="call set_seed(SETUP.seed) just before building each network, then train it with "
+                             "fit(model, data, **SETUP.fit_options()) on the data loaded above; do not edit the histories.")
+def _runs_reproduced(record, seed):
+    histories = _training_runs(record)
+    losses = _checker_losses(record)
+    for kind in _KINDS:
+        reported = histories[kind]["train_loss"][-1]
+        if not isinstance(reported, (int, float)) or not abs(reported - losses[kind]) <= HISTORY_TOLERANCE:
+            raise CheckFailed(f"histories[{kind!r}] ends at a training loss of {reported!r}; the checker's run of the same "
+                              f"network from the same start ends at {losses[kind]:.3f}.")
 
 
 def check_cifar_nets(make_cifar_net) -> Report:
@@ -148,6 +250,6 @@ def check_cifar_nets(make_cifar_net) -> Report:
     return cifar_nets.run(make_cifar_net=make_cifar_net)
 
 
-def check_plain_vs_residual(histories) -> Report:
-    """Exercise 2: both runs trained as set, and the residual one ahead at the end."""
-    return plain_vs_residual.run(histories=histories)
+def check_plain_vs_residual(histories, make_cifar_net=None) -> Report:
+    """Exercise 2: both runs trained as set, and the checker's own runs of the same networks."""
+    return plain_vs_residual.run(histories=histories, make_cifar_net=make_cifar_net)

@@ -2,75 +2,72 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from ... import blocks as course_blocks
-from ..report import Check, Report
-from .helpers import build, convolutions, copy_weights, expect_close, expect_shape, randomise_batch_norm, same_function
+from ..probes import Case, probe_module
+from ..report import Check, CheckFailed, Report
+from .helpers import expect_close, expect_shape, load_weights, module_record, output, same_function
 
-preact_block = Check("preact_block")
+KEEPS = Case("PreActBlock(16, 16)", (16, 16), input_shape=(4, 16, 8, 8))
+HALVES = Case("PreActBlock(16, 32, stride=2)", (16, 32), (("stride", 2),), input_shape=(4, 16, 8, 8))
+ZEROED = Case("PreActBlock(16, 16) with its convolutions zeroed", (16, 16), input_shape=(4, 16, 8, 8),
+              modes=("train",), prepare="zero_convs")
+# Eval mode on x and on relu(x): with BN in eval mode a positive scaling that commutes with ReLU,
+# a branch that begins with BN-ReLU sees the same thing in both; one that begins with a conv does not.
+ORDER = Case("PreActBlock(16, 16) in eval mode", (16, 16), input_shape=(4, 16, 8, 8), modes=("eval",),
+             also_positive_part=True, randomise=False)
 
 
-def _zero_convolutions(block: nn.Module) -> nn.Module:
-    with torch.no_grad():
-        for conv in convolutions(block):
-            conv.weight.zero_()
-    return block
+def _probe_preact_block(seed, PreActBlock):
+    return {case.label: probe_module(PreActBlock, case, seed) for case in (KEEPS, HALVES, ZEROED, ORDER)}
 
 
-@preact_block.item("PreActBlock(16, 16) keeps (2, 16, 8, 8); PreActBlock(16, 32, stride=2) gives (2, 32, 4, 4)",
+preact_block = Check("preact_block", _probe_preact_block, own=("PreActBlock",))
+
+
+@preact_block.item("PreActBlock(16, 16) keeps (4, 16, 8, 8); PreActBlock(16, 32, stride=2) gives (4, 32, 4, 4)",
                    hint="the stride goes on conv1; where the shape changes the shortcut is a 1x1 projection (downsample).")
-def _preact_shapes(PreActBlock):
-    x = torch.randn(2, 16, 8, 8)
-    expect_shape(build(PreActBlock, 16, 16)(x), (2, 16, 8, 8), "PreActBlock(16, 16)")
-    expect_shape(build(PreActBlock, 16, 32, stride=2)(x), (2, 32, 4, 4), "PreActBlock(16, 32, stride=2)")
+def _preact_shapes(record, seed):
+    expect_shape(output(module_record(record, KEEPS.label)), (4, 16, 8, 8), KEEPS.label)
+    expect_shape(output(module_record(record, HALVES.label)), (4, 32, 4, 4), HALVES.label)
 
 
 @preact_block.item("the identity path is clean: with the branch zeroed, the block returns its input, negatives included",
                    hint="nothing may follow the addition: return out + identity, with no BN or ReLU after it and "
                         "none on the identity path.")
-def _preact_clean_identity(PreActBlock):
-    block = _zero_convolutions(build(PreActBlock, 16, 16))
-    x = torch.randn(4, 16, 8, 8)
-    with torch.no_grad():
-        expect_close(block(x.clone()), x, "the output with the branch zeroed", atol=1e-6)
+def _preact_clean_identity(record, seed):
+    expect_close(output(module_record(record, ZEROED.label)), ZEROED.input(seed), "the output with the branch zeroed", atol=1e-6)
 
 
 @preact_block.item("the block leaves its input tensor unchanged (no in-place ReLU on x)",
                    hint="x is the identity term: use nn.ReLU(inplace=False), or apply an in-place ReLU only to a new tensor.")
-def _preact_not_in_place(PreActBlock):
-    block = build(PreActBlock, 16, 16).eval()
-    x = torch.randn(4, 16, 8, 8)
-    before = x.clone()
-    with torch.no_grad():
-        block(x)
-    expect_close(x, before, "the input after the forward pass", atol=0)
+def _preact_not_in_place(record, seed):
+    for case in (KEEPS, ORDER):
+        built = module_record(record, case.label)
+        output(built, case.modes[0])
+        if any(built["input_changed"].values()):
+            raise CheckFailed(f"{case.label} changed its input tensor during the forward pass.")
 
 
 @preact_block.item("the branch starts with BN and ReLU: it sees only the positive part of its normalised input",
                    hint="pre-activation order: bn1-relu-conv1, bn2-relu-conv2 (He et al. 2016, Fig. 1b).")
-def _preact_order(PreActBlock):
-    # In eval mode a fresh BN is a positive scaling, which commutes with ReLU; so a branch that
-    # begins with BN-ReLU gives F(x) == F(relu(x)). A branch that begins with a convolution does not.
-    block = build(PreActBlock, 16, 16).eval()
-    x = torch.randn(4, 16, 8, 8)
-    with torch.no_grad():
-        branch = block(x.clone()) - x
-        branch_of_positive_part = block(x.relu()) - x.relu()
+def _preact_order(record, seed):
+    built = module_record(record, ORDER.label)
+    x = ORDER.input(seed)
+    branch = output(built, "eval") - x
+    branch_of_positive_part = output(built, "eval_positive_part") - x.relu()
     expect_close(branch, branch_of_positive_part, "F(x) against F(relu(x))", atol=1e-5)
 
 
 @preact_block.item("it computes what the course's PreActBlock computes, given the same weights",
                    hint="layers bn1, conv1, bn2, conv2 and downsample; the projection reads the pre-activated input "
                         "relu(bn1(x)), as in the paper's code.")
-def _preact_same_function(PreActBlock):
-    for in_channels, planes, stride in ((16, 16, 1), (16, 32, 2)):
-        student = randomise_batch_norm(build(PreActBlock, in_channels, planes, stride=stride))
-        reference = course_blocks.PreActBlock(in_channels, planes, stride, shortcut="B")
-        what = f"PreActBlock({in_channels}, {planes}, stride={stride})"
-        copy_weights(student, reference, what)
-        same_function(student, reference, torch.randn(4, in_channels, 8, 8), what)
+def _preact_same_function(record, seed):
+    for case in (KEEPS, HALVES):
+        built = module_record(record, case.label)
+        in_channels, planes = case.args
+        reference = course_blocks.PreActBlock(in_channels, planes, dict(case.kwargs).get("stride", 1), shortcut="B")
+        load_weights(reference, built["state"], case.label)
+        same_function(built, reference, case, seed, case.label)
 
 
 def check_preact_block(PreActBlock) -> Report:

@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..probes import Case, describe_error, probe_module
 from ..report import Check, CheckFailed, Report
-from .helpers import build, convolutions, expect_close, expect_shape, layer, randomise_batch_norm
+from .helpers import expect_close, expect_shape, layers, module_record, output
 
-resnext_block = Check("resnext_block")
 RESNEXT_CARDINALITY, RESNEXT_GROUP_WIDTH = 32, 4  # the paper's 32x4d template
 
 
-def _batch_norm_slice(bn: nn.BatchNorm2d, x: torch.Tensor, channels: slice) -> torch.Tensor:
+def _batch_norm_slice(bn, x: torch.Tensor, channels: slice) -> torch.Tensor:
     return F.batch_norm(x, bn.running_mean[channels], bn.running_var[channels], bn.weight[channels],
                         bn.bias[channels], training=False, eps=bn.eps)
 
 
-def split_transform_merge(block: nn.Module, x: torch.Tensor, cardinality: int) -> torch.Tensor:
+def split_transform_merge(block, x: torch.Tensor, cardinality: int) -> torch.Tensor:
     """The residual branch of a ResNeXt block, computed as ``cardinality`` separate paths (Xie et al. 2017, Fig. 3a).
 
     Path ``g`` uses the ``g``-th slice of the block's weights: output channels of
     conv1 and conv2, input channels of conv3. The paths' outputs are summed, then
     bn3 normalises the sum; BN in eval mode (running statistics) throughout.
+    ``block`` is a module, or anything with its layers' weights as attributes.
     """
     conv1, conv2, conv3 = block.conv1, block.conv2, block.conv3
-    path_width = conv1.out_channels // cardinality
+    path_width = conv1.weight.shape[0] // cardinality
     merged = 0
     for g in range(cardinality):
         channels = slice(g * path_width, (g + 1) * path_width)
@@ -38,46 +41,110 @@ def split_transform_merge(block: nn.Module, x: torch.Tensor, cardinality: int) -
     return F.batch_norm(merged, bn3.running_mean, bn3.running_var, bn3.weight, bn3.bias, training=False, eps=bn3.eps)
 
 
+def _case(in_channels: int, out_channels: int, stride: int = 1) -> Case:
+    label = f"ResNeXtBlock({in_channels}, {out_channels}" + (f", stride={stride})" if stride != 1 else ")")
+    return Case(label, (in_channels, out_channels), (("stride", stride),) if stride != 1 else (),
+                input_shape=(2, in_channels, 8, 8), modes=("eval",))
+
+
+KEEPS, HALVES = _case(256, 256), _case(256, 512, 2)
+
+
+def _identity(block: nn.Module, x: torch.Tensor):
+    """What the block adds to its branch: x, or its projection (recorded, as the judge cannot run it)."""
+    try:
+        with torch.no_grad():
+            return x.clone() if block.downsample is None else block.downsample(x).detach().clone()
+    except Exception as error:  # a missing or broken downsample is reported by the judge
+        return describe_error(error)
+
+
+def _probe_resnext_block(seed, ResNeXtBlock):
+    record = {case.label: probe_module(ResNeXtBlock, case, seed) for case in (KEEPS, HALVES)}
+    for case in (KEEPS, HALVES):
+        built = record[case.label]
+        if built.get("error"):
+            continue
+        try:
+            block = ResNeXtBlock(*case.args, **dict(case.kwargs))
+            block.load_state_dict(built["state"])
+            block.eval()
+            built["identity"] = _identity(block, case.input(seed))
+        except Exception as error:  # the judge reports it for this case
+            built["identity"] = describe_error(error)
+    return record
+
+
+resnext_block = Check("resnext_block", _probe_resnext_block, own=("ResNeXtBlock",))
+
+
 @resnext_block.item("ResNeXtBlock(256, 256) keeps (2, 256, 8, 8); ResNeXtBlock(256, 512, stride=2) gives (2, 512, 4, 4)",
                     hint="1x1 conv to cardinality * group_width channels, grouped 3x3 (with the stride), 1x1 conv to "
                          "out_channels; a projection shortcut where the shape changes.")
-def _resnext_shapes(ResNeXtBlock):
-    x = torch.randn(2, 256, 8, 8)
-    expect_shape(build(ResNeXtBlock, 256, 256)(x), (2, 256, 8, 8), "ResNeXtBlock(256, 256)")
-    expect_shape(build(ResNeXtBlock, 256, 512, stride=2)(x), (2, 512, 4, 4), "ResNeXtBlock(256, 512, stride=2)")
+def _resnext_shapes(record, seed):
+    expect_shape(output(module_record(record, KEEPS.label), "eval"), (2, 256, 8, 8), KEEPS.label)
+    expect_shape(output(module_record(record, HALVES.label), "eval"), (2, 512, 4, 4), HALVES.label)
+
+
+def _conv2(built: dict) -> dict:
+    rows = [row for row in built["summary"] if row[0] == "conv2"]
+    if not rows or "kernel" not in rows[0][2]:
+        raise CheckFailed(f"{built['label']} has no convolution named conv2; name the layers as the exercise asks.")
+    return rows[0][2]
 
 
 @resnext_block.item("its 3x3 convolution is grouped: 128 channels in 32 groups of 4",
                     hint="nn.Conv2d(128, 128, 3, stride=stride, padding=1, groups=cardinality, bias=False).")
-def _resnext_grouped(ResNeXtBlock):
-    conv2 = layer(build(ResNeXtBlock, 256, 256), "conv2")
-    if (conv2.in_channels, conv2.out_channels, conv2.groups, conv2.kernel_size) != (128, 128, 32, (3, 3)):
-        raise CheckFailed(f"conv2 is {conv2}.")
+def _resnext_grouped(record, seed):
+    conv2 = _conv2(module_record(record, KEEPS.label))
+    if (conv2["in"], conv2["out"], conv2["groups"], conv2["kernel"]) != (128, 128, 32, [3, 3]):
+        raise CheckFailed(f"conv2 has {conv2['in']} input and {conv2['out']} output channels in {conv2['groups']} "
+                          f"groups, with a {conv2['kernel']} kernel.")
 
 
 @resnext_block.item("its convolutions hold 70,144 weights, the paper's 'about 70k' for this template",
                     hint="256*128 (conv1) + 128*4*3*3 (the grouped conv2: each output channel sees only its group's "
                          "4 channels) + 128*256 (conv3), all without bias.")
-def _resnext_weights(ResNeXtBlock):
-    block = build(ResNeXtBlock, 256, 256)
-    weights = sum(p.numel() for conv in convolutions(block) for p in conv.parameters())
+def _resnext_weights(record, seed):
+    built = module_record(record, KEEPS.label)
+    conv_names = [row[0] for row in layers(built, kind="Conv2d")]
+    state = built["state"]
+    weights = sum(state[f"{name}.{kind}"].numel() for name in conv_names for kind in ("weight", "bias")
+                  if f"{name}.{kind}" in state)
     if weights != 70_144:
         raise CheckFailed(f"its convolutions hold {weights:,} weights.")
+
+
+def _weights(built: dict) -> SimpleNamespace:
+    """The block's layers as plain weights: what split_transform_merge reads."""
+    state, convs = built["state"], {row[0]: row[2] for row in built["summary"] if "kernel" in row[2]}
+    layers_ = {}
+    for name in ("conv1", "conv2", "conv3"):
+        if name not in convs or f"{name}.weight" not in state:
+            raise CheckFailed(f"{built['label']} has no convolution named {name}; name the layers as the exercise asks.")
+        padding = (convs[name]["kernel"][0] - 1) // 2
+        layers_[name] = SimpleNamespace(weight=state[f"{name}.weight"], stride=tuple(convs[name]["stride"]), padding=padding)
+    for name in ("bn1", "bn2", "bn3"):
+        if f"{name}.running_mean" not in state:
+            raise CheckFailed(f"{built['label']} has no BN named {name}; name the layers as the exercise asks.")
+        layers_[name] = SimpleNamespace(eps=1e-5, **{key: state[f"{name}.{key}"]
+                                                     for key in ("weight", "bias", "running_mean", "running_var")})
+    return SimpleNamespace(**layers_)
 
 
 @resnext_block.item("it computes the same function as 32 separate split-transform-merge paths built from its weights",
                     hint="y = relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)); layers named "
                          "conv1, bn1, conv2, bn2, conv3, bn3 and downsample.")
-def _resnext_paths(ResNeXtBlock):
-    for in_channels, out_channels, stride in ((256, 256, 1), (256, 512, 2)):
-        block = randomise_batch_norm(build(ResNeXtBlock, in_channels, out_channels, stride=stride)).eval()
-        for name in ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "downsample"):
-            layer(block, name)
-        x = torch.randn(2, in_channels, 8, 8)
+def _resnext_paths(record, seed):
+    for case in (KEEPS, HALVES):
+        built = module_record(record, case.label)
+        identity = built.get("identity")
+        if not isinstance(identity, torch.Tensor):
+            raise CheckFailed(f"{case.label} has no usable downsample attribute ({identity}).")
+        x = case.input(seed)
         with torch.no_grad():
-            identity = x if block.downsample is None else block.downsample(x)
-            paths = F.relu(split_transform_merge(block, x, RESNEXT_CARDINALITY) + identity)
-            expect_close(block(x), paths, f"ResNeXtBlock({in_channels}, {out_channels}, stride={stride}) against the 32 paths", atol=1e-4)
+            paths = F.relu(split_transform_merge(_weights(built), x, RESNEXT_CARDINALITY) + identity)
+        expect_close(output(built, "eval"), paths, f"{case.label} against the 32 paths", atol=1e-4)
 
 
 def check_resnext_block(ResNeXtBlock) -> Report:

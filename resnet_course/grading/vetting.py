@@ -1,0 +1,253 @@
+"""Reading a student's notebook in the grader's own process, before any of it runs.
+
+The grade comes from evidence the kernel hands over (see :mod:`.probes`), and a
+record can pass only if it holds what a correct implementation computes. Two
+ways around that remain, and both are visible in the notebook's source:
+
+* **borrowing** the answer: grading the course's own block (the checks' oracle),
+  a solution file, or a class built on them, instead of the student's code;
+* **reaching into the interpreter**: patching the probes or PyTorch, running
+  code from strings or files, starting processes or threads.
+
+So the grader parses every cell the student wrote and refuses, with one sentence
+each, what an exercise on residual blocks has no use for. It never runs the code
+to find out: parsing is all it does.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+# What a graded notebook may import (and anything under it, except the paths below).
+ALLOWED_IMPORTS = frozenset({
+    "__future__", "torch", "torchvision", "numpy", "matplotlib", "resnet_course", "math", "typing",
+    "dataclasses", "functools", "itertools", "collections", "random", "time", "copy", "statistics",
+})
+FORBIDDEN_MODULES = (
+    "torch.hub", "torch.multiprocessing", "torch.distributed", "torch.utils.cpp_extension", "torch.library",
+    "torch.package", "torch.ops", "torch.classes", "torch.jit", "torch.utils.data.datapipes", "numpy.ctypeslib",
+    "resnet_course.grading.probes", "resnet_course.grading.report", "matplotlib.pyplot.rcParams",
+)
+# Built-ins that run code from strings or files, or reach into namespaces and objects by name.
+FORBIDDEN_NAMES = frozenset({
+    "exec", "eval", "compile", "__import__", "open", "globals", "locals", "vars", "getattr", "setattr",
+    "delattr", "breakpoint", "input", "get_ipython", "__builtins__", "memoryview", "classmethod_descriptor",
+})
+# Attribute names that load pickled or compiled code, or write files (a notebook could overwrite the course).
+FORBIDDEN_ATTRIBUTES = frozenset({
+    "load", "loads", "load_library", "from_file", "system", "popen", "save", "savetxt", "savez",
+    "savez_compressed", "tofile", "write", "write_text", "write_bytes", "savefig", "to_file",
+})
+ALLOWED_DUNDERS = frozenset({"__init__", "__name__"})
+
+
+@dataclass
+class Vetting:
+    """What the grader found in the source: refusals for the whole notebook, and per graded name."""
+
+    refusals: list[str] = field(default_factory=list)  # the notebook is not run at all
+    not_own: dict[str, str] = field(default_factory=dict)  # graded name -> why it is not the student's code
+
+    @property
+    def clean(self) -> bool:
+        return not self.refusals and not self.not_own
+
+
+def _python_source(source: str) -> str:
+    """The cell as Python: IPython's magics and shell escapes become calls of get_ipython()."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:  # without IPython, a magic line is a refusal all the same
+        return "\n".join("get_ipython()" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    return TransformerManager().transform_cell(source)
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for a chain of attributes on a name, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return ".".join([node.id, *reversed(parts)])
+    return None
+
+
+def _root(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+class _Reader(ast.NodeVisitor):
+    """Collects one cell's refusals, its import bindings and its top-level definitions."""
+
+    def __init__(self, where: str, imported: dict[str, str]):
+        self.where, self.imported, self.refusals = where, imported, []
+
+    def refuse(self, node: ast.AST, what: str) -> None:
+        self.refusals.append(f"{self.where}, line {getattr(node, 'lineno', '?')}, {what}")
+
+    def _check_module(self, node: ast.AST, module: str) -> None:
+        top = module.split(".")[0]
+        if top not in ALLOWED_IMPORTS:
+            self.refuse(node, f"imports {module}, which a graded notebook may not use.")
+        elif any(module == bad or module.startswith(bad + ".") for bad in FORBIDDEN_MODULES):
+            self.refuse(node, f"imports {module}, which a graded notebook may not use.")
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._check_module(node, alias.name)
+            bound = alias.asname or alias.name.split(".")[0]
+            self.imported[bound] = alias.name if alias.asname else alias.name.split(".")[0]
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = "." * node.level + (node.module or "")
+        if node.level:
+            self.refuse(node, "makes a relative import, which a notebook cannot use.")
+            return
+        self._check_module(node, module)
+        for alias in node.names:
+            if alias.name == "*":
+                self.refuse(node, f"imports * from {module}; import the names you use.")
+                continue
+            self._check_module(node, f"{module}.{alias.name}")
+            self.imported[alias.asname or alias.name] = f"{module}.{alias.name}"
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id in FORBIDDEN_NAMES:
+            self.refuse(node, f"uses `{node.id}`, which a graded notebook may not use.")
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        name = node.attr
+        if name.startswith("__") and name.endswith("__") and name not in ALLOWED_DUNDERS:
+            self.refuse(node, f"uses `.{name}`, which a graded notebook may not use.")
+        elif name.startswith("_") and not name.startswith("__") and _root(node) not in ("self", None):
+            self.refuse(node, f"uses the private attribute `.{name}`.")
+        elif name in FORBIDDEN_ATTRIBUTES and _root(node) in self.imported:
+            self.refuse(node, f"uses `{_dotted(node) or name}`, which reads or writes files a graded notebook may not touch.")
+        dotted = _dotted(node)
+        if dotted and _root(node) in self.imported:
+            full = self.imported[_root(node)] + dotted[len(_root(node)):]
+            if any(full == bad or full.startswith(bad + ".") for bad in FORBIDDEN_MODULES):
+                self.refuse(node, f"uses {full}, which a graded notebook may not use.")
+        self.generic_visit(node)
+
+    def _check_target(self, target: ast.AST) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self._check_target(element)
+        elif isinstance(target, ast.Starred):
+            self._check_target(target.value)
+        elif isinstance(target, (ast.Attribute, ast.Subscript)) and _root(target) in self.imported:
+            self.refuse(target, f"changes `{_dotted(target) or _root(target)}`, part of a library; a graded "
+                                f"notebook may not patch what it imports.")
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            self._check_target(target)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._check_target(node.target)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self._check_target(node.target)
+        self.generic_visit(node)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            self._check_target(target)
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Name) and node.func.id == "type" and len(node.args) == 3:
+            self.refuse(node, "builds a class with type(name, bases, namespace); write a class statement.")
+        self.generic_visit(node)
+
+
+def _names_used(node: ast.AST) -> set[str]:
+    """The names ``node`` reads from outside itself: loads, less its parameters and its own assignments."""
+    loads, local = set(), set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            (loads if isinstance(n.ctx, ast.Load) else local).add(n.id)
+        elif isinstance(n, ast.arg):
+            local.add(n.arg)
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+        local = set()  # a top-level statement's assignments are what it binds, not locals
+    return loads - local
+
+
+def _bound_names(statement: ast.stmt) -> set[str]:
+    """The names a top-level statement binds."""
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {statement.name}
+    names = set()
+    for node in ast.walk(statement):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name.split(".")[0])
+    return names
+
+
+def vet(cells: list[tuple[int, str]], graded: tuple[str, ...], course_names_allowed: frozenset[str] = frozenset(),
+        preset_names: frozenset[str] = frozenset({"resnet_course"})) -> Vetting:
+    """Read the student's code cells (number, source) and the names graded as the student's own code.
+
+    ``course_names_allowed`` are the course's objects an exercise asks the student to use
+    (exercise 2 builds its networks from the course's blocks); every other name that
+    comes from ``resnet_course`` is an oracle, and a graded definition may not use it,
+    not even through a helper or an alias. ``preset_names`` are bound by cells the grader
+    puts back itself (the set-up cell imports ``resnet_course``).
+    """
+    vetting = Vetting()
+    imported: dict[str, str] = {name: name for name in preset_names}
+    statements: list[tuple[str, ast.stmt]] = []
+    for number, source in cells:
+        where = f"code cell {number}"
+        try:
+            tree = ast.parse(_python_source(source))
+        except SyntaxError as error:
+            # It cannot run either; the run reports it as the cell's error. Nothing to vet in it.
+            del error
+            continue
+        reader = _Reader(where, imported)
+        reader.visit(tree)
+        vetting.refusals += reader.refusals
+        statements += [(where, statement) for statement in tree.body]
+
+    # Which names carry the course's objects: imported from it, or defined from something that is.
+    tainted = {name for name, origin in imported.items() if origin.split(".")[0] == "resnet_course"
+               and (origin == "resnet_course" or origin.split(".")[-1] not in course_names_allowed)}
+    changed = True
+    while changed:
+        changed = False
+        for _, statement in statements:
+            if isinstance(statement, (ast.Import, ast.ImportFrom)):
+                continue
+            if _names_used(statement) & tainted:
+                new = _bound_names(statement) - tainted
+                if new:
+                    tainted |= new
+                    changed = True
+
+    for name in graded:
+        definitions = [(where, s) for where, s in statements
+                       if isinstance(s, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == name]
+        rebinding = [where for where, s in statements if name in _bound_names(s)
+                     and not (isinstance(s, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == name)]
+        if not definitions:
+            vetting.not_own[name] = f"the notebook has no class or function {name} of its own; write it in a code cell."
+        elif rebinding:
+            vetting.not_own[name] = f"{rebinding[0]} assigns {name} again; keep the definition you wrote."
+        else:
+            where, definition = definitions[-1]
+            used = sorted(_names_used(definition) & tainted)
+            if used:
+                vetting.not_own[name] = (f"{name} in {where} uses {', '.join(used[:3])} from the course, which is "
+                                         f"what the check compares with; write it yourself.")
+    return vetting
