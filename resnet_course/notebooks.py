@@ -8,7 +8,11 @@ needs nothing beyond the package's own dependencies.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:  # for the annotations only: nbformat is not a dependency of the package
+    import nbformat
+    from IPython.display import Markdown
 
 REPOSITORY_URL = "https://github.com/resnet-course/resnet-course"
 
