@@ -136,9 +136,8 @@ def provenance(data, threads: int) -> dict:
 
     from resnet_course.runs import code_version, data_fingerprint
     from resnet_course.train import describe_device, pick_device
-
-    from .bench import cpu_model
-    from .reproduce import git_state
+    from tools.bench import cpu_model
+    from tools.reproduce import git_state
 
     git = git_state(ROOT)
     return {
