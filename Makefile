@@ -59,9 +59,13 @@ $(VENDOR)/.installed: Makefile
 	touch $@
 
 # The execution cache recognises a notebook by its cells, not by the package it imports:
-# after any change to resnet_course/ every chapter is executed again.
+# after a change to what chapters import, every chapter is executed again. That is the package
+# minus resnet_course/grading/ (the exercises' checks, which no chapter imports); tools/ (the
+# benchmark, reproduce, the scale study, this build's Sphinx extension) is outside it, so
+# editing a tool does not re-execute the book.
+CHAPTER_CODE := $(shell find resnet_course -name '*.py' -not -path 'resnet_course/grading/*')
 PACKAGE_STAMP := _build/.package-stamp
-$(PACKAGE_STAMP): $(shell find resnet_course -name '*.py') pyproject.toml
+$(PACKAGE_STAMP): $(CHAPTER_CODE) pyproject.toml
 	rm -rf _build/.jupyter_cache
 	mkdir -p _build && touch $@
 

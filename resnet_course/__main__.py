@@ -2,8 +2,11 @@
 
 * ``info``: the device, the preset, and where CIFAR-10 would come from.
 * ``grade NOTEBOOK...``: grade exercises (see :mod:`resnet_course.grading`).
-* ``bench``: speed measurements (see :mod:`resnet_course.bench`).
-* ``reproduce``: the paper's CIFAR-10 table (see :mod:`resnet_course.reproduce`).
+* ``bench``: speed measurements, ``python -m tools.bench`` (see ``tools/bench.py``).
+* ``reproduce``: the paper's CIFAR-10 table, ``python -m tools.reproduce`` (see ``tools/reproduce.py``).
+
+``bench`` and ``reproduce`` are tools of the course's repository, not part of the package: they
+are found only where ``tools`` is importable, i.e. when run from the root of a clone.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from .notebooks import REPOSITORY_URL
 
 
 def _info(_args) -> int:
@@ -31,10 +36,11 @@ def _info(_args) -> int:
 # Subcommands that live in their own modules; each module has add_arguments(parser) and main(args).
 # A module is imported only when its command is run, so `info` works on a base install (the
 # grader needs nbclient and nbval, the benchmark nbformat: the [grade] and [test] extras).
+# bench and reproduce are delegated to the repository's tools/ package, which a wheel does not ship.
 _MODULE_COMMANDS = {
     "grade": ("resnet_course.grading.cli", "grade exercise notebooks (needs the [grade] or [test] extra)"),
-    "bench": ("resnet_course.bench", "speed measurements: throughput, chapter times per preset"),
-    "reproduce": ("resnet_course.reproduce", "reproduce the paper's CIFAR-10 table, with provenance"),
+    "bench": ("tools.bench", "speed measurements: throughput, chapter times per preset (from a clone)"),
+    "reproduce": ("tools.reproduce", "reproduce the paper's CIFAR-10 table, with provenance (from a clone)"),
 }
 
 
@@ -53,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         except ModuleNotFoundError as error:
             if (error.name or "").startswith("resnet_course"):
                 raise
+            if module_name.startswith("tools.") and error.name in ("tools", module_name):
+                print(f"python -m resnet_course {name} runs {module_name.replace('.', '/')}.py, a tool of the course's "
+                      f"repository that the installed package does not include: run it from the root of a clone "
+                      f"(git clone {REPOSITORY_URL}), as python -m {module_name}.", file=sys.stderr)
+                return 2
             print(f"python -m resnet_course {name} needs {error.name}, which is not installed; "
                   f"install the course with its extras: pip install 'resnet-course[grade,test]'.", file=sys.stderr)
             return 2

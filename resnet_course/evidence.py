@@ -1,36 +1,61 @@
-"""Evidence at scale: the scale study's archived runs, read back for a chapter with their provenance.
+"""Evidence at scale: the archived runs in the repository's ``results/``, read back for a chapter.
 
-``python -m tools.scale_study`` writes ``results/scale-study/summary.json`` in the repository:
-per claim and configuration, the final training errors of both networks over 3 seeds,
-whether the claim was shown, and what machine made the runs. A chapter shows that beside
-its live run, labelled as archived, so a reader sees what a bigger budget gives.
+Two archives, both written by tools outside the package and kept in the repository:
 
-In Colab the package is installed without the repository's ``results/`` folder; then
-:func:`load_study` returns ``None`` and :func:`study_note` says where the archive lives.
+* ``python -m tools.scale_study`` writes ``results/scale-study/summary.json``: per claim and
+  configuration, the final training errors of both networks over 3 seeds, whether the claim
+  was shown, and what machine made the runs (:func:`load_study`, :func:`table_rows`, ...).
+* ``python -m tools.reproduce`` writes one JSON record per network trained with the paper's
+  recipe (:func:`load_results`, :func:`format_results`).
+
+A chapter shows them beside its live run, labelled as archived, so a reader sees what a
+bigger budget gives.
+
+Where ``results/`` is: the ``path`` or ``folder`` argument when given; else the folder named by
+``RESNET_COURSE_RESULTS``; else ``results/`` in the current directory or in its parent (a
+chapter's kernel runs in ``chapters/``, the tests and tools in the repository's root). The
+package never looks for it next to its own files: installed from a wheel or in Colab it has
+no ``results/``; then :func:`load_study` returns ``None``, :func:`load_results` raises
+:class:`FileNotFoundError`, and :func:`study_note` says where the archive lives.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .notebooks import REPOSITORY_URL
 
-STUDY_PATH = Path("results") / "scale-study" / "summary.json"
+RESULTS_ENV = "RESNET_COURSE_RESULTS"
+STUDY_PATH = Path("scale-study") / "summary.json"  # inside results/
 
 
-def _candidates() -> list[Path]:
-    # An editable install or a clone: the repository is the package's parent; a chapter runs in chapters/.
-    package_root = Path(__file__).resolve().parents[1]
-    return [package_root / STUDY_PATH, Path.cwd() / STUDY_PATH, Path.cwd().parent / STUDY_PATH]
-
-
-def load_study(path: str | Path | None = None) -> dict | None:
-    """The scale study's summary, or None where this installation has no ``results/`` folder."""
-    for candidate in [Path(path)] if path else _candidates():
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
+def results_dir(folder: str | os.PathLike | None = None) -> Path | None:
+    """The repository's ``results/`` folder (see the module's docstring), or None where there is none."""
+    if folder is not None:
+        return Path(folder)
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV])
+    for candidate in (Path.cwd() / "results", Path.cwd().parent / "results"):
+        if candidate.is_dir():
+            return candidate
     return None
+
+
+# --- the scale study -------------------------------------------------------------------------------
+
+
+def load_study(path: str | os.PathLike | None = None) -> dict | None:
+    """The scale study's summary (``path``, else ``results/scale-study/summary.json``), or None where it is absent."""
+    if path is None:
+        results = results_dir()
+        if results is None:
+            return None
+        path = results / STUDY_PATH
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def study_note() -> str:
@@ -127,3 +152,94 @@ def depth_gaps(study: dict) -> list[list[str]]:
 
 DEPTH_GAP_HEADER = ["configuration", "plain-56 - plain-20 (points)", "resnet-56 - resnet-20 (points)",
                     "largest seed spread (points)"]
+
+
+# --- the paper's table, reproduced -----------------------------------------------------------------
+
+# The "kind" of every record tools/reproduce.py writes. The value names the module that wrote the
+# first records (before the tools left the package); it is a format tag, kept so those records still load.
+RESULT_KIND = "resnet_course.reproduce"
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One reproduced run as a table row, with where it came from."""
+
+    model: str
+    depth: int
+    residual: bool
+    recipe: str
+    test_error: float
+    paper_test_error: float | None
+    full_scale: bool
+    scale_notes: tuple[str, ...]
+    iterations: int
+    device: str
+    processes: int
+    wall_time_s: float
+    commit: str | None
+    torch: str
+    data_source: str
+    finished_at: str
+    path: str
+    record: dict = field(repr=False, compare=False)  # the whole JSON, history included
+
+    @property
+    def provenance(self) -> str:
+        commit = (self.commit or "unknown commit")[:10]
+        scale = "paper scale" if self.full_scale else "reduced: " + "; ".join(self.scale_notes)
+        return f"{self.recipe} recipe, {self.iterations:,} iterations on {self.device}, torch {self.torch}, commit {commit}, {self.finished_at} ({scale})"
+
+
+def load_results(folder: str | os.PathLike | None = None) -> list[ResultRow]:
+    """Every run ``python -m tools.reproduce`` wrote under ``folder`` (default: :func:`results_dir`),
+    searched recursively, full-scale runs first.
+
+    Other JSON files are skipped; a reproduce record that cannot be read is an error.
+    """
+    found = results_dir(folder)
+    if found is None or not found.is_dir():
+        where = found or "results/ of the current directory or its parent"
+        raise FileNotFoundError(f"no results folder at {where}; the reproduced runs are in the course's repository "
+                                f"({REPOSITORY_URL}/tree/main/results), written by `python -m tools.reproduce`.")
+    folder = found
+    rows = []
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} could not be read as JSON ({error}).") from None
+        if isinstance(record, dict) and record.get("kind") == RESULT_KIND:
+            rows.append(row_from_record(record, path))
+    return sorted(rows, key=lambda row: (not row.full_scale, row.recipe, not row.residual, row.depth, row.finished_at))
+
+
+def row_from_record(record: dict, path: str | os.PathLike) -> ResultRow:
+    try:
+        return ResultRow(
+            model=record["model"], depth=record["depth"], residual=record["residual"], recipe=record["recipe"]["name"],
+            test_error=record["final_test_error"], paper_test_error=record["paper_test_error"],
+            full_scale=record["full_scale"], scale_notes=tuple(record["scale_notes"]), iterations=record["plan"]["iterations"],
+            device=record["device"], processes=record["processes"], wall_time_s=record["wall_time_s"],
+            commit=record["git"]["commit"], torch=record["versions"]["torch"], data_source=record["data"]["source"],
+            finished_at=record["finished_at"], path=str(path), record=record,
+        )
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{path} is a reproduce record without the field {error}; rewrite it with the current code.") from None
+
+
+def format_results(rows: list[ResultRow]) -> str:
+    """A Markdown table: model, recipe, test error against the paper's, scale, device, time, commit."""
+    lines = [
+        "| model | recipe | test error (%) | paper (%) | scale | device | time | commit |",
+        "|---|---|---:|---:|---|---|---:|---|",
+    ]
+    for row in rows:
+        paper = f"{row.paper_test_error:.2f}" if row.paper_test_error is not None else "-"
+        scale = "paper" if row.full_scale else "reduced: " + "; ".join(row.scale_notes)
+        device = row.device + (f" x{row.processes}" if row.processes > 1 else "")
+        lines.append(
+            f"| {row.model} | {row.recipe} | {row.test_error:.2f} | {paper} | {scale} | {device} | "
+            f"{row.wall_time_s / 60:.1f} min | {(row.commit or '?')[:10]} |"
+        )
+    return "\n".join(lines)

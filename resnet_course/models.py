@@ -46,7 +46,6 @@ class ResNet(nn.Module):
             raise ValueError(f"unknown stem {stem!r}; choose 'imagenet' (7x7, stride 2, max-pool) or 'cifar' (3x3).")
         if len(layers) != len(stage_planes):
             raise ValueError(f"got {len(layers)} stage depths but {len(stage_planes)} stage widths.")
-        self.block = block
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_channels, stem_channels, 7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
@@ -81,6 +80,11 @@ class ResNet(nn.Module):
         if zero_init_last:
             for _, residual_block in self.named_blocks():
                 residual_block.zero_init_last()
+
+    @property
+    def block(self) -> type[nn.Module]:
+        """The block class the stages are built from (chapter 4 names it), read off the first block, not stored."""
+        return type(next(self.named_blocks())[1])
 
     def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
         """Every block in order, with its name (``layer2.0``, ...)."""
@@ -264,6 +268,11 @@ class LayerStack(nn.Module):
         self.stem = nn.Sequential(nn.Linear(in_features, width), nn.ReLU() if activation == "relu" else nn.Tanh())
         self.layers = nn.ModuleList(make_layer() for _ in range(depth - 2))
         self.head = nn.Linear(width, num_classes)
+
+    @property
+    def block(self) -> type[nn.Module]:
+        """The block class the stages are built from (chapter 4 names it), read off the first block, not stored."""
+        return type(next(self.named_blocks())[1])
 
     def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
         for index, layer in enumerate(self.layers):

@@ -1,14 +1,21 @@
-"""Notebook helpers: ``glue`` and ``markdown_table`` for chapters, and the writers of exercise notebooks.
+"""Notebook helpers: ``glue`` and ``markdown_table`` for chapters, the Colab set-up cell, small cell writers.
 
-Chapters are edited in Jupyter and stored without outputs; every notebook starts with the
-same Colab set-up cell, made here. nbformat is imported only by the writers, so a chapter
+Chapters are ``.ipynb`` files edited as notebooks (in Jupyter) and stored without outputs; no
+script generates them. Every chapter and exercise starts with the same Colab set-up cell,
+:data:`COLAB_SETUP_SOURCE` (tests/test_notebook_conventions.py checks it). The writers
+(:func:`md`, :func:`code`, :func:`new_notebook`, :func:`write_notebook`) make small notebooks
+for the exercise builder and the tests. nbformat is imported only by the writers, so a chapter
 needs nothing beyond the package's own dependencies.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:  # for the annotations only: nbformat is not a dependency of the package
+    import nbformat
+    from IPython.display import Markdown
 
 REPOSITORY_URL = "https://github.com/resnet-course/resnet-course"
 

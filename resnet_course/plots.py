@@ -9,7 +9,8 @@ import numpy as np
 
 from .train import History
 
-# One colour per network family, so "plain" and "residual" read the same in every chapter.
+# Plain networks are drawn dashed, residual ones solid, so the two families read the same in
+# every chapter; the colour is left to matplotlib's cycle (one per run).
 PLAIN_STYLE = {"linestyle": "--"}
 
 

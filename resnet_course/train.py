@@ -154,7 +154,7 @@ def use_channels_last(device_type: str, *, is_image: bool) -> bool:
     """Whether image tensors are stored channels-last (NHWC) on this kind of device.
 
     Measured with a plain training step of CIFAR ResNets at batch 128 on 2 CPU cores
-    (torch 2.14, ``python -m resnet_course bench --only machine,memory_format``, recorded in
+    (torch 2.14, ``python -m tools.bench --only machine,memory_format``, recorded in
     ``results/bench/memory-format-cpu.json``): channels-last was 1.08x (ResNet-20, width 8,
     16x16) to 1.44x (ResNet-56, width 16, 32x32) as fast as the default layout, faster at every
     preset size. On CUDA it is what cuDNN's fastest convolutions expect. MPS keeps the default.

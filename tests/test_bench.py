@@ -1,6 +1,9 @@
-"""The benchmark: its reference network is the course's network, and a tiny run writes every figure."""
+"""The benchmark (tools/bench.py): its reference network is the course's network, and a tiny run writes every figure."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -8,9 +11,11 @@ import torch
 
 from resnet_course.__main__ import main as cli
 from resnet_course.analysis import count_parameters
-from resnet_course.bench import first_step_behind, reference_cifar_resnet, running_mean, synthetic_images
 from resnet_course.models import create_model
 from resnet_course.train import TrainingRun
+from tools.bench import first_step_behind, reference_cifar_resnet, running_mean, synthetic_images
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -68,6 +73,12 @@ def test_bad_parts_and_models_are_refused(capsys):
     assert "unknown part(s) speed" in capsys.readouterr().err
     assert cli(["bench", "--models", "plain20", "--only", "throughput"]) == 2
     assert "CIFAR ResNets" in capsys.readouterr().err
+
+
+def test_the_tool_runs_as_python_m_tools_bench():
+    done = subprocess.run([sys.executable, "-m", "tools.bench", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage: python -m tools.bench") and "--only" in done.stdout
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

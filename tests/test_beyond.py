@@ -16,8 +16,8 @@ from resnet_course.beyond import (
     matching_width,
     position_similarity,
 )
-from resnet_course.models import cifar_resnet, make_stage
 from resnet_course.blocks import PreActBlock
+from resnet_course.models import cifar_resnet, make_stage
 from resnet_course.train import fit
 
 

@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from resnet_course.blocks import (
-    BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottleneck, ZeroPadShortcut, residual_add,
+    BasicBlock,
+    Bottleneck,
+    PlainBlock,
+    PreActBlock,
+    PreActBottleneck,
+    ZeroPadShortcut,
+    residual_add,
 )
 
 ALL_BLOCKS = [PlainBlock, BasicBlock, Bottleneck, PreActBlock, PreActBottleneck]

@@ -1,17 +1,20 @@
 """The book as a product, checked without a browser: configuration, offline assets, the
-table of contents, the deploy workflow, and the build extension in resnet_course.book."""
+table of contents, the deploy workflow, and the build extension in tools/book.py."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from resnet_course import book
+from tools import book
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -111,7 +114,28 @@ def test_deploy_workflow_builds_the_book_and_publishes_it():
     assert build["env"]["RESNET_COURSE_PRESET"] == "book"  # a CPU runner builds the published preset
 
 
-# ---------------------------------------------------------------- resnet_course.book
+# ---------------------------------------------------------------- tools/book.py
+
+
+def test_jupyter_book_loads_the_extension_from_tools_without_an_install(tmp_path):
+    # Jupyter Book's own reading of _config.yml, in a child started elsewhere (so the repository is
+    # not on sys.path by accident): the extension is listed, and importing it finds tools/book.py.
+    pytest.importorskip("jupyter_book")
+    script = f"""
+import importlib, sys
+from pathlib import Path
+from jupyter_book.config import get_final_config
+config, _ = get_final_config(user_yaml=Path({str(ROOT / "_config.yml")!r}), sourcedir=Path({str(ROOT)!r}), cli_config={{"latex_individualpages": False}},
+                             validate=True, raise_on_invalid=True)
+assert "tools.book" in config["extensions"], config["extensions"]
+module = importlib.import_module("tools.book")
+print(Path(module.__file__).resolve())
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": ""})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == str(ROOT / "tools" / "book.py")
+    assert not any(ext.startswith("resnet_course") for ext in CONFIG["sphinx"].get("extra_extensions") or [])
 
 
 def test_toc_files_reads_parts_sections_and_suffixes(tmp_path):
@@ -170,9 +194,6 @@ def test_missing_offline_assets_stop_the_build_with_advice(tmp_path):
 
 def test_make_hands_chapters_an_absolute_data_folder_and_the_book_preset(tmp_path):
     """Chapters execute in chapters/: a relative RESNET_COURSE_DATA from the command line must still find the data."""
-    import shutil
-    import subprocess
-
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     probe = tmp_path / "probe.mk"
@@ -184,3 +205,17 @@ def test_make_hands_chapters_an_absolute_data_folder_and_the_book_preset(tmp_pat
     chosen = subprocess.run(["make", "-s", "-f", str(probe), "show"], cwd=ROOT, capture_output=True, text=True, check=True,
                             env={**env, "RESNET_COURSE_PRESET": "cpu"})
     assert chosen.stdout.strip().endswith("|cpu")  # a preset the user sets is kept
+
+
+def test_the_book_is_executed_again_only_when_what_chapters_import_changes(tmp_path):
+    """The execution cache is dropped when the package changes, not when a tool or the exercises' checks do."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    probe = tmp_path / "probe.mk"
+    probe.write_text(f"include {ROOT / 'Makefile'}\nshow:\n\t@echo $(CHAPTER_CODE)\n")
+    shown = subprocess.run(["make", "-s", "-f", str(probe), "show"], cwd=ROOT, capture_output=True, text=True, check=True,
+                           env={"PATH": os.environ["PATH"]})
+    watched = set(shown.stdout.split())
+    assert {"resnet_course/__init__.py", "resnet_course/train.py", "resnet_course/evidence.py"} <= watched
+    assert not {path for path in watched if not path.startswith("resnet_course/") or "/grading/" in path}
+    assert "$(CHAPTER_CODE) pyproject.toml" in MAKEFILE  # the stamp that drops the cache depends on exactly these

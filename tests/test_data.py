@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_course.data import DataUnavailableError, load_cifar10, make_spirals, pack_subset, random_crop_flip
+from resnet_course.data import (
+    DataUnavailableError,
+    load_cifar10,
+    make_spirals,
+    pack_subset,
+    random_crop_flip,
+)
 
 
 def test_spirals_are_balanced_and_seeded():

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from resnet_course import evidence
 
 
@@ -62,3 +64,22 @@ def test_the_archive_sentence_follows_the_verdicts(tmp_path):
         v["shown"], v["tie_within_spread"] = False, v["config"] == "c1"
     sentence = evidence.claim_sentence(study, "degradation", deep="plain-56", shallow="plain-20")
     assert sentence.startswith("Not shown by any of the 2 archived configurations") and "tied within the seed spread" in sentence
+
+
+def test_results_are_found_from_the_working_directory_its_parent_or_the_environment(tmp_path, monkeypatch):
+    # The package never looks next to its own files: a chapter runs in chapters/, the tests in the root.
+    study = tmp_path / "repo" / "results" / "scale-study"
+    study.mkdir(parents=True)
+    (tmp_path / "repo" / "chapters").mkdir()
+    (study / "summary.json").write_text(_summary(tmp_path).read_text())
+    monkeypatch.delenv(evidence.RESULTS_ENV, raising=False)
+    for cwd in (tmp_path / "repo", tmp_path / "repo" / "chapters"):
+        monkeypatch.chdir(cwd)
+        assert evidence.results_dir() == tmp_path / "repo" / "results"
+        assert evidence.load_study()["configs"]["c1"]["width"] == 8
+    monkeypatch.chdir(tmp_path)
+    assert evidence.results_dir() is None and evidence.load_study() is None
+    with pytest.raises(FileNotFoundError, match="tools.reproduce"):
+        evidence.load_results()
+    monkeypatch.setenv(evidence.RESULTS_ENV, str(tmp_path / "repo" / "results"))
+    assert evidence.load_study() is not None and evidence.load_results() == []

@@ -45,9 +45,13 @@ def test_cifar_models_match_the_paper():
     # He et al. 2015, Table 6: ResNet-20 0.27M, ResNet-110 1.7M parameters.
     assert round(count_parameters(create_model("resnet20")) / 1e6, 2) == 0.27
     assert round(count_parameters(create_model("resnet110")) / 1e6, 1) == 1.7
-    # He et al. 2016, Table 2: pre-activation ResNet-164 1.7M, ResNet-1001 10.2M.
+    # He et al. 2016, Table 2: pre-activation ResNet-164 1.7M, ResNet-1001 10.2M. The network has
+    # 10.33M parameters in all; 10.2M is its count without BatchNorm's scales and shifts (10.18M).
     assert round(count_parameters(create_model("preact_resnet164")) / 1e6, 1) == 1.7
-    assert round(count_parameters(create_model("preact_resnet1001")) / 1e6, 1) == 10.3
+    resnet1001 = create_model("preact_resnet1001")
+    batchnorm = sum(p.numel() for m in resnet1001.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
+    assert round((count_parameters(resnet1001) - batchnorm) / 1e6, 1) == 10.2
+    assert round(count_parameters(resnet1001) / 1e6, 1) == 10.3
     # Xie et al. 2017, Table 7: ResNeXt-29 8x64d has 34.4M parameters.
     assert round(count_parameters(create_model("resnext29_8x64d")) / 1e6, 1) == 34.4
 
@@ -69,6 +73,13 @@ def test_depths_and_blocks_per_stage():
     assert len(list(model.named_blocks())) == 27
     convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     assert convs + 1 == 56  # 55 convolutions + the classifier
+
+
+def test_a_network_names_the_block_it_is_built_from_without_storing_it():
+    assert create_model("resnet18").block.__name__ == "BasicBlock"
+    assert create_model("resnet50").block.__name__ == "Bottleneck"
+    assert cifar_resnet(20, block="preact").block.__name__ == "PreActBlock"
+    assert "block" not in vars(create_model("resnet18"))  # derived from the stages, so it cannot drift
 
 
 def test_width_gives_cpu_scale_variants():

@@ -1,4 +1,4 @@
-"""The notebook conventions of DESIGN.md, for every notebook that exists.
+"""The notebook conventions every chapter and exercise keeps, checked for every notebook that exists.
 
 Chapters are stored without outputs (the book executes them), start with the Colab
 set-up cell and run on the ``python3`` kernel; the table of contents and the chapters
@@ -13,8 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from resnet_course.book import source_of, toc_files
 from resnet_course.notebooks import COLAB_SETUP_SOURCE
+from tools.book import source_of, toc_files
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -52,7 +52,7 @@ def test_chapter_is_stored_without_outputs(path):
 def test_first_code_cell_is_the_colab_setup_cell(path):
     assert first_code_source(read(path)) == COLAB_SETUP_SOURCE, (
         f"{path.name}: the first code cell must be resnet_course.notebooks.COLAB_SETUP_SOURCE "
-        "(write the notebook with resnet_course.notebooks.write_notebook)"
+        "(paste it as the first code cell; exercises get it from resnet_course.grading.build_exercises)"
     )
 
 

@@ -13,9 +13,10 @@ import torch.multiprocessing as mp
 
 from resnet_course.__main__ import main as cli
 from resnet_course.data import make_spirals
+from resnet_course.evidence import format_results, load_results
 from resnet_course.models import MLP
-from resnet_course.reproduce import RECIPES, StepSchedule, format_results, load_results, thin_step_losses, training_plan
 from resnet_course.train import TrainingRun, set_seed
+from tools.reproduce import RECIPES, StepSchedule, thin_step_losses, training_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,6 +76,22 @@ def test_bad_options_are_refused(capsys):
     assert cli(["reproduce", "--iterations", "5", "--epochs", "1"]) == 2
     with pytest.raises(FileNotFoundError, match="no results folder"):
         load_results("/nonexistent/results")
+
+
+def test_the_tool_runs_as_python_m_tools_reproduce():
+    done = subprocess.run([sys.executable, "-m", "tools.reproduce", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage: python -m tools.reproduce") and "--recipe" in done.stdout
+
+
+def test_outside_a_clone_the_delegating_commands_say_where_the_tools_are(tmp_path):
+    # From another folder `tools` is not importable (the wheel does not ship it): one sentence, exit 2.
+    script = "import sys; from resnet_course.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    for command in ("bench", "reproduce"):
+        done = subprocess.run([sys.executable, "-c", script, command], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "PYTHONPATH": ""})
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert f"tools/{command}.py" in done.stderr and "clone" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_tiny_run_writes_json_and_png_with_provenance_and_reads_back(tmp_path, cifar_available, one_thread):
@@ -168,7 +185,7 @@ def test_torchrun_with_two_processes_writes_one_record(tmp_path, cifar_available
     out = tmp_path / "results"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "resnet_course", "reproduce", "--models", "plain20", "--iterations", "4", "--width", "2",
+        "-m", "tools.reproduce", "--models", "plain20", "--iterations", "4", "--width", "2",
         "--image-size", "8", "--train-size", "256", "--test-size", "64", "--out", str(out), "--no-progress",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -381,6 +381,13 @@ def test_a_real_kernel_handles_a_click_within_one_step():
             client.shell_channel.send(client.session.msg("comm_msg", content))
 
         train_id, stop_id = execute(KERNEL_DASHBOARD).split()
+        # The baseline: one round trip to the idle kernel on this machine, however loaded it is.
+        started = time.perf_counter()
+        execute("print(dashboard.running)")
+        round_trip_s = time.perf_counter() - started
+        # Handled within the step in progress means less than two steps of 0.5 s, plus the
+        # message overhead the baseline measured (a few of them, for a machine whose load varies).
+        bound_s = 2 * 0.5 + 3 * round_trip_s
         click(train_id)
         assert execute("print(dashboard.running)").strip() == "True"  # the kernel answers while it trains
         pressed = time.perf_counter()
@@ -388,11 +395,12 @@ def test_a_real_kernel_handles_a_click_within_one_step():
         # Messages are handled in order, so this cell runs only after the click has been.
         execute("print(dashboard.running)")
         handled_s = time.perf_counter() - pressed
-        assert handled_s < 1.0, f"the click waited {handled_s:.2f} s, more than the 0.5 s step in progress"
-        deadline = time.perf_counter() + 10
+        assert handled_s < bound_s, (f"the click waited {handled_s:.2f} s, more than the 0.5 s step in progress "
+                                     f"(bound {bound_s:.2f} s with a {round_trip_s:.3f} s round trip)")
+        deadline = time.perf_counter() + 10 + 10 * round_trip_s
         while execute("print(dashboard.running)").strip() == "True":
             assert time.perf_counter() < deadline, "the run did not stop"
-        assert float(execute("print(dashboard.last_stop_latency_s)")) < 1.0
+        assert float(execute("print(dashboard.last_stop_latency_s)")) < bound_s
     finally:
         client.stop_channels()
         kernel.shutdown_kernel(now=True)

@@ -1,6 +1,9 @@
 """The book build: reading its table of contents, and the Sphinx extension ``_config.yml`` loads.
 
-Nothing here runs in a chapter. The extension keeps the built book self-contained and
+A tool of the repository, not of the package: ``_config.yml`` names it under
+``sphinx: local_extensions: tools.book: .``, which puts the book's root on ``sys.path`` for
+the build, so nothing has to be installed for Sphinx to import it. Nothing here runs in a
+chapter, so editing it does not re-execute the book. The extension keeps the built book self-contained and
 free of errors in the reader's browser (each fix below was seen in headless Chromium):
 
 * It stops the build with one clear sentence when the offline assets (MathJax, require.js,

@@ -1,6 +1,7 @@
 """Reproduce the paper's CIFAR-10 table: ResNet-20/32/44/56/110 and their plain twins, with provenance.
 
-``python -m resnet_course reproduce`` trains each network with a recipe and writes, per
+``python -m tools.reproduce`` (also ``python -m resnet_course reproduce`` in a clone) trains each
+network with a recipe and writes, per
 run, a JSON record (history, final test error, recipe, device, wall time, versions, git
 commit, data source, and whether the run was at the paper's scale) and a PNG plot.
 
@@ -23,11 +24,13 @@ toy scale on a CPU; such runs say so in their JSON (``full_scale: false`` and
 held-out 5k every epoch (the paper's split); the test error is then measured once at
 the end.
 
-Multi-GPU: ``torchrun --nproc_per_node=N -m resnet_course reproduce ...``; every process
+Multi-GPU: ``torchrun --nproc_per_node=N -m tools.reproduce ...``; every process
 walks the same batches and trains on its slice of each (DistributedDataParallel), so the
 batch of 128 is shared among the processes. Only the first process writes files.
 
-``load_results(folder)`` reads the records back as a table, provenance included.
+A tool of the course's repository, not of the package: run it from the root of a clone.
+:func:`resnet_course.evidence.load_results` reads the records back as a table, provenance
+included (chapter 2 shows it).
 """
 
 from __future__ import annotations
@@ -41,23 +44,24 @@ import platform
 import subprocess
 import sys
 import textwrap
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from .data import DataUnavailableError, Dataset, load_cifar10
-from .models import create_model
-from .runs import data_fingerprint
-from .train import History, TrainingRun, set_seed
+from resnet_course import __version__
+from resnet_course.data import Dataset, DataUnavailableError, load_cifar10
+from resnet_course.evidence import RESULT_KIND, format_results, row_from_record
+from resnet_course.models import create_model
+from resnet_course.runs import data_fingerprint
+from resnet_course.train import History, TrainingRun, set_seed
 
-RESULT_KIND = "resnet_course.reproduce"
 MODELS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "plain20", "plain32", "plain44", "plain56")
 # Table 6 of He et al. 2015 (CIFAR-10 test error, %); ResNet-110 is the best of 5 runs (mean 6.61).
 PAPER_TEST_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
 CIFAR10_TRAIN_IMAGES, CIFAR10_TEST_IMAGES = 50_000, 10_000
-REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]  # tools/ is at the repository's root
 
 
 # --- recipes -------------------------------------------------------------------------------------
@@ -168,7 +172,7 @@ def split_validation(data: Dataset, size: int, *, seed: int = 0) -> Dataset:
 
 
 def git_state(root: Path = REPOSITORY_ROOT) -> dict:
-    """The commit the code came from, and whether the package had uncommitted changes."""
+    """The commit the code came from, and whether the code (the package or the tools) had uncommitted changes."""
 
     def git(*arguments: str) -> str | None:
         try:
@@ -178,16 +182,15 @@ def git_state(root: Path = REPOSITORY_ROOT) -> dict:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    # Tracked package files that differ from that commit (untracked files are not imported by the run).
-    changes = git("diff", "--name-only", "HEAD", "--", "resnet_course") if commit else None
+    # Tracked files of the package and the tools that differ from that commit (untracked files are
+    # not imported by the run). The key keeps its name, "package_modified", for the archived records.
+    changes = git("diff", "--name-only", "HEAD", "--", "resnet_course", "tools") if commit else None
     changed = sorted(changes.splitlines()) if changes is not None else None
     return {"commit": commit, "package_modified": bool(changed) if changed is not None else None, "uncommitted_files": changed}
 
 
 def versions() -> dict:
     import torchvision
-
-    from . import __version__
 
     return {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version(), "resnet_course": __version__}
 
@@ -326,7 +329,7 @@ def plot_record(record: dict):
         matplotlib.use("Agg")  # writing files needs no window
     import matplotlib.pyplot as plt
 
-    from .plots import running_mean
+    from resnet_course.plots import running_mean
 
     history = record["history"]
     per_epoch = record["plan"]["steps_per_epoch"]
@@ -367,86 +370,6 @@ def write_record(record: dict, folder: Path) -> tuple[Path, Path]:
 
 
 # --- reading results back ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    """One reproduced run as a table row, with where it came from."""
-
-    model: str
-    depth: int
-    residual: bool
-    recipe: str
-    test_error: float
-    paper_test_error: float | None
-    full_scale: bool
-    scale_notes: tuple[str, ...]
-    iterations: int
-    device: str
-    processes: int
-    wall_time_s: float
-    commit: str | None
-    torch: str
-    data_source: str
-    finished_at: str
-    path: str
-    record: dict = field(repr=False, compare=False)  # the whole JSON, history included
-
-    @property
-    def provenance(self) -> str:
-        commit = (self.commit or "unknown commit")[:10]
-        scale = "paper scale" if self.full_scale else "reduced: " + "; ".join(self.scale_notes)
-        return f"{self.recipe} recipe, {self.iterations:,} iterations on {self.device}, torch {self.torch}, commit {commit}, {self.finished_at} ({scale})"
-
-
-def load_results(folder: str | os.PathLike = REPOSITORY_ROOT / "results") -> list[ResultRow]:
-    """Every run ``reproduce`` wrote under ``folder`` (searched recursively), full-scale runs first.
-
-    Other JSON files are skipped; a reproduce record that cannot be read is an error.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no results folder at {folder}; run `python -m resnet_course reproduce --out {folder}` first.")
-    rows = []
-    for path in sorted(folder.rglob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path} could not be read as JSON ({error}).") from None
-        if isinstance(record, dict) and record.get("kind") == RESULT_KIND:
-            rows.append(row_from_record(record, path))
-    return sorted(rows, key=lambda row: (not row.full_scale, row.recipe, not row.residual, row.depth, row.finished_at))
-
-
-def row_from_record(record: dict, path: str | os.PathLike) -> ResultRow:
-    try:
-        return ResultRow(
-            model=record["model"], depth=record["depth"], residual=record["residual"], recipe=record["recipe"]["name"],
-            test_error=record["final_test_error"], paper_test_error=record["paper_test_error"],
-            full_scale=record["full_scale"], scale_notes=tuple(record["scale_notes"]), iterations=record["plan"]["iterations"],
-            device=record["device"], processes=record["processes"], wall_time_s=record["wall_time_s"],
-            commit=record["git"]["commit"], torch=record["versions"]["torch"], data_source=record["data"]["source"],
-            finished_at=record["finished_at"], path=str(path), record=record,
-        )
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"{path} is a reproduce record without the field {error}; rewrite it with the current code.") from None
-
-
-def format_results(rows: list[ResultRow]) -> str:
-    """A Markdown table: model, recipe, test error against the paper's, scale, device, time, commit."""
-    lines = [
-        "| model | recipe | test error (%) | paper (%) | scale | device | time | commit |",
-        "|---|---|---:|---:|---|---|---:|---|",
-    ]
-    for row in rows:
-        paper = f"{row.paper_test_error:.2f}" if row.paper_test_error is not None else "-"
-        scale = "paper" if row.full_scale else "reduced: " + "; ".join(row.scale_notes)
-        device = row.device + (f" x{row.processes}" if row.processes > 1 else "")
-        lines.append(
-            f"| {row.model} | {row.recipe} | {row.test_error:.2f} | {paper} | {scale} | {device} | "
-            f"{row.wall_time_s / 60:.1f} min | {(row.commit or '?')[:10]} |"
-        )
-    return "\n".join(lines)
 
 
 # --- the command -----------------------------------------------------------------------------------------
@@ -551,3 +474,14 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if world_size > 1:
             dist.destroy_process_group()
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m tools.reproduce ARGS``; ``python -m resnet_course reproduce ARGS`` calls :func:`main` alike."""
+    parser = argparse.ArgumentParser(prog="python -m tools.reproduce", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return main(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,6 +1,7 @@
 """Speed measurements: training throughput against a reference ResNet, chapter and book wall times, the degradation clock.
 
-``python -m resnet_course bench`` measures, in one run, and prints:
+``python -m tools.bench`` (also ``python -m resnet_course bench`` in a clone) measures, in one run,
+and prints:
 
 * **machine**: CPU model, cores, torch and torchvision versions, the device, the load average
   (a busy machine slows every figure below; the load says how busy it was).
@@ -54,10 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DataUnavailableError, Dataset, load_cifar10
-from .models import create_model, valid_cifar_depth
-from .plots import running_mean
-from .train import TrainingRun, describe_device, get_preset, pick_device, set_seed
+from resnet_course.data import Dataset, DataUnavailableError, load_cifar10
+from resnet_course.models import create_model, valid_cifar_depth
+from resnet_course.plots import running_mean
+from resnet_course.train import TrainingRun, describe_device, get_preset, pick_device, set_seed
 
 PARTS = ("machine", "memory_format", "throughput", "chapters", "gpu_estimate", "degradation")
 GOALS = {"throughput_ratio": 0.95, "tutorial_ratio": 1.3, "book_seconds": 600.0, "degradation_seconds": 60.0}
@@ -479,7 +480,7 @@ def format_memory_format(rows: list[dict]) -> str:
 
 
 def default_notebooks() -> list[Path]:
-    """``chapters/*.ipynb`` of the checkout the package runs from, else of the working directory."""
+    """``chapters/*.ipynb`` of the repository this tool is in, else of the working directory."""
     for root in (Path(__file__).resolve().parents[1], Path.cwd()):
         found = sorted((root / "chapters").glob("*.ipynb"))
         if found:
@@ -565,7 +566,7 @@ def estimate_gpu_seconds(preset_name: str = "gpu", *, macs_per_s: float = T4_ASS
     A training step costs about three forward passes (forward, and backward through activations
     and weights); its multiply-adds are counted exactly by :func:`~resnet_course.analysis.count_macs`.
     """
-    from .analysis import count_macs
+    from resnet_course.analysis import count_macs
 
     preset = get_preset(preset_name)
     images = preset.steps * preset.batch_size
@@ -822,3 +823,14 @@ def main(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(report, indent=1))
         print(f"wrote {args.json}")
     return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m tools.bench ARGS``; ``python -m resnet_course bench ARGS`` calls :func:`main` alike."""
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return main(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
