@@ -1,7 +1,8 @@
 """Command line: ``python -m resnet_course COMMAND``.
 
 * ``info``: the device, the preset, and where CIFAR-10 would come from.
-* ``grade NOTEBOOK...``: grade exercises (see :mod:`resnet_course.grading`).
+* ``grade NOTEBOOK_OR_FOLDER...``: grade exercises, or a class (see :mod:`resnet_course.grading`).
+* ``release OUT``: the student notebooks and a solution-free copy of the course, for a class.
 * ``bench``: speed measurements, ``python -m tools.bench`` (see ``tools/bench.py``).
 * ``reproduce``: the paper's CIFAR-10 table, ``python -m tools.reproduce`` (see ``tools/reproduce.py``).
 
@@ -35,10 +36,11 @@ def _info(_args) -> int:
 
 # Subcommands that live in their own modules; each module has add_arguments(parser) and main(args).
 # A module is imported only when its command is run, so `info` works on a base install (the
-# grader needs nbclient and nbval, the benchmark nbformat: the [grade] and [test] extras).
+# grader needs nbclient and ipykernel, release nbformat: the [grade] and [test] extras).
 # bench and reproduce are delegated to the repository's tools/ package, which a wheel does not ship.
 _MODULE_COMMANDS = {
     "grade": ("resnet_course.grading.cli", "grade exercise notebooks (needs the [grade] or [test] extra)"),
+    "release": ("resnet_course.grading.release", "write a class's student notebooks and a solution-free course"),
     "bench": ("tools.bench", "speed measurements: throughput, chapter times per preset (from a clone)"),
     "reproduce": ("tools.reproduce", "reproduce the paper's CIFAR-10 table, with provenance (from a clone)"),
 }

@@ -105,8 +105,8 @@ def test_an_honest_solution_that_prints_inside_its_block_passes(tmp_path):
 
 def test_a_record_made_for_another_seed_cannot_pass(tmp_path):
     """Outputs computed in advance (here: by the course's block, for seed 0) do not match a fresh seed."""
-    from resnet_course.grading import checks
     from resnet_course import blocks
+    from resnet_course.grading import checks
 
     forged = checks.basic_block.probe(0, BasicBlock=blocks.BasicBlock)
     assert checks.basic_block.judge(forged, 0, own_code_required=False).all_passed
@@ -226,3 +226,25 @@ def test_a_class_gradebook(tmp_path):
     assert "NotImplementedError" in rows["ada", "05_preactivation"]["problems"]
     assert rows["ada", "05_preactivation"]["checks_passed"] == "0"
     assert rows["ada", "05_preactivation"]["checks_total"] == "5"
+
+
+def test_release_writes_student_notebooks_and_a_course_without_solutions(tmp_path):
+    out = tmp_path / "class"
+    result = subprocess.run([sys.executable, "-m", "resnet_course", "release", str(out)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    notebooks = sorted(p.name for p in (out / "exercises").glob("*.ipynb"))
+    assert notebooks == sorted(f"{name}.ipynb" for name in EXERCISES)
+    for path in out.rglob("*"):
+        assert "solutions" not in path.relative_to(out).parts, path
+    for path in (out / "exercises").rglob("*"):
+        if path.is_file():
+            assert "BEGIN SOLUTION" not in path.read_text(), path
+    for name in EXERCISES:  # the released notebook is the shipped one
+        assert (out / "exercises" / f"{name}.ipynb").read_text() == (EXERCISE_DIR / f"{name}.ipynb").read_text()
+    imported = subprocess.run([sys.executable, "-c", "import resnet_course.grading, resnet_course; print(resnet_course.__file__)"],
+                              capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(out)})
+    assert imported.stdout.strip().startswith(str(out)), imported.stdout + imported.stderr
+    again = subprocess.run([sys.executable, "-m", "resnet_course", "release", str(out)],
+                           capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 2 and "is not empty" in again.stderr

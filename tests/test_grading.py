@@ -17,7 +17,12 @@ from torch import nn
 from resnet_course import blocks
 from resnet_course.grading import build_exercises, checks
 from resnet_course.grading.exercises import CHECK_TAG, EXERCISES
-from resnet_course.grading.grader import GradingError, identify_exercise, read_notebook, restore_check_cells
+from resnet_course.grading.grader import (
+    GradingError,
+    identify_exercise,
+    read_notebook,
+    restore_check_cells,
+)
 from resnet_course.grading.report import Check, parse_report
 
 ROOT = Path(__file__).resolve().parents[1]

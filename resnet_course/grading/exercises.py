@@ -9,9 +9,12 @@ student's notebook, so editing or deleting a check cell cannot pass an exercise.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
+from typing import TYPE_CHECKING
 
 from .checks import ALL_CHECKS
+
+if TYPE_CHECKING:
+    import nbformat
 
 CHECK_TAG = "nbval-check-output"  # nbval --nbval-lax compares the outputs of cells with this tag
 STUB_TAG = "raises-exception"  # a stub that raises NotImplementedError; nbval and the book allow the error

@@ -86,7 +86,7 @@ class Report:
 def parse_report(text: str) -> Report | None:
     """The report printed in ``text`` (a check cell's output), or ``None`` if there is none."""
     lines = text.splitlines()
-    for start, line in enumerate(lines):
+    for start, line in enumerate(lines):  # noqa: B007  (start is read after the loop)
         header = _HEADER.match(line.strip())
         if header:
             break
@@ -128,7 +128,7 @@ def own_code_problem(name: str, record: dict) -> str | None:
         where = record.get("module") or "somewhere else"
         return f"{name} comes from {where}, not from this notebook; define it yourself in a code cell."
     for module, qualname in record.get("mro", [])[1:]:
-        if module not in _OWN_MODULES and not module.split(".")[0] in _ALLOWED_BASES:
+        if module not in _OWN_MODULES and module.split(".")[0] not in _ALLOWED_BASES:
             return f"{name} is built on {module}.{qualname}; write it yourself on nn.Module."
     borrowed = sorted(method for method, module in record.get("methods", {}).items() if module not in _OWN_MODULES)
     if borrowed:

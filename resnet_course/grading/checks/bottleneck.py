@@ -6,9 +6,18 @@ import torch
 from torch import nn
 
 from ...analysis import count_macs, count_parameters
-from ..probes import Case, generator, origin, probe_module, seeded_input
+from ..probes import Case, origin, probe_module, seeded_input
 from ..report import Check, CheckFailed, Report, own_code_problem
-from .helpers import attribute, convolutions, expect_close, expect_shape, load_weights, module_record, output, same_function
+from .helpers import (
+    attribute,
+    convolutions,
+    expect_close,
+    expect_shape,
+    load_weights,
+    module_record,
+    output,
+    same_function,
+)
 
 
 def _case(in_channels: int, planes: int, stride: int = 1) -> Case:

@@ -44,7 +44,6 @@ _KINDS = ("residual", "plain")
 
 
 def _net_case(depth: int, residual: bool, width: int = 8, image_size: int = 16) -> Case:
-    kind = "residual" if residual else "plain"
     return Case(f"make_cifar_net({depth}, residual={residual}, width={width})", (depth,),
                 (("residual", residual), ("width", width)), input_shape=(4, 3, image_size, image_size), attributes=())
 

@@ -7,7 +7,16 @@ import torch
 from ... import blocks as course_blocks
 from ..probes import Case, call, generator, probe_module, randomise_batch_norm, seeded_input
 from ..report import Check, CheckFailed, Report
-from .helpers import attribute, convolutions, expect_close, expect_shape, load_weights, module_record, output, same_function
+from .helpers import (
+    attribute,
+    convolutions,
+    expect_close,
+    expect_shape,
+    load_weights,
+    module_record,
+    output,
+    same_function,
+)
 
 KEEPS = Case("BasicBlock(16, 16)", (16, 16), input_shape=(2, 16, 8, 8))
 HALVES = Case("BasicBlock(16, 32, stride=2)", (16, 32), (("stride", 2),), input_shape=(2, 16, 8, 8))
