@@ -200,10 +200,10 @@ def test_hand_written_histories_fail_exercise_2(tmp_path):
 def test_a_class_gradebook(tmp_path):
     """Three students, four notebooks (one a saboteur): the table and the CSV say who got what; one incomplete means exit 1."""
     for student, name, source in (("ada", "01_basic_block", "solutions"), ("ada", "05_preactivation", ""),
-                                  ("bo", "05_preactivation", "solutions"), ("eve", "01_basic_block", "saboteur")):
+                                  ("bo", "05_preactivation", "solutions"), ("abe", "01_basic_block", "saboteur")):
         folder = tmp_path / "submissions" / student
         folder.mkdir(parents=True, exist_ok=True)
-        if source == "saboteur":  # graded first in its batch: it tries to end every other kernel
+        if source == "saboteur":  # "abe" sorts first, so it is graded first: it tries to end every later kernel
             saboteur = notebook_with(name, "import subprocess\n"
                                            "subprocess.Popen('sleep 3; pkill -f ipykernel', shell=True, start_new_session=True)")
             nbformat.write(saboteur, folder / f"{name}.ipynb")
@@ -218,8 +218,8 @@ def test_a_class_gradebook(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     rows = {(row["student"], row["exercise"]): row for row in csv.DictReader(gradebook.open())}
     assert set(rows) == {("ada", "01_basic_block"), ("ada", "05_preactivation"), ("bo", "05_preactivation"),
-                         ("eve", "01_basic_block")}
-    assert rows["eve", "01_basic_block"]["points"] == "0" and "not run" in rows["eve", "01_basic_block"]["problems"]
+                         ("abe", "01_basic_block")}
+    assert rows["abe", "01_basic_block"]["points"] == "0" and "not run" in rows["abe", "01_basic_block"]["problems"]
     assert rows["ada", "01_basic_block"]["points"] == "10" and rows["ada", "01_basic_block"]["problems"] == ""
     assert rows["bo", "05_preactivation"]["points"] == "10"
     assert rows["ada", "05_preactivation"]["points"] == "0"
@@ -248,3 +248,19 @@ def test_release_writes_student_notebooks_and_a_course_without_solutions(tmp_pat
     again = subprocess.run([sys.executable, "-m", "resnet_course", "release", str(out)],
                            capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert again.returncode == 2 and "is not empty" in again.stderr
+
+
+def test_a_saboteur_that_got_past_the_reading_cannot_reach_the_next_notebook(tmp_path):
+    """Run unvetted (as if a new trick slipped through), a saboteur's delayed kill of every kernel dies with it."""
+    become_subreaper()
+    saboteur = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import subprocess\nsubprocess.Popen('sleep 2; pkill -f ipykernel', shell=True, start_new_session=True)")])
+    run = run_notebook(saboteur, {}, seed=1, timeout=60)
+    assert not run.cells[0].error, run.cells[0].error
+    path = tmp_path / "01_basic_block.ipynb"
+    path.write_bytes((EXERCISE_DIR / "solutions" / "01_basic_block.ipynb").read_bytes())
+    time.sleep(0.5)
+    started = time.monotonic()
+    result = grade_notebook(path, timeout=60)
+    assert time.monotonic() - started > 2.5, "the solution must still be running when the saboteur would strike"
+    assert result.all_passed, (result.problems, result.checks)
