@@ -264,3 +264,12 @@ def test_a_saboteur_that_got_past_the_reading_cannot_reach_the_next_notebook(tmp
     result = grade_notebook(path, timeout=60)
     assert time.monotonic() - started > 2.5, "the solution must still be running when the saboteur would strike"
     assert result.all_passed, (result.problems, result.checks)
+
+
+def test_harmless_magics_are_read_as_the_code_they_wrap():
+    from resnet_course.grading.vetting import vet
+
+    fine = vet([(1, "%matplotlib inline\nimport torch"), (2, "%%time\nx = torch.ones(2)"), (3, "%time y = x + 1")], ())
+    assert fine.refusals == []
+    hidden = vet([(1, "%%time\nexec('x = 1')"), (2, "%time eval('1')"), (3, "%%bash\necho hi")], ())
+    assert len(hidden.refusals) == 3, hidden.refusals
