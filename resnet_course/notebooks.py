@@ -22,12 +22,18 @@ REPOSITORY_URL = "https://github.com/resnet-course/resnet-course"
 # The first code cell of every notebook: in Colab (or any kernel without the course)
 # it installs the package from the repository. pip keeps an installed torch that
 # satisfies the package's range, so Colab's PyTorch is left alone.
+# RESNET_COURSE_PIP_SOURCE, if set, is what pip installs instead (a fork, a local
+# clone as git+file:///path): tests/test_colab_setup.py runs the cell that way.
+PIP_SOURCE_ENV = "RESNET_COURSE_PIP_SOURCE"
 COLAB_SETUP_SOURCE = f"""\
 # Set-up: make `resnet_course` importable (in Colab this installs it; PyTorch is left as it is).
 try:
     import resnet_course
 except ImportError:
-    %pip install --quiet "resnet-course @ git+{REPOSITORY_URL}"
+    import os
+    source = "resnet-course @ git+{REPOSITORY_URL}"
+    source = os.environ.get("{PIP_SOURCE_ENV}", source)
+    %pip install --quiet "$source"
     import resnet_course"""
 
 
