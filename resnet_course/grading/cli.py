@@ -103,8 +103,9 @@ def main(args: argparse.Namespace) -> int:
     jobs = max(1, args.jobs)
     become_subreaper()
     if jobs > 1 and not separate_users_possible():
-        print("note: without root, notebooks graded in parallel share one user; grade one at a time (--jobs 1) "
-              "to keep each notebook from reaching the others.", file=sys.stderr)
+        print("note: kernels cannot run as users of their own here (that needs root and a Python other users can "
+              "run), so notebooks graded in parallel share one user; grade one at a time (--jobs 1) to keep each "
+              "notebook from reaching the others.", file=sys.stderr)
     print(f"grading {len(submissions)} notebook(s), {jobs} at a time (each runs in full) ...", file=sys.stderr, flush=True)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda pair: _grade(pair[1], args.timeout, pair[0], jobs), enumerate(submissions)))
