@@ -216,15 +216,19 @@ def _client_class():
     from nbclient import NotebookClient
 
     class CappedClient(NotebookClient):
-        """nbclient, with each cell's output cut off past MAX_OUTPUT_CHARS."""
+        """nbclient, with each cell's output cut off past its limit (larger for the probes' records)."""
+
+        def __init__(self, *args, probe_indices=(), **kwargs):
+            super().__init__(*args, **kwargs)
+            self.probe_indices = set(probe_indices)
+            self.output_sizes: dict[int, int] = {}
+            self.flooded: set[int] = set()
 
         def output(self, outs, msg, display_id, cell_index):
-            sizes = self.__dict__.setdefault("_output_sizes", {})
-            size = sizes.get(cell_index, 0) + len(str(msg.get("content", "")))
-            sizes[cell_index] = size
-            limit = MAX_EVIDENCE_CHARS if cell_index in self.__dict__.get("probe_indices", ()) else MAX_OUTPUT_CHARS
-            if size > limit:
-                self.__dict__.setdefault("_flooded", set()).add(cell_index)
+            size = self.output_sizes.get(cell_index, 0) + len(str(msg.get("content", "")))
+            self.output_sizes[cell_index] = size
+            if size > (MAX_EVIDENCE_CHARS if cell_index in self.probe_indices else MAX_OUTPUT_CHARS):
+                self.flooded.add(cell_index)
                 return None
             return super().output(outs, msg, display_id, cell_index)
 
@@ -255,8 +259,8 @@ def run_notebook(notebook: nbformat.NotebookNode, probes: dict[int, CheckCell], 
         km.write_connection_file()
         box.hand_over(box.connection_file)
         client = _client_class()(to_run, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
-                                 startup_timeout=KERNEL_STARTUP_TIMEOUT, record_timing=False)
-        client.__dict__["probe_indices"] = set(probes)
+                                 startup_timeout=KERNEL_STARTUP_TIMEOUT, record_timing=False,
+                                 probe_indices=probes)
         kernel_pid = None
         try:
             with client.setup_kernel(**box.kernel_kwargs):
@@ -296,7 +300,7 @@ def run_notebook(notebook: nbformat.NotebookNode, probes: dict[int, CheckCell], 
             raise GradingError(f"could not start a kernel ({str(error).splitlines()[0][:160]}).") from None
         finally:
             box.end(kernel_pid)
-        run.flooded = sorted(client.__dict__.get("_flooded", set()))
+        run.flooded = sorted(client.flooded)
     run.notebook = to_run
     return run
 
@@ -349,7 +353,7 @@ def judge_checks(exercise: Exercise, evidence: dict, seed: int, not_own: dict[st
         elif isinstance(record, str):
             problems.append(f"the check `{cell.call}` failed: {record}.")
         if refused or not isinstance(record, dict) or cell.id not in present:
-            results.append(CheckResult(cell, 0, len(check.items)))
+            results.append(CheckResult(cell, 0, cell.item_count))
             continue
         report: Report = check.judge(record, seed)
         results.append(CheckResult(cell, report.passed, report.total,
@@ -376,7 +380,7 @@ def grade_notebook(path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT,
     if vetting.refusals:
         more = len(vetting.refusals) - 1
         problem = (f"not run: {vetting.refusals[0]}" + (f" ({more} more such line{'s' if more > 1 else ''})" if more else ""))
-        checks = [CheckResult(cell, 0, len(ALL_CHECKS[cell.check].items)) for cell in exercise.checks]
+        checks = [CheckResult(cell, 0, cell.item_count) for cell in exercise.checks]
         return NotebookGrade(path, exercise, checks, [problem], time.monotonic() - started)
     seed = secrets.randbelow(2**31 - 1) + 1  # drawn now: no record made before this run can match it
     try:

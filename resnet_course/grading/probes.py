@@ -111,6 +111,13 @@ class Case:
     attributes: tuple = ("downsample",)  # attributes to record: absent, None, or a type name
     randomise: bool = True  # give BNs random parameters and statistics (off: as the module built them)
 
+    @property
+    def stride(self) -> int:
+        return dict(self.kwargs).get("stride", 1)
+
+    def build(self, factory):
+        return factory(*self.args, **dict(self.kwargs))
+
     def input(self, seed: int, salt: str = "") -> torch.Tensor:
         return seeded_input(seed, self.label + salt, self.input_shape, self.nonnegative, self.input_shift)
 
@@ -139,7 +146,7 @@ def probe_module(factory, case: Case, seed: int) -> dict:
     """Build ``case`` with the student's factory and record its weights, layers and outputs."""
     record: dict = {"label": case.label, "error": None}
     try:
-        module = factory(*case.args, **dict(case.kwargs))
+        module = case.build(factory)
     except Exception as error:
         record["error"] = f"{case.label} failed: {describe_error(error)}"
         return record

@@ -12,11 +12,10 @@ from .helpers import (
     attribute,
     convolutions,
     expect_close,
+    expect_reference,
     expect_shape,
-    load_weights,
     module_record,
     output,
-    same_function,
 )
 
 
@@ -74,10 +73,7 @@ def _torchvision_reference(in_channels: int, planes: int, stride: int) -> nn.Mod
                       "then ReLU; downsample = nn.Sequential(1x1 conv with the stride, BN).")
 def _bottleneck_same_function(record, seed):
     for case in (KEEPS, EXPANDS, HALVES):
-        built = module_record(record, case.label)
-        reference = load_weights(_torchvision_reference(*case.args, dict(case.kwargs).get("stride", 1)),
-                                 built["state"], case.label)
-        same_function(built, reference, case, seed, case.label, atol=1e-4)
+        expect_reference(record, case, _torchvision_reference(*case.args, case.stride), seed, atol=1e-4)
 
 
 RESNET50_PARAMETERS = 25_557_032  # torchvision's ResNet-50, the exercise's target

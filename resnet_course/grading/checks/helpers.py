@@ -107,5 +107,9 @@ def same_function(built: dict, reference: nn.Module, case: Case, seed: int, what
         expect_close(output(built, mode), expected, f"{what}'s output in {mode} mode", atol)
 
 
-def count_parameters_of(built: dict) -> int:
-    return int(built["parameters"])
+def expect_reference(record: dict, case: Case, reference: nn.Module, seed: int, *, strict: bool = True,
+                     atol: float = 1e-5) -> None:
+    """The module built for ``case`` computes what ``reference`` does once given its weights."""
+    built = module_record(record, case.label)
+    load_weights(reference, built["state"], case.label, strict=strict)
+    same_function(built, reference, case, seed, case.label, atol)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ... import blocks as course_blocks
 from ..probes import Case, probe_module
 from ..report import Check, CheckFailed, Report
-from .helpers import expect_close, expect_shape, load_weights, module_record, output, same_function
+from .helpers import expect_close, expect_reference, expect_shape, module_record, output
 
 KEEPS = Case("PreActBlock(16, 16)", (16, 16), input_shape=(4, 16, 8, 8))
 HALVES = Case("PreActBlock(16, 32, stride=2)", (16, 32), (("stride", 2),), input_shape=(4, 16, 8, 8))
@@ -63,11 +63,7 @@ def _preact_order(record, seed):
                         "relu(bn1(x)), as in the paper's code.")
 def _preact_same_function(record, seed):
     for case in (KEEPS, HALVES):
-        built = module_record(record, case.label)
-        in_channels, planes = case.args
-        reference = course_blocks.PreActBlock(in_channels, planes, dict(case.kwargs).get("stride", 1), shortcut="B")
-        load_weights(reference, built["state"], case.label)
-        same_function(built, reference, case, seed, case.label)
+        expect_reference(record, case, course_blocks.PreActBlock(*case.args, case.stride, shortcut="B"), seed)
 
 
 def check_preact_block(PreActBlock) -> Report:

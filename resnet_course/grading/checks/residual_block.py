@@ -11,11 +11,10 @@ from .helpers import (
     attribute,
     convolutions,
     expect_close,
+    expect_reference,
     expect_shape,
-    load_weights,
     module_record,
     output,
-    same_function,
 )
 
 KEEPS = Case("BasicBlock(16, 16)", (16, 16), input_shape=(2, 16, 8, 8))
@@ -57,11 +56,7 @@ def _basic_projection(record, seed):
                        "conv2, bn2 and downsample, as in torchvision.")
 def _basic_same_function(record, seed):
     for case in (KEEPS, HALVES):
-        built = module_record(record, case.label)
-        in_channels, planes = case.args
-        reference = course_blocks.BasicBlock(in_channels, planes, dict(case.kwargs).get("stride", 1), shortcut="B")
-        load_weights(reference, built["state"], case.label)
-        same_function(built, reference, case, seed, case.label)
+        expect_reference(record, case, course_blocks.BasicBlock(*case.args, case.stride, shortcut="B"), seed)
 
 
 @basic_block.item("zero_init_last() makes the block an identity on non-negative inputs",

@@ -66,7 +66,7 @@ def _probe_resnext_block(seed, ResNeXtBlock):
         if built.get("error"):
             continue
         try:
-            block = ResNeXtBlock(*case.args, **dict(case.kwargs))
+            block = case.build(ResNeXtBlock)
             block.load_state_dict(built["state"])
             block.eval()
             built["identity"] = _identity(block, case.input(seed))
