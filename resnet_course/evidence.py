@@ -3,8 +3,8 @@
 Two archives, both written by tools outside the package and kept in the repository:
 
 * ``python -m tools.scale_study`` writes ``results/scale-study/summary.json``: per claim and
-  configuration, the final training errors of both networks over 3 seeds, whether the claim
-  was shown, and what machine made the runs (:func:`load_study`, :func:`table_rows`, ...).
+  configuration, one value per seed for both networks (a final training error, or the accuracy
+  a lesion costs), whether the claim was shown, and what machine made the runs (:func:`load_study`, :func:`table_rows`, ...).
 * ``python -m tools.reproduce`` writes one JSON record per network trained with the paper's
   recipe (:func:`load_results`, :func:`format_results`).
 
@@ -74,31 +74,52 @@ def verdict(study: dict, claim: str, config: str) -> dict | None:
 
 def describe_config(study: dict, config: str) -> str:
     c = study["configs"][config]
+    if c.get("task", "cifar") == "sort":
+        return (f"sorting {c['length']} tokens out of {c['vocab']}, {c['train_size']:,} training sequences, a "
+                f"{c['depth']}-block transformer of width {c['dim']}, {c['epochs']} epochs of batch {c['batch_size']}, "
+                f"Adam from {c['lr']:g} with a cosine decay")
     images = "all" if c["train_size"] is None else f"{c['train_size']:,}"
+    warmup = f"after {c['warmup_epochs']:g} epochs of warm-up" if c["warmup_epochs"] else "without warm-up"
     return (f"width {c['width']}, {c['image_size']}x{c['image_size']} images, {c['steps']:,} steps of batch "
-            f"{c['batch_size']}, {c['schedule']} learning rate from {c['lr']:g} after {c['warmup_epochs']:g} epochs "
-            f"of warm-up, {images} training images")
+            f"{c['batch_size']}, {c['schedule']} learning rate from {c['lr']:g} {warmup}, {images} training images")
+
+
+def labels(study: dict, claim: str) -> tuple[str, str]:
+    """How the chapter names the claim's two networks, e.g. ('plain-20', 'plain-56')."""
+    first, second = study["claims"][claim]["labels"]
+    return first, second
+
+
+def metric_name(study: dict, claim: str) -> str:
+    """The claim's metric in words, with its unit: 'training error (%)'."""
+    return study["metrics"][study["claims"][claim]["metric"]]
+
+
+def table_header(study: dict, claim: str) -> list[str]:
+    """The header of :func:`table_rows`: the networks' names and the metric's unit in the columns."""
+    first, second = labels(study, claim)
+    short_metric = metric_name(study, claim).split(" (")[0]
+    unit = "%" if metric_name(study, claim).endswith("(%)") else "points"
+    return ["configuration", "steps", "seeds", f"{first}: {short_metric} ({unit})",
+            f"{second}: {short_metric} ({unit})", f"{second} - {first} (points)", "seed spread (points)", "shown",
+            "time for both (1 seed)"]
+# "shown": the claimed sign in every seed by more than the seed spread; "tie": the two within the spread.
 
 
 def table_rows(study: dict, claim: str) -> list[list[str]]:
-    """One row per configuration: the errors per seed, the mean difference, the spread, the verdict, the cost."""
+    """One row per configuration: the values per seed, the mean difference, the spread, the verdict, the cost."""
     rows = []
     for v in verdicts(study, claim):
         spread = "-" if v["seed_spread_points"] is None else f"{v['seed_spread_points']:.1f}"
         rows.append([
             v["config"], f"{v['steps']:,}", str(len(v["seeds"])),
-            " / ".join(f"{e:.1f}" for e in v["shallow_train_error"]),
-            " / ".join(f"{e:.1f}" for e in v["deep_train_error"]),
+            " / ".join(f"{e:.1f}" for e in v["first_values"]),
+            " / ".join(f"{e:.1f}" for e in v["second_values"]),
             f"{v['mean_difference_points']:+.1f}", spread,
             "yes" if v["shown"] else ("tie" if v.get("tie_within_spread") else "no"),
             f"{v['seconds_per_seed']:.0f} s on {v['device']}",
         ])
     return rows
-
-
-TABLE_HEADER = ["configuration", "steps", "seeds", "shallow: training error (%)", "deep: training error (%)",
-                "deep - shallow (points)", "seed spread (points)", "shown", "time for both (1 seed)"]
-# "shown": the claimed sign in every seed by more than the seed spread; "tie": the two within the spread.
 
 
 def provenance_line(study: dict) -> str:
@@ -116,23 +137,25 @@ def _configurations(count: int) -> str:
     return f"{count} archived configuration{'s' if count != 1 else ''}"
 
 
-def claim_sentence(study: dict, claim: str, *, deep: str, shallow: str) -> str:
+def claim_sentence(study: dict, claim: str) -> str:
     """What the archive shows for ``claim``, written from its verdicts: shown, tied, or not shown."""
     archived = verdicts(study, claim)
+    first, second = labels(study, claim)
+    what = metric_name(study, claim).split(" (")[0]
     shown = [v for v in archived if v["shown"]]
     if shown:
         best = shown[0]  # cheapest first
         return (f"Shown by {len(shown)} of the {_configurations(len(archived))}. The cheapest is "
-                f"`{best['config']}` ({describe_config(study, best['config'])}): {deep} minus {shallow} is "
-                f"{best['mean_difference_points']:+.1f} points of training error on average, against a seed "
+                f"`{best['config']}` ({describe_config(study, best['config'])}): {second} minus {first} is "
+                f"{best['mean_difference_points']:+.1f} points of {what} on average, against a seed "
                 f"spread of {best['seed_spread_points']:.1f} points.")
     sentence = f"Not shown by {'any of ' if len(archived) != 1 else ''}the {_configurations(len(archived))}."
     ties = [v for v in archived if v.get("tie_within_spread")]
     if ties:
         tie = ties[0]
         sentence += (f" In {len(ties)} of them the two are tied within the seed spread; the cheapest is "
-                     f"`{tie['config']}` ({describe_config(study, tie['config'])}): {deep} minus {shallow} is "
-                     f"{tie['mean_difference_points']:+.1f} points on average, seed spread "
+                     f"`{tie['config']}` ({describe_config(study, tie['config'])}): {second} minus {first} is "
+                     f"{tie['mean_difference_points']:+.1f} points of {what} on average, seed spread "
                      f"{tie['seed_spread_points']:.1f}.")
     return sentence
 

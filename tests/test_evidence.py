@@ -9,13 +9,17 @@ from resnet_course import evidence
 
 def _summary(tmp_path):
     verdict = {
-        "claim": "degradation", "config": "c1", "seeds": [0, 1, 2], "shallow": "plain20", "deep": "plain56",
-        "shallow_train_error": [50.0, 51.0, 52.0], "deep_train_error": [70.0, 72.0, 71.0],
+        "claim": "degradation", "config": "c1", "seeds": [0, 1, 2], "first": "plain20", "second": "plain56",
+        "metric": "final_train_error", "first_values": [50.0, 51.0, 52.0], "second_values": [70.0, 72.0, 71.0],
         "mean_difference_points": 20.0, "seed_spread_points": 0.8, "shown": True, "seconds_per_seed": 160.0,
         "device": "cpu (2 threads)", "steps": 1050,
     }
     summary = {
         "verdicts": [verdict, {**verdict, "config": "c2", "shown": False, "seconds_per_seed": 50.0, "steps": 124}],
+        "claims": {"degradation": {"labels": ["plain-20", "plain-56"], "metric": "final_train_error"},
+                   "lesion": {"labels": ["ResNet-20", "plain-20"], "metric": "lesion_mean_drop_points"}},
+        "metrics": {"final_train_error": "training error (%)",
+                    "lesion_mean_drop_points": "test accuracy lost when one block is deleted (points, mean)"},
         "configs": {"c1": {"width": 8, "image_size": 16, "steps": 1050, "batch_size": 128, "schedule": "cosine",
                            "lr": 0.1, "warmup_epochs": 2.0, "train_size": 4600}},
         "provenance": {"cpu": "Some CPU", "device": "cpu (2 threads)", "torch": "2.14.1", "commit": "a" * 40,
@@ -31,7 +35,10 @@ def test_the_table_lists_every_configuration_cheapest_first_with_its_verdict(tmp
     rows = evidence.table_rows(study, "degradation")
     assert [row[0] for row in rows] == ["c2", "c1"]
     assert rows[1][3] == "50.0 / 51.0 / 52.0" and rows[1][5] == "+20.0" and rows[1][7] == "yes" and rows[0][7] == "no"
-    assert len(rows[0]) == len(evidence.TABLE_HEADER)
+    header = evidence.table_header(study, "degradation")
+    assert len(rows[0]) == len(header)
+    assert header[3:6] == ["plain-20: training error (%)", "plain-56: training error (%)", "plain-56 - plain-20 (points)"]
+    assert evidence.table_header(study, "lesion")[3] == "ResNet-20: test accuracy lost when one block is deleted (points)"
 
 
 def test_the_provenance_names_machine_versions_commit_and_data_hash(tmp_path):
@@ -54,15 +61,18 @@ def test_the_repository_holds_a_summary_the_chapters_can_read():
     assert study is not None, "results/scale-study/summary.json is missing: run python -m tools.scale_study summary"
     for claim in ("degradation", "residual_depth"):
         assert evidence.table_rows(study, claim), f"the archive has no runs for {claim}"
+    for claim in study["claims"]:
+        assert evidence.claim_sentence(study, claim)  # every claim reads, with or without runs yet
 
 
 def test_the_archive_sentence_follows_the_verdicts(tmp_path):
     study = evidence.load_study(_summary(tmp_path))
-    sentence = evidence.claim_sentence(study, "degradation", deep="plain-56", shallow="plain-20")
-    assert sentence.startswith("Shown by 1 of the 2 archived configurations") and "+20.0 points" in sentence and "c1" in sentence
+    sentence = evidence.claim_sentence(study, "degradation")
+    assert sentence.startswith("Shown by 1 of the 2 archived configurations") and "c1" in sentence
+    assert "plain-56 minus plain-20 is +20.0 points of training error" in sentence
     for v in study["verdicts"]:
         v["shown"], v["tie_within_spread"] = False, v["config"] == "c1"
-    sentence = evidence.claim_sentence(study, "degradation", deep="plain-56", shallow="plain-20")
+    sentence = evidence.claim_sentence(study, "degradation")
     assert sentence.startswith("Not shown by any of the 2 archived configurations") and "tied within the seed spread" in sentence
 
 

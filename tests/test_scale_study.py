@@ -71,3 +71,42 @@ def test_a_difference_within_the_seed_spread_is_a_tie_not_a_result():
     records.update({("c", "resnet56", s): _record("c", "resnet56", s, e) for s, e in enumerate((42.5, 43.0, 43.2))})
     verdict = study.judge(claim, "c", records)
     assert verdict["tie_within_spread"] and not verdict["shown"]
+
+
+def test_the_lesion_claim_is_judged_by_the_accuracy_a_deleted_block_costs():
+    claim = study.CLAIMS["lesion"]
+    records = {("c", "resnet20", s): {**_record("c", "resnet20", s, 40.0), "lesion_mean_drop_points": d}
+               for s, d in enumerate((1.0, 1.5, 0.5))}
+    records.update({("c", "plain20", s): {**_record("c", "plain20", s, 45.0), "lesion_mean_drop_points": d}
+                    for s, d in enumerate((30.0, 25.0, 35.0))})
+    verdict = study.judge(claim, "c", records)
+    assert verdict["shown"] and verdict["metric"] == "lesion_mean_drop_points" and verdict["first_values"] == [1.0, 1.5, 0.5]
+    old = {k: {key: value for key, value in v.items() if key != "lesion_mean_drop_points"} for k, v in records.items()}
+    assert study.judge(claim, "c", old) is None  # records made before the lesion was measured do not count
+
+
+def test_networks_that_differ_only_by_an_option_get_their_own_records():
+    assert [study.CLAIMS["shortcut_c"].run_name(i) for i in (0, 1)] == ["resnet20-shortcutB", "resnet20-shortcutC"]
+    assert study.CLAIMS["shortcut_b"].run_name(0) == study.CLAIMS["residual_depth"].run_name(0) == "resnet20"
+    assert study.CLAIMS["transformer_residual"].run_name(1) == "transformer-noresidual"
+
+
+def test_a_record_without_the_claims_metric_is_run_again(tiny_study, cifar_available):
+    config = study.CONFIGS["tiny"]
+    path = study.record_path(config, "resnet20", 0)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(_record("tiny", "resnet20", 0, 50.0)))  # an old record: no lesion metric
+    assert study.finished(config, study.CLAIMS["residual_depth"], 0, 0)
+    assert not study.finished(config, study.CLAIMS["lesion"], 0, 0)
+    study.run(["lesion"], ["tiny"], [0])
+    record = json.loads(path.read_text())
+    assert record["lesion_mean_drop_points"] is not None and record["steps"] == 3
+
+
+def test_the_transformer_claim_trains_on_the_sorting_task(tiny_study, monkeypatch):
+    monkeypatch.setitem(study.CONFIGS, "tinysort", study.SequenceConfig("tinysort", epochs=1, train_size=128, test_size=64))
+    study.run(["transformer_residual"], ["tinysort"], [0])
+    written = sorted(p.name for p in (tiny_study / "runs" / "tinysort").glob("*.json"))
+    assert written == ["transformer-noresidual-seed0.json", "transformer-seed0.json"]
+    summary = json.loads((tiny_study / "summary.json").read_text())
+    assert [v["claim"] for v in summary["verdicts"]] == ["transformer_residual"]  # CIFAR claims skip the sorting task

@@ -4,14 +4,16 @@
     python -m tools.scale_study summary
     python -m tools.scale_study list
 
-A *claim* compares two networks by their final training error (the mean over the last
-epoch, as in He et al. 2015, Fig. 1 and 6). A *configuration* is one setting of the knobs:
-image size, width, epochs, learning rate, schedule, warm-up, training images. A claim is
-**shown** by a configuration when, over every seed,
+A *claim* compares two networks by one number per run, its *metric*: the final training error
+(the mean over the last epoch, as in He et al. 2015, Fig. 1 and 6) for most, the test accuracy
+a trained network loses when one of its blocks is deleted for the lesion study (chapter 7). A
+*configuration* is one setting of the knobs: image size, width, steps, learning rate, schedule,
+warm-up, training images (or, for chapter 8's transformer, its sorting task and epochs). A claim
+is **shown** by a configuration when, over every seed,
 
 * the difference has the claimed sign in every seed, and
 * the mean difference is larger than the seed spread (the larger standard deviation of the
-  two networks' errors over the seeds), and
+  two networks' values over the seeds), and
 * for a claim about trained networks, both end with a training error at least 10 points below
   chance (90%): a network that never left chance proves nothing.
 
@@ -52,42 +54,95 @@ TRAINED_LOSS = math.log(10) - 0.3
 
 @dataclass(frozen=True)
 class Claim:
+    """Two networks compared by one number per run (a *metric*), over seeds.
+
+    ``expect`` is "second above" (the second network's value is higher) or "second at or below".
+    ``first`` and ``second`` are model names as the task's builder knows them (``create_model``
+    for CIFAR); ``first_options`` and ``second_options`` are their extra options, as (name, value)
+    pairs, on top of ``model_options``, which both share.
+    """
+
     name: str
     chapter: str
-    shallow: str  # model names, as create_model knows them
-    deep: str
-    expect: str  # "deep above": the deep network's error is higher; "deep at or below": not higher
+    first: str
+    second: str
+    expect: str
     both_train: bool
     statement: str
-    model_options: tuple = ()  # extra create_model options of both networks, as (name, value) pairs
+    labels: tuple[str, str]  # how the chapter names the two networks
+    metric: str = "final_train_error"
+    task: str = "cifar"
+    model_options: tuple = ()
+    first_options: tuple = ()
+    second_options: tuple = ()
 
-    def options(self, width: int) -> dict:
-        return {"width": width, **dict(self.model_options)}
+    def networks(self) -> tuple[tuple[str, tuple], tuple[str, tuple]]:
+        return (self.first, self.model_options + self.first_options), (self.second, self.model_options + self.second_options)
 
-    def run_name(self, model: str) -> str:
-        """The record's name: the model, plus its extra options."""
-        return model + "".join(f"-{key}" for key, value in self.model_options if value is True)
+    def run_name(self, which: int) -> str:
+        """The record's name for network ``which`` (0 or 1): the model, plus its extra options."""
+        model, options = self.networks()[which]
+        return run_name(model, options)
+
+
+def run_name(model: str, options: tuple) -> str:
+    """``resnet20``, ``resnet20-zero_init_last``, ``resnet20-shortcutB``, ``transformer-noresidual``."""
+    parts = []
+    for key, value in options:
+        if value is True:
+            parts.append(f"-{key}")
+        elif value is False:
+            parts.append(f"-no{key}")
+        else:
+            parts.append(f"-{key}{value}")
+    return model + "".join(parts)
+
+
+# What each metric is, in the words and unit a table shows. Every CIFAR run records them all.
+METRICS = {
+    "final_train_error": "training error (%)",
+    "lesion_mean_drop_points": "test accuracy lost when one block inside a stage is deleted (points, mean over blocks)",
+}
 
 
 CLAIMS = {
     claim.name: claim
     for claim in (
-        Claim("degradation", "01", "plain20", "plain56", "deep above", True,
-              "plain-56 ends with a higher training error than plain-20, and both train"),
-        Claim("residual_depth", "02", "resnet20", "resnet56", "deep at or below", True,
-              "resnet-56 ends with a training error at or below resnet-20's"),
+        Claim("degradation", "01", "plain20", "plain56", "second above", True,
+              "plain-56 ends with a higher training error than plain-20, and both train", ("plain-20", "plain-56")),
+        Claim("residual_depth", "02", "resnet20", "resnet56", "second at or below", True,
+              "resnet-56 ends with a training error at or below resnet-20's", ("ResNet-20", "ResNet-56")),
         # The last BN of every residual branch starts at gamma = 0 (Goyal et al. 2017), so every block
         # starts as an identity and the deep network starts as shallow as the shallow one.
-        Claim("residual_depth_zero_init", "02", "resnet20", "resnet56", "deep at or below", True,
+        Claim("residual_depth_zero_init", "02", "resnet20", "resnet56", "second at or below", True,
               "resnet-56 ends with a training error at or below resnet-20's, both with zero-initialised last BNs",
-              model_options=(("zero_init_last", True),)),
+              ("ResNet-20", "ResNet-56"), model_options=(("zero_init_last", True),)),
+        # He et al. 2015, Table 3: projections (B, C) are marginally better than zero-padding (A).
+        Claim("shortcut_b", "03", "resnet20", "resnet20", "second at or below", True,
+              "ResNet-20 with projection shortcuts where the shape changes (B) ends with a training error at or "
+              "below zero-padding (A)", ("option A", "option B"), second_options=(("shortcut", "B"),)),
+        Claim("shortcut_c", "03", "resnet20", "resnet20", "second at or below", True,
+              "ResNet-20 with projections on every shortcut (C) ends with a training error at or below option B",
+              ("option B", "option C"), first_options=(("shortcut", "B"),), second_options=(("shortcut", "C"),)),
+        # He et al. 2016 (identity mappings): at 110 layers and more, pre-activation trains more easily.
+        Claim("preact_depth", "05", "resnet110", "preact_resnet110", "second at or below", False,
+              "pre-activation ResNet-110 (v2) ends with a training error at or below ResNet-110 (v1)",
+              ("ResNet-110 v1", "ResNet-110 v2")),
+        # Veit et al. 2016: deleting one block costs a residual network little and a plain one a lot.
+        Claim("lesion", "07", "resnet20", "plain20", "second above", True,
+              "deleting one block inside a stage costs plain-20 more test accuracy than ResNet-20, and both train",
+              ("ResNet-20", "plain-20"), metric="lesion_mean_drop_points"),
+        Claim("transformer_residual", "08", "transformer", "transformer", "second above", False,
+              "a 4-block transformer without its residual connections ends with a higher training error (per "
+              "position, sorting 6 tokens) than with them", ("with residuals", "without residuals"), task="sort",
+              second_options=(("residual", False),)),
     )
 }
 
 
 @dataclass(frozen=True)
 class Config:
-    """One setting of the knobs. Length is in SGD steps (35 per epoch for 4,600 images at batch 128)."""
+    """One setting of the CIFAR knobs. Length is in SGD steps (35 per epoch for 4,600 images at batch 128)."""
 
     name: str
     image_size: int
@@ -99,10 +154,33 @@ class Config:
     batch_size: int = 128
     train_size: int | None = 4600  # the presets' CPU data size (the shared slice holds 4,660)
     test_size: int | None = 800
+    task: str = "cifar"
 
     def recipe(self) -> dict:
         return dict(steps=self.steps, lr=self.lr, schedule=self.schedule, warmup_epochs=self.warmup_epochs,
                     batch_size=self.batch_size)
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """Chapter 8's transformer task: sort ``length`` tokens out of ``vocab``, with Adam."""
+
+    name: str
+    epochs: int
+    depth: int = 4
+    dim: int = 32
+    heads: int = 4
+    length: int = 6
+    vocab: int = 8
+    lr: float = 3e-3
+    batch_size: int = 64
+    train_size: int = 4000
+    test_size: int = 1000
+    task: str = "sort"
+
+    def recipe(self) -> dict:
+        return dict(epochs=self.epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size, schedule="cosine",
+                    weight_decay=0.0)
 
 
 CONFIGS = {
@@ -112,7 +190,12 @@ CONFIGS = {
         Config("w8-16px-124st-step", 16, 8, 124, schedule="step", warmup_epochs=0),
         # The same length and schedule as the issue's measurements (no warm-up).
         Config("w16-16px-1050st-step", 16, 16, 1050, schedule="step", warmup_epochs=0),
+        # Chapter 5's regime: the constant lr 0.1 from the first step that He et al. 2016 found v1-110
+        # hard to start with, batch 32, as long as the book (60 steps) and cpu (200 steps) presets run it.
+        Config("w8-16px-60st-b32-const", 16, 8, 60, schedule="constant", warmup_epochs=0, batch_size=32),
+        Config("w8-16px-200st-b32-const", 16, 8, 200, schedule="constant", warmup_epochs=0, batch_size=32),
         # Two epochs of linear warm-up (the paper warms ResNet-110 up), then a cosine decay to 0.
+        # 525 steps is the book preset's comparison, 1,050 the cpu preset's.
         Config("w8-16px-525st-cos", 16, 8, 525),
         Config("w8-16px-1050st-cos", 16, 8, 1050),
         Config("w8-16px-2100st-cos", 16, 8, 2100),
@@ -123,6 +206,9 @@ CONFIGS = {
         # The gpu preset's configuration on all of CIFAR-10, for a lent GPU (minutes there, days here):
         # python -m tools.scale_study run --configs w16-32px-full-900st-cos
         Config("w16-32px-full-900st-cos", 32, 16, 900, train_size=None, test_size=None),
+        # Chapter 8's transformer: its own length (2 epochs of 4,000 sequences) and four times that.
+        SequenceConfig("sort6-d4-2ep", epochs=2),
+        SequenceConfig("sort6-d4-8ep", epochs=8),
     )
 }
 
@@ -164,25 +250,53 @@ def record_path(config: Config, model: str, seed: int) -> Path:
     return STUDY_DIR / "runs" / config.name / f"{model}-seed{seed}.json"
 
 
-def load_data(config: Config):
+def load_data(config):
+    if config.task == "sort":
+        from resnet_course.beyond import make_sequence_task
+
+        return make_sequence_task("sort", length=config.length, vocab=config.vocab, train_size=config.train_size,
+                                  test_size=config.test_size, seed=0)
     from resnet_course.data import load_cifar10
 
     return load_cifar10(image_size=config.image_size, train_size=config.train_size, test_size=config.test_size)
 
 
-def run_one(config: Config, claim: Claim, model: str, seed: int, data) -> dict:
-    import torch
+def train(config, model: str, options: dict, seed: int, data):
+    """The trained network and its history: CIFAR networks through the run cache, transformers directly."""
+    if config.task == "sort":
+        from resnet_course.beyond import TinyTransformer
+        from resnet_course.train import fit, set_seed
 
+        set_seed(seed)
+        network = TinyTransformer(config.vocab, config.length, dim=config.dim, depth=config.depth, heads=config.heads,
+                                  **options)
+        return network, fit(network, data, seed=seed, progress=False, label=f"{model} seed {seed}", **config.recipe())
     from resnet_course import runs
 
+    return runs.train(model, data, model_options={"width": config.width, **options}, seed=seed, progress=False,
+                      label=f"{model} seed {seed}", **config.recipe())
+
+
+def lesion_mean_drop(network, data) -> float | None:
+    """Test accuracy lost when one block inside a stage is deleted (points, mean over those blocks)."""
+    from resnet_course.analysis import lesion_study
+
+    if not hasattr(network, "named_blocks"):
+        return None
+    return lesion_study(network, data).mean_drop_points()
+
+
+def run_one(config, claim: Claim, which: int, seed: int, data) -> dict:
+    import torch
+
+    model, options = claim.networks()[which]
     start = time.perf_counter()
-    _, history = runs.train(model, data, model_options=claim.options(config.width), seed=seed, progress=False,
-                            label=f"{model} seed {seed}", **config.recipe())
+    network, history = train(config, model, dict(options), seed, data)
     record = {
         "kind": "resnet_course.scale_study",
         "config": dataclasses.asdict(config),
-        "model": claim.run_name(model),
-        "model_options": claim.options(config.width),
+        "model": claim.run_name(which),
+        "model_options": dict(options) if config.task == "sort" else {"width": config.width, **dict(options)},
         "seed": seed,
         "seconds": time.perf_counter() - start,
         "train_seconds": history.wall_time,
@@ -194,12 +308,20 @@ def run_one(config: Config, claim: Claim, model: str, seed: int, data) -> dict:
         "steps": history.steps[-1] if history.steps else 0,
         "provenance": provenance(data, torch.get_num_threads()),
     }
-    path = record_path(config, claim.run_name(model), seed)
+    if config.task == "cifar":
+        record["lesion_mean_drop_points"] = lesion_mean_drop(network, data)
+    path = record_path(config, claim.run_name(which), seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(record, indent=1))
     os.replace(temporary, path)  # a run interrupted mid-write leaves nothing behind
     return record
+
+
+def finished(config, claim: Claim, which: int, seed: int) -> bool:
+    """Whether this run's record exists and holds the claim's metric (older records lack the lesion's)."""
+    path = record_path(config, claim.run_name(which), seed)
+    return path.exists() and json.loads(path.read_text()).get(claim.metric) is not None
 
 
 def run(claims: list[str], configs: list[str], seeds: list[int]) -> None:
@@ -209,11 +331,13 @@ def run(claims: list[str], configs: list[str], seeds: list[int]) -> None:
         for seed in seeds:
             for claim_name in claims:
                 claim = CLAIMS[claim_name]
-                for model in (claim.shallow, claim.deep):
-                    if record_path(config, claim.run_name(model), seed).exists():
-                        continue  # finished before (or by another claim with the same networks)
+                if claim.task != config.task:
+                    continue
+                for which in (0, 1):
+                    if finished(config, claim, which, seed):
+                        continue  # finished before (or by another claim with the same network)
                     data = data or load_data(config)
-                    record = run_one(config, claim, model, seed, data)
+                    record = run_one(config, claim, which, seed, data)
                     print(f"{config.name} {record['model']} seed {seed}: training error {record['final_train_error']:.1f}%, "
                           f"loss {record['final_train_loss']:.3f}, {record['seconds']:.0f} s", flush=True)
             summary()  # after every seed, so finished evidence is written as it comes
@@ -232,42 +356,47 @@ def read_records() -> dict[tuple[str, str, int], dict]:
 
 def judge(claim: Claim, config_name: str, records: dict) -> dict | None:
     """The claim's verdict for one configuration over the seeds that have both runs."""
-    shallow_name, deep_name = claim.run_name(claim.shallow), claim.run_name(claim.deep)
-    seeds = sorted(seed for (name, model, seed) in records if name == config_name and model == shallow_name
-                   and (name, deep_name, seed) in records)
+    first_name, second_name = claim.run_name(0), claim.run_name(1)
+    seeds = sorted(seed for (name, model, seed) in records if name == config_name and model == first_name
+                   and (name, second_name, seed) in records
+                   and records[name, model, seed].get(claim.metric) is not None
+                   and records[name, second_name, seed].get(claim.metric) is not None)
     if not seeds:
         return None
-    shallow = [records[config_name, shallow_name, s] for s in seeds]
-    deep = [records[config_name, deep_name, s] for s in seeds]
-    shallow_error = [r["final_train_error"] for r in shallow]
-    deep_error = [r["final_train_error"] for r in deep]
-    differences = [d - s for d, s in zip(deep_error, shallow_error)]  # deep minus shallow, points
-    spread = max(statistics.pstdev(shallow_error), statistics.pstdev(deep_error)) if len(seeds) > 1 else None
+    first = [records[config_name, first_name, s] for s in seeds]
+    second = [records[config_name, second_name, s] for s in seeds]
+    first_values = [r[claim.metric] for r in first]
+    second_values = [r[claim.metric] for r in second]
+    differences = [b - a for a, b in zip(first_values, second_values)]  # second minus first, points
+    spread = max(statistics.pstdev(first_values), statistics.pstdev(second_values)) if len(seeds) > 1 else None
     mean_difference = statistics.fmean(differences)
-    if claim.expect == "deep above":
+    if claim.expect == "second above":
         sign_everywhere = all(d > 0 for d in differences)
         margin = mean_difference
     else:
         sign_everywhere = all(d <= 0 for d in differences)
         margin = -mean_difference
-    trained = all(r["final_train_error"] <= TRAINED_ERROR for r in shallow + deep)
-    trained_by_loss = all(r["final_train_loss"] < TRAINED_LOSS for r in shallow + deep)
+    trained = all(r["final_train_error"] <= TRAINED_ERROR for r in first + second)
+    trained_by_loss = all(r["final_train_loss"] < TRAINED_LOSS for r in first + second)
     shown = len(seeds) >= 3 and sign_everywhere and spread is not None and margin > spread and (trained or not claim.both_train)
     # Neither network ahead by more than the seed noise: a tie, which is what "not worse" looks like
     # when the margin is too small to call.
     tie = len(seeds) >= 3 and spread is not None and abs(mean_difference) <= spread and (trained or not claim.both_train)
     # Seconds to train both networks once (one seed), on the machine that made the record.
-    seconds = statistics.fmean(r["train_seconds"] + q["train_seconds"] for r, q in zip(shallow, deep))
+    seconds = statistics.fmean(r["train_seconds"] + q["train_seconds"] for r, q in zip(first, second))
     return {
         "claim": claim.name,
         "config": config_name,
         "seeds": seeds,
-        "shallow": shallow_name,
-        "deep": deep_name,
-        "shallow_train_error": shallow_error,
-        "deep_train_error": deep_error,
-        "shallow_train_loss": [r["final_train_loss"] for r in shallow],
-        "deep_train_loss": [r["final_train_loss"] for r in deep],
+        "metric": claim.metric,
+        "first": first_name,
+        "second": second_name,
+        "first_values": first_values,
+        "second_values": second_values,
+        "first_train_error": [r["final_train_error"] for r in first],
+        "second_train_error": [r["final_train_error"] for r in second],
+        "first_train_loss": [r["final_train_loss"] for r in first],
+        "second_train_loss": [r["final_train_loss"] for r in second],
         "difference_points": differences,
         "mean_difference_points": mean_difference,
         "seed_spread_points": spread,
@@ -278,8 +407,8 @@ def judge(claim: Claim, config_name: str, records: dict) -> dict | None:
         "shown": shown,
         "tie_within_spread": tie,
         "seconds_per_seed": seconds,
-        "device": shallow[0]["provenance"]["device"],
-        "steps": shallow[0]["steps"],
+        "device": first[0]["provenance"]["device"],
+        "steps": first[0]["steps"],
     }
 
 
@@ -287,7 +416,9 @@ def summary() -> dict:
     records = read_records()
     verdicts = []
     for claim in CLAIMS.values():
-        for config_name in CONFIGS:
+        for config_name, config in CONFIGS.items():
+            if config.task != claim.task:
+                continue
             verdict = judge(claim, config_name, records)
             if verdict is not None:
                 verdicts.append(verdict)
@@ -299,10 +430,11 @@ def summary() -> dict:
         "kind": "resnet_course.scale_study.summary",
         "definition": (
             "the claimed sign holds in every one of at least 3 seeds, the mean difference is larger than the seed "
-            "spread (the larger standard deviation of the two networks' final training errors), and, for claims "
+            "spread (the larger standard deviation of the two networks' values), and, for claims "
             f"about trained networks, both end with a training error at least 10 points below chance "
             f"(at most {TRAINED_ERROR:.0f}%)"),
         "claims": {name: dataclasses.asdict(claim) for name, claim in CLAIMS.items()},
+        "metrics": METRICS,
         "configs": {name: dataclasses.asdict(config) for name, config in CONFIGS.items()},
         "verdicts": verdicts,
         "cheapest_shown": cheapest,
@@ -326,22 +458,35 @@ def _table(result: dict) -> str:
         "Written by `python -m tools.scale_study summary` from the runs in `runs/`; do not edit by hand.",
         "",
         f"A claim is *shown* by a configuration when {result['definition']}.",
-        "Errors are final training errors in %, one value per seed; the difference is deep minus shallow.",
-        "Seconds: both networks once, on the machine in the device column.",
+        "Each claim compares two networks by one metric, one value per seed; the difference is the second minus "
+        "the first. Seconds: both networks once, on the machine in the device column.",
         "",
-        "| claim | configuration | steps | shallow | deep | mean difference | seed spread | both train | shown | tie | seconds | device |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for v in result["verdicts"]:
-        spread = "-" if v["seed_spread_points"] is None else f"{v['seed_spread_points']:.1f}"
-        lines.append(
-            f"| {v['claim']} | {v['config']} | {v['steps']} | {' / '.join(f'{e:.1f}' for e in v['shallow_train_error'])} "
-            f"| {' / '.join(f'{e:.1f}' for e in v['deep_train_error'])} | {v['mean_difference_points']:+.1f} | {spread} "
-            f"| {'yes' if v['both_trained'] else 'no'} | {'**yes**' if v['shown'] else 'no'} "
-            f"| {'yes' if v.get('tie_within_spread') else 'no'} | {v['seconds_per_seed']:.0f} "
-            f"| {v['device']} |"
-        )
-    lines += ["", "Cheapest configuration that shows each claim:", ""]
+    for name, claim in result["claims"].items():
+        rows = [v for v in result["verdicts"] if v["claim"] == name]
+        if not rows:
+            continue
+        first, second = claim["labels"]
+        lines += [
+            f"## {name} (chapter {claim['chapter']})",
+            "",
+            f"Claim: {claim['statement']}. Metric: {result['metrics'][claim['metric']]}.",
+            "",
+            f"| configuration | steps | {first} | {second} | mean difference | seed spread | both train | shown | tie "
+            "| seconds | device |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for v in rows:
+            spread = "-" if v["seed_spread_points"] is None else f"{v['seed_spread_points']:.1f}"
+            lines.append(
+                f"| {v['config']} | {v['steps']} | {' / '.join(f'{e:.1f}' for e in v['first_values'])} "
+                f"| {' / '.join(f'{e:.1f}' for e in v['second_values'])} | {v['mean_difference_points']:+.1f} | {spread} "
+                f"| {'yes' if v['both_trained'] else 'no'} | {'**yes**' if v['shown'] else 'no'} "
+                f"| {'yes' if v.get('tie_within_spread') else 'no'} | {v['seconds_per_seed']:.0f} "
+                f"| {v['device']} |"
+            )
+        lines.append("")
+    lines += ["Cheapest configuration that shows each claim:", ""]
     lines += [f"- {claim}: {config or 'none yet'}" for claim, config in result["cheapest_shown"].items()]
     return "\n".join(lines) + "\n"
 
@@ -362,7 +507,8 @@ def _plot(result: dict) -> None:
             ax.plot([v["mean_difference_points"]] * 2, [row - 0.3, row + 0.3], color="black")
         ax.axvline(0, color="grey", linestyle=":")
         ax.set_yticks(range(len(verdicts)), [f"{v['config']} ({v['steps']} steps)" for v in verdicts], fontsize=8)
-        ax.set(xlabel=f"training error of {claim.deep} minus {claim.shallow} (points; one dot per seed, bar = mean)",
+        first, second = claim.labels
+        ax.set(xlabel=f"{METRICS[claim.metric].split(' (')[0]}: {second} minus {first} (points; one dot per seed, bar = mean)",
                title=f"Scale study: {claim.statement} (blue: shown)")
         ax.grid(alpha=0.3, axis="x")
         fig.tight_layout()
