@@ -26,13 +26,17 @@ REPOSITORY_URL = "https://github.com/resnet-course/resnet-course"
 # clone as git+file:///path): tests/test_colab_setup.py runs the cell that way.
 PIP_SOURCE_ENV = "RESNET_COURSE_PIP_SOURCE"
 COLAB_SETUP_SOURCE = f"""\
-# Set-up: make `resnet_course` importable (in Colab this installs it; PyTorch is left as it is).
+# Set-up: make `resnet_course` importable. In Colab this installs it from
+# the course's repository and leaves PyTorch as it is.
 try:
     import resnet_course
 except ImportError:
     import os
-    source = "resnet-course @ git+{REPOSITORY_URL}"
-    source = os.environ.get("{PIP_SOURCE_ENV}", source)
+
+    source = os.environ.get(
+        "{PIP_SOURCE_ENV}",
+        "git+{REPOSITORY_URL}",
+    )
     %pip install --quiet "$source"
     import resnet_course"""
 

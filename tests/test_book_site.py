@@ -213,6 +213,12 @@ def wait_for(page, expression: str, what: str, problems: list[str], timeout_ms: 
         return False
 
 
+# The longest line of each visible code block (not a cell's output) that is wider than the block.
+_CUT_CODE = """() => [...document.querySelectorAll('article div.highlight pre')]
+    .filter(pre => !pre.closest('.cell_output') && pre.clientWidth > 0 && pre.scrollWidth > pre.clientWidth + 1)
+    .map(pre => pre.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 80))"""
+
+
 def check_page(browser, site_url: str, page_name: str) -> list[str]:
     """Open one page like a reader would; return every problem found (empty when all is well)."""
     html_path = SITE / f"{page_name}.html"
@@ -274,6 +280,12 @@ def check_page(browser, site_url: str, page_name: str) -> list[str]:
                 if selector and page.evaluate(_VISIBLE, selector) == 0:
                     problems.append(f"no visible {selector} for the page's {model}")
 
+        # Code: every visible block of code shows its lines whole, without a horizontal scroll
+        # (tests/test_notebook_conventions.py keeps the source within the column; this is the page).
+        cut = page.evaluate(_CUT_CODE)
+        if cut:
+            problems.append(f"code wider than its block (cut at the right edge): {cut}")
+
         # Figures: every image in the article has loaded with a real size.
         broken = page.evaluate(_BROKEN_IMAGES)
         if broken:
@@ -323,3 +335,16 @@ def test_source_has_math_ignores_code_and_prices(tmp_path):
     without.write_text("Set `$RESNET_COURSE_PRESET`; it costs $5 and $6 more.\n\n```bash\necho $$\n```\n")
     assert source_has_math(with_math)
     assert not source_has_math(without)
+
+
+@pytest.mark.browser
+def test_the_cut_code_check_finds_a_line_wider_than_its_block(browser):
+    page = browser.new_page()
+    try:
+        block = '<article><div class="highlight"><pre style="width: 300px; overflow: auto">{}</pre></div></article>'
+        page.set_content(block.format("short = 1\nx = " + "1 + " * 40 + "1"))
+        assert page.evaluate(_CUT_CODE) == [("x = " + "1 + " * 40)[:80]]
+        page.set_content(block.format("short = 1\nalso_short = 2"))
+        assert page.evaluate(_CUT_CODE) == []
+    finally:
+        page.close()

@@ -8,6 +8,7 @@ cells' outputs, so outputs are not checked here).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -83,3 +84,66 @@ def test_checks_catch_a_broken_notebook():
     notebook.cells[1].outputs = [nbformat.v4.new_output("stream", text="hi")]
     assert first_code_source(notebook) != COLAB_SETUP_SOURCE
     assert stored_outputs(notebook) == ["cell 1: 1 output(s), execution_count 3"]
+
+
+# The book's code cells show 77 characters of monospace at a 1280-pixel-wide window (the right
+# sidebar open; measured in Chromium, 8.43 px per character in a 684 px block); wider windows
+# show more. One column is kept in reserve. tests/test_book_site.py checks the rendered pages.
+CODE_COLUMNS = 76
+SOLUTION_CODE = sorted((ROOT / "exercises" / "solutions").glob("*.py"))  # shown on the Exercises page
+_FENCE = re.compile(r"^(`{3,}|~{3,})(.*)$")
+
+
+def fenced_code(text: str) -> list[str]:
+    """The code of every fenced block in Markdown text; a ```{directive} fence holds prose, not code."""
+    blocks, fence, is_code, lines = [], None, False, []
+    for line in text.splitlines():
+        match = _FENCE.match(line.strip())
+        if fence is None:
+            if match:
+                fence, is_code, lines = match.group(1), not match.group(2).strip().startswith("{"), []
+        elif match and match.group(1) == fence and not match.group(2).strip():
+            if is_code:
+                blocks.append("\n".join(lines))
+            fence = None
+        else:
+            lines.append(line)
+    return blocks
+
+
+def long_lines(text: str, where: str) -> list[str]:
+    return [f"{where}, line {number}: {len(line)} characters" for number, line in enumerate(text.splitlines(), 1)
+            if len(line) > CODE_COLUMNS]
+
+
+def code_shown_by(path: Path) -> list[tuple[str, str]]:
+    """(where, code) for every block of code a page shows: code cells and fenced code in its text."""
+    if path.suffix == ".py":
+        return [(path.name, path.read_text())]
+    if path.suffix == ".md":
+        texts = [(path.name, path.read_text())]
+        blocks = []
+    else:
+        notebook = read(path)
+        blocks = [(f"{path.name} cell {i}", cell.source) for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+        texts = [(f"{path.name} cell {i}", cell.source) for i, cell in enumerate(notebook.cells) if cell.cell_type == "markdown"]
+    for where, text in texts:
+        blocks += [(f"{where} (fenced code)", code) for code in fenced_code(text)]
+    return blocks
+
+
+PAGES_WITH_CODE = CHAPTERS + EXERCISES + SOLUTION_CODE + [ROOT / "intro.md", ROOT / "exercises" / "index.md"]
+
+
+@pytest.mark.parametrize("path", PAGES_WITH_CODE, ids=ids(PAGES_WITH_CODE))
+def test_code_fits_the_page_column(path):
+    found = [problem for where, code in code_shown_by(path) for problem in long_lines(code, where)]
+    assert not found, f"code lines wider than the page's {CODE_COLUMNS} columns (wrap them): {found}"
+
+
+def test_the_width_check_finds_a_long_line(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("Text may be as long as it likes. " * 5 + "\n\n```python\nx = 1\n" + "y = " + "1 + " * 30 + "1\n```\n"
+                    "\n```{note}\n" + "A note is prose, not code. " * 5 + "\n```\n")
+    found = [problem for where, code in code_shown_by(page) for problem in long_lines(code, where)]
+    assert found == ["page.md (fenced code), line 2: 125 characters"]

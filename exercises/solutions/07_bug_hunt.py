@@ -5,7 +5,9 @@ class Block1(nn.Module):
 
     def __init__(self, in_channels, planes, stride=1):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(
+            in_channels, planes, 3, stride=stride, padding=1, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -13,13 +15,17 @@ class Block1(nn.Module):
         self.downsample = None
         if stride != 1 or in_channels != planes:
             self.downsample = nn.Sequential(
-                nn.Conv2d(in_channels, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+                nn.Conv2d(
+                    in_channels, planes, 1, stride=stride, bias=False
+                ),
+                nn.BatchNorm2d(planes),
             )
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        # Fixed: the bug applied a ReLU to the branch here, so F(x) >= 0 and the block could only add.
+        # Fixed: the bug applied a ReLU to the branch here, so F(x) >= 0 and
+        # the block could only add.
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
 
@@ -29,7 +35,9 @@ class Block2(nn.Module):
 
     def __init__(self, in_channels, planes, stride=1):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(
+            in_channels, planes, 3, stride=stride, padding=1, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -37,13 +45,18 @@ class Block2(nn.Module):
         self.downsample = None
         if stride != 1 or in_channels != planes:
             self.downsample = nn.Sequential(
-                nn.Conv2d(in_channels, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+                nn.Conv2d(
+                    in_channels, planes, 1, stride=stride, bias=False
+                ),
+                nn.BatchNorm2d(planes),
             )
-        # Fixed: the bug made a BN for the identity path here (self.bn_identity).
+        # Fixed: the bug made a BN for the identity path here
+        # (self.bn_identity).
 
     def forward(self, x):
         # Fixed: the identity is x itself, not a normalised x.
         identity = x if self.downsample is None else self.downsample(x)
+        # else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
@@ -54,16 +67,23 @@ class Block3(nn.Module):
 
     def __init__(self, in_channels, planes, stride=1):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(
+            in_channels, planes, 3, stride=stride, padding=1, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(planes)
-        # Fixed: only conv1 has the stride (the bug gave it to conv2 too, halving the resolution twice).
+        # Fixed: only conv1 has the stride (the bug gave it to conv2 too,
+        # halving the resolution twice).
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        # padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or in_channels != planes:
             self.downsample = nn.Sequential(
-                nn.Conv2d(in_channels, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+                nn.Conv2d(
+                    in_channels, planes, 1, stride=stride, bias=False
+                ),
+                nn.BatchNorm2d(planes),
             )
 
     def forward(self, x):
@@ -78,16 +98,22 @@ class Block4(nn.Module):
 
     def __init__(self, in_channels, planes, stride=1):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(
+            in_channels, planes, 3, stride=stride, padding=1, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        # Fixed: the bug had no projection, so x could not be added where the shape changes.
+        # Fixed: the bug had no projection, so x could not be added where
+        # the shape changes.
         self.downsample = None
         if stride != 1 or in_channels != planes:
             self.downsample = nn.Sequential(
-                nn.Conv2d(in_channels, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+                nn.Conv2d(
+                    in_channels, planes, 1, stride=stride, bias=False
+                ),
+                nn.BatchNorm2d(planes),
             )
 
     def forward(self, x):

@@ -53,7 +53,7 @@ class CheckCell:
     @property
     def source(self) -> str:
         return (
-            "# Graded check: `python -m resnet_course grade` puts this cell back as it is here.\n"
+            "# Graded check: `python -m resnet_course grade` restores this cell.\n"
             f"from resnet_course.grading import {self.function}\n\n"
             f"{self.call}"
         )
