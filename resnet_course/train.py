@@ -525,6 +525,13 @@ def fit(model: nn.Module, data: Dataset, *, epochs: float | None = None, steps: 
     ``precision`` is 'auto' (bf16 or fp16 on CUDA, fp32 elsewhere), 'fp32', 'bf16' or 'fp16'.
     A run stopped early returns the history it has; a run whose loss stops being finite
     ends there, with ``history.diverged_at_step`` and a one-sentence ``history.message``.
+
+    ``compile=True`` runs the model through ``torch.compile``. It is off by default because it
+    does not pay at the presets' run lengths where it has been measured (``python -m tools.bench
+    --only machine,compile``, recorded in ``results/bench/compile-cpu.json``, 2 CPU cores,
+    ResNet-20, batch 128): compiling took 26-38 s; at the CPU presets' size (width 8, 16x16) a
+    compiled step was no faster (x1.01), and at width 16 and 32x32 it was x1.11, paying from about
+    940 steps. It also needs a C++ compiler on a CPU. It has not been measured on a GPU yet.
     """
     run = TrainingRun(model, data, epochs=epochs, steps=steps, **options)
     for _ in run:

@@ -146,3 +146,16 @@ def test_bench_end_to_end_at_tiny_sizes(tmp_path, one_thread, capsys):
     assert any("throughput ratio" in line for line in report["goals"])
     assert any("tutorial pipeline" in line for line in report["goals"])
     assert report["chapters_by_preset"]["book"] == chapters
+
+
+def test_compiling_pays_only_from_the_run_length_that_wins_back_its_compile_time():
+    from tools.bench import compile_verdict, format_compile
+
+    # 30 s to compile, 0.1 s saved per step: it pays from 300 steps.
+    verdict = compile_verdict(30.0, 0.5, 0.4, {"book": 200, "cpu": 1000})
+    assert round(verdict["break_even_steps"]) == 300
+    assert verdict["compile_pays_at"] == {"book": False, "cpu": True}
+    slower = compile_verdict(30.0, 0.4, 0.5, {"book": 200, "cpu": 100_000})
+    assert slower["break_even_steps"] is None and slower["compile_pays_at"] == {"book": False, "cpu": False}
+    row = {"model": "resnet20", "width": 8, "image_size": 16, **slower}
+    assert "never (not faster per step)" in format_compile([row]) and "cpu (100,000 steps): does not pay" in format_compile([row])

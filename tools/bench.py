@@ -60,7 +60,9 @@ from resnet_course.models import create_model, valid_cifar_depth
 from resnet_course.plots import running_mean
 from resnet_course.train import TrainingRun, describe_device, get_preset, pick_device, set_seed
 
-PARTS = ("machine", "memory_format", "throughput", "chapters", "gpu_estimate", "degradation")
+PARTS = ("machine", "memory_format", "compile", "throughput", "chapters", "gpu_estimate", "degradation")
+# compile is asked for by name (--only machine,compile): it compiles two networks, a minute or more on a CPU.
+DEFAULT_PARTS = tuple(part for part in PARTS if part != "compile")
 GOALS = {"throughput_ratio": 0.95, "tutorial_ratio": 1.3, "book_seconds": 600.0, "degradation_seconds": 60.0}
 
 
@@ -476,6 +478,79 @@ def format_memory_format(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+COMPILE_SIZES = (("resnet20", 8, 16), ("resnet20", 16, 32))
+
+
+def measure_compile(*, device: str | torch.device | None = "cpu", batch_size: int = 128, steps: int = 10,
+                    sizes=COMPILE_SIZES) -> list[dict]:
+    """``torch.compile`` against eager: its one-off compile time, its time per training step, and the
+    run length from which it pays, set against each preset's comparison length on this kind of device.
+
+    The first step of each is timed on its own (for the compiled model it includes compiling the
+    forward and backward graphs); ``compile_seconds`` is how much longer the compiled first step
+    took. A compiled model pays from ``break_even_steps = compile_seconds / (eager step - compiled
+    step)``: the table behind :func:`resnet_course.train.use_compile`.
+    """
+    from resnet_course.train import PRESETS, use_channels_last
+
+    device = pick_device(device)
+    memory_format = torch.channels_last if use_channels_last(device.type, is_image=True) else torch.contiguous_format
+    rows = []
+    for model_name, width, image_size in sizes:
+        data = synthetic_images(batch_size, image_size)
+        x = data.normalise(data.x_train).to(device).contiguous(memory_format=memory_format)
+        y = data.y_train.to(device)
+        first_step_s, step_s = {}, {}
+        for mode in ("eager", "compiled"):
+            torch._dynamo.reset()  # no graph compiled for an earlier size may be reused
+            set_seed(0)
+            model = create_model(model_name, width=width).to(device, memory_format=memory_format)
+            step = plain_training_step(torch.compile(model) if mode == "compiled" else model, x, y, bf16=False)
+            start = time.perf_counter()
+            step()
+            _synchronize(device)
+            first_step_s[mode] = time.perf_counter() - start
+            step()  # the compiled backward may still finish compiling on the second step
+            _synchronize(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            _synchronize(device)
+            step_s[mode] = (time.perf_counter() - start) / steps
+        preset_steps = {name: preset.steps for name, preset in PRESETS.items()
+                        if (name == "gpu") == (device.type == "cuda")}
+        rows.append({
+            "model": model_name, "width": width, "image_size": image_size, "batch_size": batch_size,
+            "device": describe_device(device), "steps_timed": steps,
+            **compile_verdict(first_step_s["compiled"] - first_step_s["eager"], step_s["eager"], step_s["compiled"],
+                              preset_steps),
+        })
+    return rows
+
+
+def compile_verdict(compile_seconds: float, eager_step_s: float, compiled_step_s: float, preset_steps: dict) -> dict:
+    """From which run length compiling pays, and whether it does at each preset's number of steps."""
+    saving_s = eager_step_s - compiled_step_s
+    break_even = compile_seconds / saving_s if saving_s > 0 else None
+    return {
+        "eager_step_s": eager_step_s, "compiled_step_s": compiled_step_s, "compiled_speedup": eager_step_s / compiled_step_s,
+        "compile_seconds": compile_seconds, "break_even_steps": break_even, "preset_steps": preset_steps,
+        "compile_pays_at": {name: break_even is not None and n > break_even for name, n in preset_steps.items()},
+    }
+
+
+def format_compile(rows: list[dict]) -> str:
+    lines = ["torch.compile against eager, plain training step (seconds; pays from = compile time / time saved per step):"]
+    for row in rows:
+        pays = "never (not faster per step)" if row["break_even_steps"] is None else f"{row['break_even_steps']:,.0f} steps"
+        presets = ", ".join(f"{name} ({n:,} steps): {'pays' if row['compile_pays_at'][name] else 'does not pay'}"
+                            for name, n in row["preset_steps"].items())
+        lines.append(f"  {row['model']:<9} width {row['width']:<3} {row['image_size']}x{row['image_size']:<3} "
+                     f"eager {row['eager_step_s']:.3f} s/step  compiled {row['compiled_step_s']:.3f} s/step "
+                     f"(x{row['compiled_speedup']:.2f})  compile {row['compile_seconds']:.0f} s  pays from {pays}; {presets}")
+    return "\n".join(lines)
+
+
 # --- chapters and the whole book ---------------------------------------------------------------
 
 
@@ -680,7 +755,8 @@ def format_degradation(result: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--only", default=",".join(DEFAULT_PARTS),
+                        help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all but compile)")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out")
     parser.add_argument("--no-chapters", action="store_true", help="leave out executing the chapters (it takes minutes)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure to this JSON file")
@@ -775,6 +851,12 @@ def main(args: argparse.Namespace) -> int:
         report["memory_format"] = measure_memory_format(device=device, batch_size=batch_size, sizes=sizes,
                                                         steps=args.steps, repeats=args.repeats)
         print(format_memory_format(report["memory_format"]), flush=True)
+
+    if "compile" in parts:
+        sizes = COMPILE_SIZES if not (args.image_size or args.width) else tuple(
+            (m.strip(), width, image_size) for m in args.models.split(",") if m.strip())
+        report["compile"] = measure_compile(device=device, batch_size=batch_size, sizes=sizes)
+        print(format_compile(report["compile"]), flush=True)
 
     if "throughput" in parts:
         report["throughput"] = []
