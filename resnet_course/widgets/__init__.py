@@ -46,7 +46,6 @@ and with 8 installed core widgets have failed to appear (googlecolab/colabtools
 issues 3020 and 4525), so install the course without upgrading ipywidgets there.
 """
 
-
 from .controls import LivePanels, StaticFigure
 from .degradation import DegradationExplorer, degradation_explorer
 from .driver import Dashboard
@@ -74,10 +73,32 @@ from .run_config import (
 from .v1_vs_v2 import V1VsV2Explorer, v1_vs_v2_explorer
 
 __all__ = [
-    "degradation_explorer", "gradient_flow_explorer", "v1_vs_v2_explorer",
-    "DegradationExplorer", "GradientFlowExplorer", "V1VsV2Explorer", "Explorer", "Dashboard",
-    "RunConfig", "block_for", "build_model", "check_config", "dashboard_data", "layer_gradient_norms",
-    "LivePanels", "StaticFigure",
-    "SPIRALS", "CIFAR10", "DATA_SETS", "PLAIN", "BASIC", "PREACT", "NETWORK_BLOCKS", "POST", "PRE", "BLOCK_TYPES",
-    "SPIRALS_DEPTHS", "MLP_NORM",
+    "degradation_explorer",
+    "gradient_flow_explorer",
+    "v1_vs_v2_explorer",
+    "DegradationExplorer",
+    "GradientFlowExplorer",
+    "V1VsV2Explorer",
+    "Explorer",
+    "Dashboard",
+    "RunConfig",
+    "block_for",
+    "build_model",
+    "check_config",
+    "dashboard_data",
+    "layer_gradient_norms",
+    "LivePanels",
+    "StaticFigure",
+    "SPIRALS",
+    "CIFAR10",
+    "DATA_SETS",
+    "PLAIN",
+    "BASIC",
+    "PREACT",
+    "NETWORK_BLOCKS",
+    "POST",
+    "PRE",
+    "BLOCK_TYPES",
+    "SPIRALS_DEPTHS",
+    "MLP_NORM",
 ]

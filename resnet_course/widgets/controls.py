@@ -1,4 +1,4 @@
-"""The parts every dashboard is built from: sliders and toggles, and the panels its curves are drawn in."""
+"""The parts dashboards are built from: sliders and toggles, and the panels curves are drawn in."""
 
 from __future__ import annotations
 
@@ -34,19 +34,45 @@ def data_set_toggle() -> widgets.ToggleButtons:
 
 
 def depth_slider() -> widgets.SelectionSlider:
-    """Depths offered as a list: the data set decides which are valid (any for MLPs, 6n+2 for CIFAR networks)."""
-    return widgets.SelectionSlider(options=SPIRALS_DEPTHS, value=32, description="depth (layers)", style=_WIDE,
-                                   layout=_row(), continuous_update=False)
+    """Depths as a list of options: the data set decides which are valid (6n+2 for CIFAR networks)."""
+    return widgets.SelectionSlider(
+        options=SPIRALS_DEPTHS,
+        value=32,
+        description="depth (layers)",
+        style=_WIDE,
+        layout=_row(),
+        continuous_update=False,
+    )
 
 
-def int_slider(description: str, value: int, low: int, high: int, step: int = 1) -> widgets.IntSlider:
-    return widgets.IntSlider(value=value, min=low, max=high, step=step, description=description, style=_WIDE,
-                             layout=_row(), continuous_update=False)
+def int_slider(
+    description: str, value: int, low: int, high: int, step: int = 1
+) -> widgets.IntSlider:
+    return widgets.IntSlider(
+        value=value,
+        min=low,
+        max=high,
+        step=step,
+        description=description,
+        style=_WIDE,
+        layout=_row(),
+        continuous_update=False,
+    )
 
 
 def lr_slider(value: float) -> widgets.FloatLogSlider:
-    return widgets.FloatLogSlider(value=value, base=10, min=-4, max=0, step=0.1, description="learning rate",
-                                  style=_WIDE, layout=_row(), readout_format=".2g", continuous_update=False)
+    return widgets.FloatLogSlider(
+        value=value,
+        base=10,
+        min=-4,
+        max=0,
+        step=0.1,
+        description="learning rate",
+        style=_WIDE,
+        layout=_row(),
+        readout_format=".2g",
+        continuous_update=False,
+    )
 
 
 def set_range(slider: widgets.IntSlider, value: int, low: int, high: int, step: int = 1) -> None:
@@ -70,8 +96,14 @@ class LivePanels:
     figure the book shows (``figure`` is then a :class:`StaticFigure`).
     """
 
-    def __init__(self, panels: Sequence[tuple[str, str, str]], *, hint: str, log_y: bool = False,
-                 figure: Figure | None = None):
+    def __init__(
+        self,
+        panels: Sequence[tuple[str, str, str]],
+        *,
+        hint: str,
+        log_y: bool = False,
+        figure: Figure | None = None,
+    ):
         self.figure = figure if figure is not None else Figure(figsize=FIGSIZE)
         self.axes = list(self.figure.subplots(1, len(panels), sharey=log_y))
         self.figure.subplots_adjust(left=0.08, right=0.99, bottom=0.15, top=0.84, wspace=0.22)
@@ -130,6 +162,9 @@ def png_output(figure: Figure, dpi: int) -> dict:
     figure.savefig(buffer, format="png", dpi=dpi)
     return {
         "output_type": "display_data",
-        "data": {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"), "text/plain": "<training curves>"},
+        "data": {
+            "image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
+            "text/plain": "<training curves>",
+        },
         "metadata": {},
     }

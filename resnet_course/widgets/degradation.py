@@ -50,10 +50,12 @@ class DegradationExplorer(Explorer):
         self.block = toggle("block type", BLOCK_TYPES, block)  # post- or pre-activation
         self.epochs = int_slider("epochs", 10, 1, 100)
         self._select_data_set(data)
-        if epochs is not None:
-            self.epochs.max = max(self.epochs.max, epochs)  # a chapter may ask for a longer run than the slider's range
+        if epochs is not None:  # a chapter may ask for a longer run than the slider's range
+            self.epochs.max = max(self.epochs.max, epochs)
         # The block type again: opening on spirals, which have no block types, reset it.
-        self._show(self._control_rows(), depth=depth, width=width, lr=lr, epochs=epochs, block=block)
+        self._show(
+            self._control_rows(), depth=depth, width=width, lr=lr, epochs=epochs, block=block
+        )
 
     def _control_rows(self) -> list[widgets.Widget]:
         return [
@@ -67,7 +69,9 @@ class DegradationExplorer(Explorer):
     def _use_data_set(self, name: str) -> None:
         super()._use_data_set(name)
         if name == SPIRALS:
-            steps_per_epoch = max(1, len(dashboard_data(SPIRALS, self.preset).x_train) // self.preset.batch_size)
+            steps_per_epoch = max(
+                1, len(dashboard_data(SPIRALS, self.preset).x_train) // self.preset.batch_size
+            )
             epochs = max(1, round(self.preset.mlp_steps / steps_per_epoch))
             set_range(self.epochs, epochs, 1, 3 * epochs)
             self.lr.value = 0.05
@@ -100,16 +104,25 @@ class DegradationExplorer(Explorer):
 
     # --- training ---
 
-    def _run_each(self, configs: list[RunConfig], data: Dataset) -> Generator[object, None, str | None]:
+    def _run_each(
+        self, configs: list[RunConfig], data: Dataset
+    ) -> Generator[object, None, str | None]:
         for index, config in enumerate(configs):
             if self._stop_event.is_set():
                 break
             label = self._unique_label(config.label)
             try:
                 run = TrainingRun(
-                    build_model(config), data, **config.length, lr=config.lr,
-                    batch_size=min(config.batch_size, len(data.x_train)), device=self.device, seed=config.seed,
-                    stop=self._stop_event, progress=False, label=label,
+                    build_model(config),
+                    data,
+                    **config.length,
+                    lr=config.lr,
+                    batch_size=min(config.batch_size, len(data.x_train)),
+                    device=self.device,
+                    seed=config.seed,
+                    stop=self._stop_event,
+                    progress=False,
+                    label=label,
                 )
             except Exception as error:  # e.g. out of memory while moving the model to the GPU
                 self._report_failure(History(label=label), error)
@@ -119,7 +132,7 @@ class DegradationExplorer(Explorer):
                 return None
             if index < len(configs) - 1:
                 self.redraw()
-        return "Done: " + "; ".join(h.summary() for h in self.histories[-len(configs):])
+        return "Done: " + "; ".join(h.summary() for h in self.histories[-len(configs) :])
 
     def _unique_label(self, label: str) -> str:
         taken = {history.label for history in self.histories}
@@ -135,27 +148,34 @@ class DegradationExplorer(Explorer):
     def _new_panels(self, figure: Figure | None = None) -> LivePanels:
         panels = LivePanels(
             [
-                (f"training loss (running mean of {self.smooth} steps)", "training step", "training loss (log scale)"),
+                (
+                    f"training loss (running mean of {self.smooth} steps)",
+                    "training step",
+                    "training loss (log scale)",
+                ),
                 ("test accuracy after each epoch", "epoch", "test accuracy (%)"),
             ],
-            hint="Press Train to start a run", figure=figure,
+            hint="Press Train to start a run",
+            figure=figure,
         )
-        # A deep residual MLP can start near a loss of 70 while a plain one sits at 0.69: on a linear
-        # axis the second is a flat line. A log axis shows both.
+        # A deep residual MLP can start near a loss of 70 while a plain one sits at 0.69: on a
+        # linear axis the second is a flat line. A log axis shows both.
         panels.axes[0].set_yscale("log")
         return panels
 
     def _draw(self, panels: LivePanels) -> Figure:
         for index, history in enumerate(self.histories):
             style = run_style(index, history.label)
-            panels.set_line(0, history.label, history.steps, plots.running_mean(history.step_loss, self.smooth), **style)
+            loss = plots.running_mean(history.step_loss, self.smooth)
+            panels.set_line(0, history.label, history.steps, loss, **style)
             epochs = history.epochs[: len(history.test_acc)]
-            panels.set_line(1, history.label, epochs, [100 * a for a in history.test_acc], marker="o", markersize=3, **style)
+            accuracy = [100 * a for a in history.test_acc]
+            panels.set_line(1, history.label, epochs, accuracy, marker="o", markersize=3, **style)
         return panels.render()
 
 
 def degradation_explorer(**options) -> DegradationExplorer:
-    """Train plain and residual networks side by side; see :class:`DegradationExplorer` for ``options``.
+    """Train plain and residual networks side by side (``options``: see DegradationExplorer).
 
     ``degradation_explorer(data="cifar10", depth=56)`` opens on CIFAR-10 at 56 layers.
     """

@@ -1,4 +1,4 @@
-"""The driver every dashboard shares: Train, Stop and Clear, the asyncio run, messages, and the live figure.
+"""What every dashboard shares: Train, Stop and Clear, the asyncio run, messages, the live figure.
 
 A subclass says what a press of Train does (:meth:`Dashboard._prepare` returns the work: a
 generator that yields after every training step) and what the live figure shows
@@ -57,9 +57,13 @@ class Dashboard:
         self.clear_button.on_click(lambda _button: self.clear())
 
     def _assemble(self, controls: Sequence[widgets.Widget]) -> widgets.VBox:
-        """The dashboard's container: a header, the subclass's controls, the buttons, the messages, the plot."""
-        header = widgets.HTML(value=f"<b>{html.escape(self.title)}</b> &middot; {html.escape(self.preset.describe())}")
-        buttons = widgets.HBox([self.train_button, self.stop_button, self.clear_button, self.progress])
+        """The dashboard: a header, the subclass's controls, the buttons, the messages, the plot."""
+        header = widgets.HTML(
+            value=f"<b>{html.escape(self.title)}</b> &middot; {html.escape(self.preset.describe())}"
+        )
+        buttons = widgets.HBox(
+            [self.train_button, self.stop_button, self.clear_button, self.progress]
+        )
         return widgets.VBox([header, *controls, buttons, self.status, self.message, self.plot])
 
     def _ipython_display_(self):
@@ -80,9 +84,11 @@ class Dashboard:
         return self._running
 
     def start(self, **overrides) -> bool:
-        """Start training what the controls say (``overrides`` replace control values); False if refused."""
+        """Start what the controls say (``overrides`` replace control values); False if refused."""
         if self._running:
-            self.say("A run is already going: wait for it to finish, or press Stop first.", error=True)
+            self.say(
+                "A run is already going: wait for it to finish, or press Stop first.", error=True
+            )
             return False
         work = self._prepare(**overrides)
         if work is None:
@@ -109,7 +115,7 @@ class Dashboard:
         self.redraw()
 
     async def wait(self) -> None:
-        """Wait for the current run, if any, to finish (``await dashboard.wait()`` in a cell or a test)."""
+        """Wait for the current run, if any, to finish (``await dashboard.wait()`` in a cell)."""
         if self.task is not None:
             await asyncio.shield(self.task)
 
@@ -123,7 +129,7 @@ class Dashboard:
         """Forget what Clear forgets beyond the histories."""
 
     def live_figure(self) -> Figure:
-        """The figure the dashboard shows while it trains, brought up to date (kept cheap: see LivePanels)."""
+        """The figure shown while training, brought up to date (kept cheap: see LivePanels)."""
         raise NotImplementedError
 
     # --- running the work ---
@@ -181,9 +187,15 @@ class Dashboard:
         self._running = False
 
     def _since_stop_s(self) -> float:
-        return 0.0 if self._stop_requested_at is None else time.perf_counter() - self._stop_requested_at
+        return (
+            0.0
+            if self._stop_requested_at is None
+            else time.perf_counter() - self._stop_requested_at
+        )
 
-    def _train(self, run: TrainingRun, *, redraw_every_s: float | None = None) -> Generator[int, None, bool]:
+    def _train(
+        self, run: TrainingRun, *, redraw_every_s: float | None = None
+    ) -> Generator[int, None, bool]:
         """Iterate ``run``, keeping the progress bar, the status line and the figure up to date.
 
         Returns False if the run failed or diverged while Stop was not pressed (the message
@@ -200,9 +212,11 @@ class Dashboard:
                 images_since += run.batch_size
                 now = time.perf_counter()
                 if now - last_status >= self.status_interval_s:
-                    self._show_status(history, step, run.total_steps, images_since / (now - last_status))
+                    self._show_status(
+                        history, step, run.total_steps, images_since / (now - last_status)
+                    )
                     last_status, images_since = now, 0
-                # On a busy machine a redraw can cost half a second: keep it under a fifth of the time.
+                # On a busy machine a redraw can cost half a second: keep it to a fifth of the time.
                 if now - last_redraw >= max(redraw_every_s, 5 * self._redraw_cost_s):
                     self.redraw()
                     last_redraw = time.perf_counter()
@@ -229,13 +243,19 @@ class Dashboard:
         history.stopped = True
         if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower():
             if torch.cuda.is_available():
-                torch.cuda.empty_cache()  # give the failed run's memory back, so the next one can start
-            self.say(f"{history.label} ran out of memory; choose a smaller width, depth or batch. The kernel is fine.", error=True)
+                torch.cuda.empty_cache()  # the failed run's memory back, so the next one can start
+            self.say(
+                f"{history.label} ran out of memory; choose a smaller width, depth or batch. The kernel is fine.",
+                error=True,
+            )
         else:
-            self.say(f"{history.label} stopped with an error: {type(error).__name__}: {error}", error=True)
+            self.say(
+                f"{history.label} stopped with an error: {type(error).__name__}: {error}",
+                error=True,
+            )
 
     def redraw(self) -> None:
-        """Redraw the live figure into the Output widget (one PNG, set directly: safe from a task)."""
+        """Redraw the live figure into the Output widget (one PNG set directly: safe from a task)."""
         start = time.perf_counter()
         self.plot.outputs = (png_output(self.live_figure(), self.dpi),)
         self.redraws += 1

@@ -1,4 +1,4 @@
-"""What the explorers share: controls that follow the data set, the offline fallback, and one way to run.
+"""What the explorers share: controls that follow the data set, the offline fallback, one way to run.
 
 An explorer trains (or measures) the networks that :class:`RunConfig` describes. A subclass
 says which configurations a press of Train runs (:meth:`Explorer.configs`) and which
@@ -44,7 +44,8 @@ from .run_config import (
 class Explorer(Dashboard):
     """A dashboard of networks chosen by a data set, a depth, a width and a learning rate."""
 
-    doing, does = "Training", "trains"  # for the messages: "Training plain-8 on ...", "the dashboard trains on ..."
+    # For the messages: "Training plain-8 on ...", "the dashboard trains on spirals".
+    doing, does = "Training", "trains"
     stopped_note = ""  # what the message after a Stop adds
 
     def __init__(self, *, preset: Preset | None = None, device: str | torch.device | None = None):
@@ -63,7 +64,7 @@ class Explorer(Dashboard):
             self.data_set.value = name
 
     def _show(self, rows: Sequence[widgets.Widget], **values) -> None:
-        """Set the controls that ``values`` name (None: keep the data set's default), then build and draw the dashboard."""
+        """Set the controls ``values`` names (None: the data set's default); build and draw the dashboard."""
         for name, value in values.items():
             if value is not None:
                 getattr(self, name).value = value
@@ -72,7 +73,7 @@ class Explorer(Dashboard):
         self.redraw()
 
     def _use_data_set(self, name: str) -> None:
-        """The depths, widths and starting values for a data set; they finish in reasonable time on a laptop CPU."""
+        """Depths, widths and starting values for a data set, which train quickly on a laptop CPU."""
         if name == SPIRALS:
             self.depth.options, self.depth.value = SPIRALS_DEPTHS, 32
             set_range(self.width, 32, 8, 128, 8)
@@ -83,9 +84,17 @@ class Explorer(Dashboard):
     # --- which runs ---
 
     def _config(self, overrides: dict, **own) -> RunConfig:
-        """The shared controls' values, then the explorer's ``own`` fields, then ``overrides`` (TypeError for a field RunConfig lacks)."""
-        shared = dict(data=self.data_set.value, depth=self.depth.value, width=self.width.value, lr=self.lr.value,
-                      batch_size=self.preset.batch_size)
+        """The shared controls' values, updated by the explorer's ``own`` fields, then by ``overrides``.
+
+        Raises TypeError for an override RunConfig has no field for.
+        """
+        shared = dict(
+            data=self.data_set.value,
+            depth=self.depth.value,
+            width=self.width.value,
+            lr=self.lr.value,
+            batch_size=self.preset.batch_size,
+        )
         return RunConfig(**{**shared, **own, **overrides})
 
     def configs(self, **overrides) -> list[RunConfig]:
@@ -101,7 +110,8 @@ class Explorer(Dashboard):
     def _prepare(self, **overrides) -> Iterator[object] | None:
         try:
             configs = self.configs(**overrides)
-        except (TypeError, ValueError) as error:  # an override RunConfig lacks, or controls no network has
+        # TypeError: an override RunConfig has no field for; ValueError: controls no network has.
+        except (TypeError, ValueError) as error:
             self.say(f"Refused: {error}", error=True)
             return None
         problem = first_problem(configs)
@@ -127,14 +137,16 @@ class Explorer(Dashboard):
         problem = first_problem(configs)
         if problem:
             raise ValueError(problem)
-        self._launch(self._work(configs, dashboard_data(configs[0].data, self.preset)), background=False)
+        self._launch(
+            self._work(configs, dashboard_data(configs[0].data, self.preset)), background=False
+        )
         return self.figure()
 
     def _data(self, name: str) -> Dataset | None:
         try:
             return dashboard_data(name, self.preset)
         except DataUnavailableError as error:
-            if self.data_set.disabled:  # this explorer's networks need this data set: nothing to fall back to
+            if self.data_set.disabled:  # the explorer's networks need this data set: no fallback
                 self.say(str(error), error=True)
                 return None
             # Say why, offer what still works, and keep the dashboard usable on spirals.
@@ -153,12 +165,19 @@ class Explorer(Dashboard):
             outcome = yield from self._run_each(configs, data)
         self.redraw()
         if outcome is not None and self._stop_event.is_set():
-            outcome = f"Stopped {self._since_stop_s():.1f} s after Stop was pressed{self.stopped_note}."
+            outcome = (
+                f"Stopped {self._since_stop_s():.1f} s after Stop was pressed{self.stopped_note}."
+            )
         if outcome:  # said after the last redraw, so a reader who sees it sees the final curves
             self.say(outcome)
 
-    def _run_each(self, configs: list[RunConfig], data: Dataset) -> Generator[object, None, str | None]:
-        """Run ``configs`` one after the other, yielding after every step; return what to say (None if one failed)."""
+    def _run_each(
+        self, configs: list[RunConfig], data: Dataset
+    ) -> Generator[object, None, str | None]:
+        """Run ``configs`` one after the other, yielding after every step.
+
+        Returns what to say at the end, or None if a run failed (the message line said why).
+        """
         raise NotImplementedError
 
     # --- the figure: one drawing, live or for the book ---

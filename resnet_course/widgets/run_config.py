@@ -1,4 +1,4 @@
-"""One dashboard run: its configuration, the check that refuses what cannot run, its network and its data."""
+"""One dashboard run: its configuration, the check that refuses what cannot run, its network, its data."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class RunConfig:
 
     @property
     def length(self) -> dict:
-        """How long to train, as TrainingRun's keyword argument: ``steps`` steps if given, else ``epochs`` epochs."""
+        """How long to train, as TrainingRun's keyword: ``steps`` steps if given, else ``epochs`` epochs."""
         return {"epochs": self.epochs} if self.steps is None else {"steps": self.steps}
 
     @property
@@ -62,7 +62,7 @@ class RunConfig:
 
 
 def block_for(residual: bool, block_type: str) -> str:
-    """The block that the network control (plain or residual) and the block-type control (post or pre) describe.
+    """The block that the network toggle (plain, residual) and the block-type toggle (post, pre) describe.
 
     Raises ValueError, with the sentence a dashboard shows, for a combination no network has.
     """
@@ -94,7 +94,11 @@ def check_config(config: RunConfig) -> str | None:
         return f"the learning rate must be positive, not {config.lr}."
     if config.width < 1:
         return f"the width must be at least 1, not {config.width}."
-    valid_depth = valid_cifar_depth(config.depth, config.block) if config.data == CIFAR10 else config.depth >= 2
+    valid_depth = (
+        valid_cifar_depth(config.depth, config.block)
+        if config.data == CIFAR10
+        else config.depth >= 2
+    )
     if not valid_depth:
         try:
             build_model(config)  # raises the model's own message, which names the valid depths
@@ -122,13 +126,17 @@ _DATA_CACHE: dict[tuple, Dataset] = {}
 
 
 def dashboard_data(name: str, preset: Preset) -> Dataset:
-    """Spirals, or CIFAR-10 at the preset's size, loaded once and kept (raises DataUnavailableError)."""
+    """Spirals, or CIFAR-10 at the preset's size, loaded once and kept (or DataUnavailableError)."""
     key = (name, preset.image_size, preset.train_size, preset.test_size)
     if key not in _DATA_CACHE:
         if name == SPIRALS:
             _DATA_CACHE[key] = make_spirals()
         else:
-            _DATA_CACHE[key] = load_cifar10(image_size=preset.image_size, train_size=preset.train_size, test_size=preset.test_size)
+            _DATA_CACHE[key] = load_cifar10(
+                image_size=preset.image_size,
+                train_size=preset.train_size,
+                test_size=preset.test_size,
+            )
     return _DATA_CACHE[key]
 
 
