@@ -5,13 +5,60 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from .data import Dataset
+
+# --- hooks and modes, always undone ---------------------------------------------------------------
+
+
+@contextmanager
+def hooks() -> Iterator[list[RemovableHandle]]:
+    """A list to put hook handles in; every hook in it is removed when the ``with`` ends, however it ends.
+
+    ``with hooks() as handles: handles.append(module.register_forward_hook(f))``
+    """
+    handles: list[RemovableHandle] = []
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the ``with``; afterwards every submodule has its own mode back.
+
+    ``model.train(was_training)`` is not enough to undo a ``model.eval()``: it sets every
+    submodule alike, so a network built around a frozen (eval-mode) part would put that
+    part back into training mode.
+    """
+    with _mode(model, training=False):
+        yield model
+
+
+@contextmanager
+def train_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in training mode inside the ``with``; afterwards every submodule has its own mode back."""
+    with _mode(model, training=True):
+        yield model
+
+
+@contextmanager
+def _mode(model: nn.Module, *, training: bool):
+    modes = [(module, module.training) for module in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for module, was_training in modes:
+            module.training = was_training
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -37,22 +84,14 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224))
         nonlocal total
         total += output.numel() * module.in_features
 
-    handles = []
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(linear_hook))
-    was_training = model.training
-    model.eval()
-    try:
+    with hooks() as handles, eval_mode(model), torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                handles.append(module.register_forward_hook(conv_hook))
+            elif isinstance(module, nn.Linear):
+                handles.append(module.register_forward_hook(linear_hook))
         parameter = next(model.parameters())
-        with torch.no_grad():
-            model(torch.zeros(input_size, dtype=parameter.dtype, device=parameter.device))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+        model(torch.zeros(input_size, dtype=parameter.dtype, device=parameter.device))
     return total // input_size[0]
 
 
@@ -102,16 +141,13 @@ def _per_block(model: nn.Module, inputs: torch.Tensor, blocks, measure) -> dict[
     """``measure(output)`` of every block's output in one forward pass of ``inputs`` (no gradients)."""
     blocks = blocks if blocks is not None else list(model.named_blocks())
     values: dict[str, float] = {}
-    handles = [
-        block.register_forward_hook(lambda _m, _i, out, name=name: values.__setitem__(name, measure(out.detach())))
-        for name, block in blocks
-    ]
-    try:
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
+
+    def keep(name: str):
+        return lambda _module, _inputs, output: values.__setitem__(name, measure(output.detach()))
+
+    with hooks() as handles, torch.no_grad():
+        handles.extend(block.register_forward_hook(keep(name)) for name, block in blocks)
+        model(inputs)
     return values
 
 
@@ -155,63 +191,33 @@ def input_gradient_norms(
 
         return hook
 
-    handles = [block.register_forward_pre_hook(keep_input(name)) for name, block in blocks]
-    try:
+    with hooks() as handles:
+        handles.extend(block.register_forward_pre_hook(keep_input(name)) for name, block in blocks)
         loss = loss_fn(model(inputs), targets)
-        tensors = [block_inputs[name] for name, _ in blocks]
-        grads = torch.autograd.grad(loss, tensors)
-    finally:
-        for handle in handles:
-            handle.remove()
+        grads = torch.autograd.grad(loss, [block_inputs[name] for name, _ in blocks])
     return {name: g.norm().item() for (name, _), g in zip(blocks, grads)}
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def remember_modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
-    """Every module's training flag, for :func:`restore_modes`.
-
-    ``model.train(was_training)`` is not enough to undo a ``model.eval()``: it sets every
-    submodule alike, so a container built around a frozen (eval-mode) part would put
-    that part back into training mode.
-    """
-    return [(module, module.training) for module in model.modules()]
-
-
-def restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
-    for module, training in modes:
-        module.training = training
 
 
 # --- lesion study (Veit et al. 2016) --------------------------------------------------------------
 
 
-def _branch_output_layer(block: nn.Module) -> nn.Module | None:
-    """The last layer of a residual block's branch (silencing it leaves the shortcut), or None for a plain block."""
-    from .blocks import BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottleneck
-
-    if isinstance(block, BasicBlock):
-        return block.bn2
-    if isinstance(block, Bottleneck):
-        return block.bn3
-    if isinstance(block, PreActBlock):
-        return block.conv2
-    if isinstance(block, PreActBottleneck):
-        return block.conv3
-    if isinstance(block, PlainBlock):
-        return None
-    raise ValueError(f"cannot delete a block of type {type(block).__name__}; the lesion study knows the course's residual and plain blocks.")
+def _branch_end(block: nn.Module) -> nn.Module | None:
+    """The block's ``branch_end`` (see :mod:`resnet_course.blocks`): None for a block without a shortcut."""
+    if not hasattr(block, "branch_end"):
+        raise ValueError(
+            f"cannot delete a block of type {type(block).__name__}: the lesion study needs blocks that name "
+            f"their branch's last layer (branch_end), as the course's residual and plain blocks do."
+        )
+    return block.branch_end
 
 
 def _plain_block_stand_in(block: nn.Module) -> nn.Module:
     """What a deleted plain block becomes: the identity, or option A's subsample-and-zero-pad where the shape changes."""
     from .blocks import ZeroPadShortcut
 
-    in_channels, out_channels, stride = block.conv1.in_channels, block.bn2.num_features, block.conv1.stride[0]
-    if stride == 1 and in_channels == out_channels:
+    if not is_downsampling(block):
         return nn.Identity()
-    return ZeroPadShortcut(in_channels, out_channels, stride)
+    return ZeroPadShortcut(block.in_channels, block.out_channels, block.stride)
 
 
 @contextmanager
@@ -230,45 +236,32 @@ def blocks_deleted(model: nn.Module, names: Sequence[str]):
     unknown = [name for name in names if name not in blocks]
     if unknown:
         raise ValueError(f"no block named {', '.join(unknown)}; the model's blocks are {', '.join(blocks)}.")
-    handles = []
-    try:
+    with hooks() as handles:
         for name in names:
             block = blocks[name]
-            branch_end = _branch_output_layer(block)
+            branch_end = _branch_end(block)
             if branch_end is not None:
                 handles.append(branch_end.register_forward_hook(lambda _m, _i, out: torch.zeros_like(out)))
             else:
                 stand_in = _plain_block_stand_in(block)
                 handles.append(block.register_forward_hook(lambda _m, args, _out, f=stand_in: f(args[0])))
         yield model
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, data: Dataset) -> float:
     """Accuracy on ``data``'s test split, in eval mode (BN uses its running statistics)."""
-    modes = remember_modes(model)
-    model.eval()
     device = next(model.parameters()).device
     correct = 0
-    try:
+    with eval_mode(model):
         for x, y in data.to(device).test_batches():
             correct += (model(x).argmax(1) == y).sum().item()
-    finally:
-        restore_modes(modes)
     return correct / len(data.y_test)
 
 
 def is_downsampling(block: nn.Module) -> bool:
     """Whether ``block`` changes the shape (stride or channels) of what it is given."""
-    first = block.conv1
-    last_channels = _branch_output_layer(block)
-    out_channels = block.bn2.num_features if last_channels is None else (
-        last_channels.num_features if isinstance(last_channels, nn.BatchNorm2d) else last_channels.out_channels
-    )
-    return first.stride[0] != 1 or first.in_channels != out_channels
+    return block.stride != 1 or block.in_channels != block.out_channels
 
 
 @dataclass
@@ -339,13 +332,12 @@ def path_length_counts(blocks: int) -> list[int]:
     return [math.comb(blocks, k) for k in range(blocks + 1)]
 
 
-def _path_hooks(blocks: list[nn.Module], through_branch: set[int], first_input: dict) -> list:
-    """Hooks that let the backward pass through block i's branch only if i is in ``through_branch``, else only its shortcut.
+def _add_path_hooks(handles: list, blocks: list[nn.Module], through_branch: set[int], first_input: dict) -> None:
+    """Add to ``handles`` hooks that let the backward pass through block i's branch only if i is in ``through_branch``, else only its shortcut.
 
     The forward values are unchanged (``detach`` keeps the value and drops the
     gradient), so every block still sees what it saw in the whole network.
     """
-    handles = []
     for index, block in enumerate(blocks):
         if index == 0:
             # The first block's input becomes a leaf: the gradient is measured there.
@@ -356,8 +348,7 @@ def _path_hooks(blocks: list[nn.Module], through_branch: set[int], first_input: 
 
             handles.append(block.register_forward_pre_hook(make_leaf))
         if index not in through_branch:
-            branch_end = _branch_output_layer(block)
-            handles.append(branch_end.register_forward_hook(lambda _m, _i, out: out.detach()))
+            handles.append(block.branch_end.register_forward_hook(lambda _m, _i, out: out.detach()))
         elif block.downsample is not None:
             handles.append(block.downsample.register_forward_hook(lambda _m, _i, out: out.detach()))
         else:
@@ -374,14 +365,12 @@ def _path_hooks(blocks: list[nn.Module], through_branch: set[int], first_input: 
 
             handles.append(block.register_forward_pre_hook(detach_input))
             handles.append(block.conv1.register_forward_pre_hook(restore_input))
-    return handles
 
 
 def _post_activation_blocks(model: nn.Module) -> list[nn.Module]:
-    from .blocks import BasicBlock, Bottleneck
-
     blocks = [block for _, block in model.named_blocks()]
-    wrong = {type(b).__name__ for b in blocks if not isinstance(b, (BasicBlock, Bottleneck))}
+    # Post-activation (preact False) and residual (a branch_end to detach): BasicBlock, Bottleneck.
+    wrong = {type(b).__name__ for b in blocks if getattr(b, "preact", True) or getattr(b, "branch_end", None) is None}
     if wrong:
         raise ValueError(f"path gradients need post-activation residual blocks (BasicBlock, Bottleneck), not {', '.join(sorted(wrong))}.")
     return blocks
@@ -406,13 +395,10 @@ def path_gradient(
     """
     blocks = _post_activation_blocks(model)
     first_input: dict = {}
-    handles = _path_hooks(blocks, set(through_branch), first_input)
-    try:
+    with hooks() as handles:
+        _add_path_hooks(handles, blocks, set(through_branch), first_input)
         loss = loss_fn(model(inputs), targets)
         (grad,) = torch.autograd.grad(loss, first_input["x"])
-    finally:
-        for handle in handles:
-            handle.remove()
     return grad
 
 
@@ -436,10 +422,8 @@ def path_gradient_norms(
     """
     blocks = _post_activation_blocks(model)
     generator = torch.Generator().manual_seed(seed)
-    modes = remember_modes(model)
-    model.eval()
     norms: dict[int, float] = {}
-    try:
+    with eval_mode(model):
         for length in range(len(blocks) + 1):
             # Only one choice exists for k = 0 and k = n; sample the rest.
             draws = 1 if length in (0, len(blocks)) else samples
@@ -448,8 +432,6 @@ def path_gradient_norms(
                 chosen = set(torch.randperm(len(blocks), generator=generator)[:length].tolist())
                 total += path_gradient(model, inputs, targets, chosen, loss_fn=loss_fn).norm().item()
             norms[length] = total / draws
-    finally:
-        restore_modes(modes)
     return norms
 
 
@@ -503,8 +485,6 @@ def loss_slice(
     """
     if len(directions) not in (1, 2) or len(directions) != len(coordinates):
         raise ValueError(f"give one or two directions, each with its coordinates; got {len(directions)} direction(s) and {len(coordinates)} coordinate list(s).")
-    modes = remember_modes(model)
-    model.eval()
     base = {name: p.detach() for name, p in model.named_parameters()}
     # Grid points as step tuples, the first direction varying fastest (row-major for a contour plot).
     points = [(a,) for a in coordinates[0]] if len(coordinates) == 1 else [(a, b) for b in coordinates[1] for a in coordinates[0]]
@@ -515,13 +495,13 @@ def loss_slice(
         bar = tqdm(total=len(points), desc="loss landscape", unit="point", leave=False)
     losses = []
     try:
-        for steps in points:
-            weights = {name: w + sum(float(t) * d[name] for t, d in zip(steps, directions)) for name, w in base.items()}
-            losses.append(_loss_at(model, weights, inputs, targets, loss_fn))
-            if bar is not None:
-                bar.update()
+        with eval_mode(model):
+            for steps in points:
+                weights = {name: w + sum(float(t) * d[name] for t, d in zip(steps, directions)) for name, w in base.items()}
+                losses.append(_loss_at(model, weights, inputs, targets, loss_fn))
+                if bar is not None:
+                    bar.update()
     finally:
-        restore_modes(modes)
         if bar is not None:
             bar.close()
     shape = [len(c) for c in reversed(coordinates)]
@@ -547,12 +527,7 @@ def saved_activation_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
             storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    modes = remember_modes(model)
-    model.train()
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            output = model(inputs)
+    with train_mode(model), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = model(inputs)
         del output
-    finally:
-        restore_modes(modes)
     return sum(storages.values())

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .analysis import remember_modes, restore_modes
+from .analysis import eval_mode, hooks
 from .data import Dataset
 from .models import LayerStack, cifar_resnet
 
@@ -138,15 +138,9 @@ def position_similarity(model: nn.Module, tokens: torch.Tensor) -> list[float]:
         off_diagonal = similarity.sum((1, 2)) - similarity.diagonal(dim1=1, dim2=2).sum(1)
         values.append((off_diagonal / (length * (length - 1))).mean().item())
 
-    modes = remember_modes(model)
-    model.eval()
-    handles = [block.register_forward_hook(measure) for _, block in model.named_blocks()]
-    try:
+    with hooks() as handles, eval_mode(model):
+        handles.extend(block.register_forward_hook(measure) for _, block in model.named_blocks())
         model(tokens)
-    finally:
-        for handle in handles:
-            handle.remove()
-        restore_modes(modes)
     return values
 
 

@@ -11,6 +11,12 @@ Shortcut options (He et al. 2015, section 4.1):
   extra channels. No parameters.
 * ``"B"``: identity, and a 1x1 convolution + BN *only* where the shape changes.
 * ``"C"``: a 1x1 convolution + BN on every block.
+
+What analysis code may ask of any block, instead of reaching into its layers:
+``in_channels``, ``out_channels`` and ``stride`` (the shape it maps from and to), and
+``branch_end``, the module whose output is the residual branch's last output, the one
+added to the shortcut (``None`` for a block without a shortcut). Replacing that output
+with zeros turns a residual block into its shortcut.
 """
 
 from __future__ import annotations
@@ -133,11 +139,17 @@ class PlainBlock(nn.Module):
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1):
         super().__init__()
+        self.in_channels, self.out_channels, self.stride = in_channels, planes, stride
         self.conv1 = conv3x3(in_channels, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
+
+    @property
+    def branch_end(self) -> None:
+        """None: a plain block is all branch, with no shortcut to add it to."""
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)
@@ -159,6 +171,7 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1, *, shortcut: str = "B"):
         super().__init__()
+        self.in_channels, self.out_channels = in_channels, planes
         self.conv1 = conv3x3(in_channels, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -166,6 +179,10 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = make_shortcut(shortcut, in_channels, planes, stride)
         self.stride = stride
+
+    @property
+    def branch_end(self) -> nn.Module:
+        return self.bn2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -206,6 +223,7 @@ class Bottleneck(nn.Module):
         super().__init__()
         width = int(planes * (width_per_group / 64.0)) * groups
         out_channels = planes * self.expansion
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.conv1 = conv1x1(in_channels, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = conv3x3(width, width, stride, groups)
@@ -215,6 +233,10 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride)
         self.stride = stride
+
+    @property
+    def branch_end(self) -> nn.Module:
+        return self.bn3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -245,6 +267,7 @@ class PreActBlock(nn.Module):
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1, *, shortcut: str = "B"):
         super().__init__()
+        self.in_channels, self.out_channels = in_channels, planes
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.relu = nn.ReLU(inplace=False)  # not in place: x itself is the identity
         self.conv1 = conv3x3(in_channels, planes, stride)
@@ -252,6 +275,10 @@ class PreActBlock(nn.Module):
         self.conv2 = conv3x3(planes, planes)
         self.downsample = make_shortcut(shortcut, in_channels, planes, stride)
         self.stride = stride
+
+    @property
+    def branch_end(self) -> nn.Module:
+        return self.conv2  # nothing follows the last convolution before the add
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(x))
@@ -285,6 +312,7 @@ class PreActBottleneck(nn.Module):
         super().__init__()
         width = int(planes * (width_per_group / 64.0)) * groups
         out_channels = planes * self.expansion
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.relu = nn.ReLU(inplace=False)
         self.conv1 = conv1x1(in_channels, width)
@@ -294,6 +322,10 @@ class PreActBottleneck(nn.Module):
         self.conv3 = conv1x1(width, out_channels)
         self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride)
         self.stride = stride
+
+    @property
+    def branch_end(self) -> nn.Module:
+        return self.conv3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(x))

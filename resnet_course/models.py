@@ -261,7 +261,9 @@ class LayerStack(nn.Module):
         self, depth: int, width: int, make_layer: Callable[[], nn.Module], *, activation: str, in_features: int, num_classes: int
     ):
         super().__init__()
-        if not isinstance(depth, int) or depth < 2:
+        if isinstance(depth, bool) or not isinstance(depth, int):
+            raise ValueError(f"depth must be a whole number of layers such as 8, got {depth!r} ({type(depth).__name__}).")
+        if depth < 2:
             raise ValueError(f"an MLP needs depth >= 2 (an input layer and a head), got {depth!r}.")
         if activation not in ("relu", "tanh"):
             raise ValueError(f"unknown activation {activation!r}; choose 'relu' or 'tanh'.")

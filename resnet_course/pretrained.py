@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .analysis import remember_modes, restore_modes
+from .analysis import eval_mode
 from .models import ResNet, create_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -168,21 +168,17 @@ def extract_features(
     """
     if inputs.dtype == torch.uint8 and size is None:
         raise ValueError("give the size to resize the images to, e.g. size=64; the network expects ImageNet-normalised floats.")
-    modes = remember_modes(network)
-    network.eval()
     batches = range(0, len(inputs), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="features", unit="batch")  # the finished bar stays, as fit's do
-    try:
+    with eval_mode(network):
         outputs = []
         for start in batches:
             batch = inputs[start : start + batch_size]
             outputs.append(network(imagenet_inputs(batch, size) if batch.dtype == torch.uint8 else batch))
         return torch.cat(outputs)
-    finally:
-        restore_modes(modes)
 
 
 def pca_2d(features: torch.Tensor) -> torch.Tensor:

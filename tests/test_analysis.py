@@ -1,6 +1,15 @@
+import pytest
 import torch
+from torch import nn
 
-from resnet_course.analysis import activation_norms, gradient_norms, input_gradient_norms
+from resnet_course.analysis import (
+    activation_norms,
+    count_macs,
+    eval_mode,
+    gradient_norms,
+    hooks,
+    input_gradient_norms,
+)
 from resnet_course.models import MLP, cifar_resnet
 
 
@@ -41,3 +50,39 @@ def test_count_layers_counts_the_main_path_as_the_papers_do():
     assert count_layers(cifar_resnet(29, block="bottleneck", width=4)) == 29
     assert count_layers(create_model("resnet18")) == 18
     assert count_layers(create_model("resnet50")) == 50
+
+
+def test_eval_mode_gives_every_submodule_its_own_mode_back():
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5))
+    model.train()
+    model[1].eval()  # a frozen part, as in a fine-tuned network
+    with eval_mode(model):
+        assert not any(module.training for module in model.modules())
+    assert [module.training for module in model.modules()] == [True, True, False, True]
+    with pytest.raises(RuntimeError, match="inside"):
+        with eval_mode(model):
+            raise RuntimeError("inside")
+    assert [module.training for module in model.modules()] == [True, True, False, True]
+
+
+def test_count_macs_leaves_a_frozen_part_frozen():
+    model = cifar_resnet(8, width=4)
+    model.train()
+    model.layer1.eval()
+    count_macs(model, (1, 3, 8, 8))
+    assert model.training and model.layer2[0].bn1.training
+    assert not model.layer1.training and not model.layer1[0].bn1.training
+
+
+def test_hooks_are_removed_even_when_the_body_raises():
+    layer = nn.Linear(2, 2)
+    calls = []
+    with pytest.raises(RuntimeError, match="inside"):
+        with hooks() as handles:
+            handles.append(layer.register_forward_hook(lambda *_: calls.append("forward")))
+            handles.append(layer.register_forward_pre_hook(lambda *_: calls.append("pre")))
+            layer(torch.zeros(1, 2))
+            raise RuntimeError("inside")
+    assert calls == ["pre", "forward"]
+    layer(torch.zeros(1, 2))
+    assert calls == ["pre", "forward"] and not layer._forward_hooks and not layer._forward_pre_hooks

@@ -194,3 +194,45 @@ def test_a_depth_that_is_not_an_integer_says_so(depth):
 
     with pytest.raises(ValueError, match="depth must be a whole number"):
         cifar_resnet(depth)
+
+
+def _randomise_batch_norms(layer: torch.nn.Module) -> None:
+    """Scales, shifts and running statistics away from their initial 1 and 0, so a BN's zero input gives a non-zero output."""
+    generator = torch.Generator().manual_seed(0)
+    for module in layer.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                module.weight.uniform_(0.5, 1.5, generator=generator)
+                module.bias.normal_(generator=generator)
+                module.running_mean.normal_(generator=generator)
+                module.running_var.uniform_(0.5, 2.0, generator=generator)
+
+
+@pytest.mark.parametrize("block", RESIDUAL_BLOCKS)
+@pytest.mark.parametrize("in_channels, stride", [(None, 1), (8, 2)])  # an identity shortcut, and a projection
+def test_zeroing_the_branch_end_leaves_only_the_shortcut(block, in_channels, stride):
+    planes = 8
+    in_channels = in_channels or planes * block.expansion
+    layer = block(in_channels, planes, stride, shortcut="B")
+    _randomise_batch_norms(layer)
+    layer.eval()
+    x = torch.randn(2, in_channels, 6, 6)
+    shortcut_input = layer.relu(layer.bn1(x)) if block.preact else x  # a v2 projection reads the pre-activated input
+    identity = x if layer.downsample is None else layer.downsample(shortcut_input)
+    expected = identity if block.preact else torch.relu(identity)
+    assert not torch.allclose(layer(x), expected)  # the branch does contribute
+    handle = layer.branch_end.register_forward_hook(lambda _m, _i, out: torch.zeros_like(out))
+    try:
+        silenced = layer(x)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(silenced, expected)
+    assert (layer.in_channels, layer.out_channels, layer.stride) == (in_channels, planes * block.expansion, stride)
+    assert silenced.shape[1] == layer.out_channels
+
+
+def test_a_plain_block_has_no_branch_end_and_names_its_shape():
+    layer = PlainBlock(8, 16, 2)
+    assert layer.branch_end is None
+    assert (layer.in_channels, layer.out_channels, layer.stride) == (8, 16, 2)
+    assert layer(torch.randn(1, 8, 6, 6)).shape[1] == layer.out_channels

@@ -3,7 +3,7 @@ import torch
 import torchvision
 
 from resnet_course.analysis import count_flops, count_parameters
-from resnet_course.models import MLP, cifar_resnet, create_model, list_models
+from resnet_course.models import MLP, cifar_resnet, cifar_resnext, create_model, list_models
 
 TORCHVISION_PARAMETERS = {
     "resnet18": 11_689_512,
@@ -125,6 +125,18 @@ def test_mlps_plain_and_residual_share_parameters():
     assert plain(torch.randn(5, 2)).shape == (5, 2)
     with pytest.raises(ValueError, match="depth"):
         MLP(1)
+
+
+@pytest.mark.parametrize("build", [
+    lambda depth: MLP(depth, 16),
+    lambda depth: create_model("mlp", depth=depth),
+    lambda depth: create_model("residual_mlp", depth=depth),
+    lambda depth: cifar_resnext(depth=depth),
+], ids=["MLP", "mlp", "residual_mlp", "cifar_resnext"])
+@pytest.mark.parametrize("depth", ["8", 8.0, True])
+def test_a_depth_that_is_not_an_integer_gets_one_sentence(build, depth):
+    with pytest.raises(ValueError, match=r"^depth must be a whole number of layers such as [^,]+, got .*\)\.$"):
+        build(depth)
 
 
 def test_cifar_resnext_groups_have_the_named_width():

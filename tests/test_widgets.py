@@ -14,16 +14,18 @@ import pytest
 import torch
 from traitlets import TraitError
 
-from resnet_course import widgets
 from resnet_course.plots import running_mean
 from resnet_course.train import Preset
 from resnet_course.widgets import (
     RunConfig,
+    block_for,
     check_config,
     degradation_explorer,
     gradient_flow_explorer,
     v1_vs_v2_explorer,
 )
+from resnet_course.widgets import degradation as degradation_module
+from resnet_course.widgets import run_config as run_config_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,10 +160,24 @@ def test_invalid_combinations_are_refused_with_a_message():
 
 
 def test_check_config_accepts_what_can_run():
-    assert check_config(RunConfig(data="cifar10", depth=20, residual=True, block="pre")) is None
+    assert check_config(RunConfig(data="cifar10", depth=20, block="preact")) is None
     assert check_config(RunConfig(data="spirals", depth=7)) is None
-    assert "spirals" in check_config(RunConfig(data="spirals", residual=True, block="pre"))
+    assert check_config(RunConfig(data="spirals", depth=7, block="basic")) is None
+    assert "spirals" in check_config(RunConfig(data="spirals", block="preact"))
     assert "depth" in check_config(RunConfig(data="spirals", depth=1))
+    assert "'post'" in check_config(RunConfig(data="cifar10", block="post"))  # a control's value is not a block
+    assert "negative" in check_config(RunConfig(steps=-1))
+
+
+def test_the_controls_name_one_block_and_refuse_a_plain_pre_activation_network():
+    assert [block_for(False, "post"), block_for(True, "post"), block_for(True, "pre")] == ["plain", "basic", "preact"]
+    with pytest.raises(ValueError, match="plain network has no pre-activation"):
+        block_for(False, "pre")
+    dashboard = degradation_explorer(preset=TINY, data="cifar10", residual=True, block="pre")
+    assert dashboard.config().block == "preact" and dashboard.config().label == "preact-20"
+    assert [c.block for c in dashboard.default_configs()] == ["plain", "preact"]
+    assert dashboard.config(block="plain", depth=8).label == "plain-8"
+    assert dashboard.start(residual=True) is False and "residual" in dashboard.message.value
 
 
 def test_block_type_is_a_cifar_choice():
@@ -173,7 +189,8 @@ def test_block_type_is_a_cifar_choice():
 
 
 def test_an_error_during_a_run_is_shown_and_the_dashboard_stays_usable(monkeypatch):
-    real_build = widgets.build_model
+    # Replaced where the explorer looks it up.
+    real_build = degradation_module.build_model
 
     def failing_build(config):
         model = real_build(config)
@@ -188,13 +205,13 @@ def test_an_error_during_a_run_is_shown_and_the_dashboard_stays_usable(monkeypat
         return model
 
     dashboard = tiny_spirals_dashboard()
-    monkeypatch.setattr(widgets, "build_model", failing_build)
+    monkeypatch.setattr(degradation_module, "build_model", failing_build)
     asyncio.run(_click_and_wait(dashboard))
     assert "out of memory" in dashboard.message.value
     assert dashboard.histories[0].stopped and len(dashboard.histories[0].steps) == 2
     assert not dashboard.running
 
-    monkeypatch.setattr(widgets, "build_model", real_build)
+    monkeypatch.setattr(degradation_module, "build_model", real_build)
     asyncio.run(_click_and_wait(dashboard))
     assert "Done" in dashboard.message.value and not dashboard.histories[1].stopped
 
@@ -222,7 +239,7 @@ def test_without_an_event_loop_train_runs_to_the_end():
 
 def test_cifar_unavailable_says_so_and_falls_back_to_spirals(monkeypatch, tmp_path):
     monkeypatch.setenv("RESNET_COURSE_DATA", str(tmp_path))  # an empty folder: no CIFAR-10
-    monkeypatch.setattr(widgets, "_DATA_CACHE", {})
+    monkeypatch.setattr(run_config_module, "_DATA_CACHE", {})
     dashboard = degradation_explorer(preset=TINY, data="cifar10")
     assert dashboard.start() is False
     assert "RESNET_COURSE_DATA" in dashboard.message.value and "spirals" in dashboard.message.value
