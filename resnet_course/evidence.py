@@ -122,15 +122,33 @@ def table_rows(study: dict, claim: str) -> list[list[str]]:
     return rows
 
 
-def provenance_line(study: dict) -> str:
-    """Where the archived runs came from: machine, versions, commit, data hash (of the first record)."""
-    origin = study.get("provenance") or {}
-    if not origin:
-        return ""
-    commit = (origin.get("commit") or "unknown")[:10]
-    return (f"Archived runs made on {origin.get('cpu', '?')} ({origin.get('device', '?')}), torch {origin.get('torch', '?')}, "
-            f"commit {commit}, data {origin.get('data', '?')} with SHA-256 {origin.get('data_sha256', '?')[:12]}..., "
-            f"{origin.get('date', '?')}.")
+def provenance_line(study: dict, claim: str | tuple[str, ...] | None = None) -> str:
+    """Where the archived runs came from: machine, versions, commits, data hash and dates.
+
+    For ``claim`` (one name or several), from its own runs (every distinct value among them);
+    without one, from the study's first record (summaries written before verdicts carried
+    their origin have only that).
+    """
+    claims = (claim,) if isinstance(claim, str) else tuple(claim or ())
+    origins = [v["origin"] for name in claims for v in verdicts(study, name) if "origin" in v]
+    if not origins:
+        origin = study.get("provenance") or {}
+        if not origin:
+            return ""
+        commit = (origin.get("commit") or "unknown")[:10]
+        return (f"Archived runs made on {origin.get('cpu', '?')} ({origin.get('device', '?')}), torch "
+                f"{origin.get('torch', '?')}, commit {commit}, data {origin.get('data', '?')} with SHA-256 "
+                f"{origin.get('data_sha256', '?')[:12]}..., {origin.get('date', '?')}.")
+
+    def joined(key: str, shorten=lambda value: value) -> str:
+        return ", ".join(sorted({shorten(value) for o in origins for value in o[key]}))
+
+    first = min(o["dates"][0] for o in origins)[:10]
+    last = max(o["dates"][1] for o in origins)[:10]
+    dates = first if first == last else f"{first} to {last}"
+    return (f"Archived runs made on {joined('cpu')} ({joined('device')}), torch {joined('torch')}, "
+            f"commit {joined('commit', lambda c: c[:10])}, data {joined('data')} with SHA-256 "
+            f"{joined('data_sha256', lambda h: h[:12] + '...')}, {dates}.")
 
 
 def _configurations(count: int) -> str:
@@ -158,6 +176,30 @@ def claim_sentence(study: dict, claim: str) -> str:
                      f"{tie['mean_difference_points']:+.1f} points of {what} on average, seed spread "
                      f"{tie['seed_spread_points']:.1f}.")
     return sentence
+
+
+def archive_markdown(claim: str, study: dict | None = None) -> str:
+    """The archive of ``claim`` for a chapter, as Markdown: what was claimed, the table, the verdict, the origin.
+
+    ``study`` defaults to the repository's (:func:`load_study`); without one, the note that says
+    where the archive lives (:func:`study_note`).
+    """
+    from .notebooks import markdown_table
+
+    study = load_study() if study is None else study
+    if study is None:
+        return study_note()
+    rows = table_rows(study, claim)
+    if not rows:
+        return (f"The archive has no finished runs for this claim yet (`python -m tools.scale_study run "
+                f"--claims {claim}` makes them).")
+    statement = study["claims"][claim]["statement"]
+    return "\n\n".join([
+        f"Archived claim: {statement[0].upper() + statement[1:]}.",
+        markdown_table(table_header(study, claim), rows).data,
+        claim_sentence(study, claim),
+        provenance_line(study, claim),
+    ])
 
 
 def depth_gaps(study: dict) -> list[list[str]]:

@@ -93,3 +93,27 @@ def test_results_are_found_from_the_working_directory_its_parent_or_the_environm
         evidence.load_results()
     monkeypatch.setenv(evidence.RESULTS_ENV, str(tmp_path / "repo" / "results"))
     assert evidence.load_study() is not None and evidence.load_results() == []
+
+
+def test_a_chapter_shows_the_archive_as_markdown_or_says_where_it_is(tmp_path, monkeypatch):
+    study = evidence.load_study(_summary(tmp_path))
+    study["claims"]["degradation"]["statement"] = "plain-56 ends higher than plain-20"
+    text = evidence.archive_markdown("degradation", study)
+    assert text.startswith("Archived claim: Plain-56 ends higher than plain-20.")
+    assert "| c1 | 1,050 | 3 | 50.0 / 51.0 / 52.0 | 70.0 / 72.0 / 71.0 | +20.0 |" in text
+    assert "Shown by 1 of the 2" in text and "Some CPU" in text
+    assert "no finished runs" in evidence.archive_markdown("lesion", study)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(evidence.RESULTS_ENV, raising=False)
+    assert evidence.archive_markdown("degradation") == evidence.study_note()
+
+
+def test_the_provenance_of_a_claim_comes_from_its_own_runs(tmp_path):
+    study = evidence.load_study(_summary(tmp_path))
+    for v, day in zip(study["verdicts"], ("2026-12-01", "2026-12-02")):
+        v["origin"] = {"cpu": ["Other CPU"], "device": ["cpu (1 threads)"], "torch": ["2.14.1"], "commit": ["c" * 40, "d" * 40],
+                       "data": ["Dataset('cifar10@16px')"], "data_sha256": ["e" * 64], "dates": [day + "T10:00", day + "T11:00"]}
+    line = evidence.provenance_line(study, "degradation")
+    assert "Other CPU" in line and "Some CPU" not in line and "cccccccccc, dddddddddd" in line
+    assert "2026-12-01 to 2026-12-02" in line and "eeeeeeeeeeee..." in line
+    assert "Some CPU" in evidence.provenance_line(study)  # no claim: the study's first record, as before

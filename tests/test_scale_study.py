@@ -18,7 +18,8 @@ def tiny_study(tmp_path, monkeypatch):
 
 def _record(config, model, seed, error, loss=1.0, seconds=1.0):
     return {"config": {"name": config}, "model": model, "seed": seed, "final_train_error": error,
-            "final_train_loss": loss, "train_seconds": seconds, "steps": 10, "provenance": {"device": "cpu"}}
+            "final_train_loss": loss, "train_seconds": seconds, "steps": 10,
+            "provenance": {"device": "cpu", "date": "2026-12-02T10:00:00+00:00"}}
 
 
 def test_runs_are_written_when_they_finish_and_skipped_when_done(tiny_study, cifar_available):

@@ -409,6 +409,19 @@ def judge(claim: Claim, config_name: str, records: dict) -> dict | None:
         "seconds_per_seed": seconds,
         "device": first[0]["provenance"]["device"],
         "steps": first[0]["steps"],
+        "origin": origin(first + second),
+    }
+
+
+def origin(records: list[dict]) -> dict:
+    """Where a verdict's runs came from: every machine, version, commit and data hash among them, and when."""
+    def distinct(key: str) -> list:
+        return sorted({str(r["provenance"].get(key)) for r in records})
+
+    return {
+        "cpu": distinct("cpu"), "device": distinct("device"), "torch": distinct("torch"), "commit": distinct("commit"),
+        "data": distinct("data"), "data_sha256": distinct("data_sha256"),
+        "dates": [min(r["provenance"]["date"] for r in records), max(r["provenance"]["date"] for r in records)],
     }
 
 
