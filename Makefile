@@ -63,9 +63,12 @@ $(VENDOR)/.installed: Makefile
 # minus resnet_course/grading/ (the exercises' checks, which no chapter imports); tools/ (the
 # benchmark, reproduce, the scale study, this build's Sphinx extension) is outside it, so
 # editing a tool does not re-execute the book.
+# The scale study's summary is read by the chapters too (their archive tables): a new run there
+# must show on the page, not a cached table.
 CHAPTER_CODE := $(shell find resnet_course -name '*.py' -not -path 'resnet_course/grading/*')
+CHAPTER_DATA := $(wildcard results/scale-study/summary.json)
 PACKAGE_STAMP := _build/.package-stamp
-$(PACKAGE_STAMP): $(CHAPTER_CODE) pyproject.toml
+$(PACKAGE_STAMP): $(CHAPTER_CODE) $(CHAPTER_DATA) pyproject.toml
 	rm -rf _build/.jupyter_cache
 	mkdir -p _build && touch $@
 
