@@ -103,7 +103,8 @@ def table_header(study: dict, claim: str) -> list[str]:
     return ["configuration", "steps", "seeds", f"{first}: {short_metric} ({unit})",
             f"{second}: {short_metric} ({unit})", f"{second} - {first} (points)", "seed spread (points)", "shown",
             "time for both (1 seed)"]
-# "shown": the claimed sign in every seed by more than the seed spread; "tie": the two within the spread.
+# "shown": the claimed sign in every seed by more than the seed spread; "tie": the two within the
+# spread; "opposite": the other sign in every seed by more than the spread.
 
 
 def table_rows(study: dict, claim: str) -> list[list[str]]:
@@ -116,7 +117,7 @@ def table_rows(study: dict, claim: str) -> list[list[str]]:
             " / ".join(f"{e:.1f}" for e in v["first_values"]),
             " / ".join(f"{e:.1f}" for e in v["second_values"]),
             f"{v['mean_difference_points']:+.1f}", spread,
-            "yes" if v["shown"] else ("tie" if v.get("tie_within_spread") else "no"),
+            "yes" if v["shown"] else ("tie" if v.get("tie_within_spread") else ("opposite" if v.get("opposite_shown") else "no")),
             f"{v['seconds_per_seed']:.0f} s on {v['device']}",
         ])
     return rows
@@ -146,8 +147,10 @@ def provenance_line(study: dict, claim: str | tuple[str, ...] | None = None) -> 
     first = min(o["dates"][0] for o in origins)[:10]
     last = max(o["dates"][1] for o in origins)[:10]
     dates = first if first == last else f"{first} to {last}"
+    commits = sorted({value[:10] for o in origins for value in o["commit"]})
+    commit_text = ", ".join(commits[:3]) + (f" and {len(commits) - 3} more" if len(commits) > 3 else "")
     return (f"Archived runs made on {joined('cpu')} ({joined('device')}), torch {joined('torch')}, "
-            f"commit {joined('commit', lambda c: c[:10])}, data {joined('data')} with SHA-256 "
+            f"commit{'s' if len(commits) > 1 else ''} {commit_text}, data {joined('data')} with SHA-256 "
             f"{joined('data_sha256', lambda h: h[:12] + '...')}, {dates}.")
 
 
@@ -168,6 +171,13 @@ def claim_sentence(study: dict, claim: str) -> str:
                 f"{best['mean_difference_points']:+.1f} points of {what} on average, against a seed "
                 f"spread of {best['seed_spread_points']:.1f} points.")
     sentence = f"Not shown by {'any of ' if len(archived) != 1 else ''}the {_configurations(len(archived))}."
+    opposite = [v for v in archived if v.get("opposite_shown")]
+    if opposite:
+        worst = opposite[0]
+        sentence += (f" The opposite held in {len(opposite)} of them; the cheapest is `{worst['config']}` "
+                     f"({describe_config(study, worst['config'])}): {second} minus {first} is "
+                     f"{worst['mean_difference_points']:+.1f} points of {what} on average, the same sign in every "
+                     f"seed, against a seed spread of {worst['seed_spread_points']:.1f} points.")
     ties = [v for v in archived if v.get("tie_within_spread")]
     if ties:
         tie = ties[0]

@@ -74,6 +74,11 @@ def test_the_archive_sentence_follows_the_verdicts(tmp_path):
         v["shown"], v["tie_within_spread"] = False, v["config"] == "c1"
     sentence = evidence.claim_sentence(study, "degradation")
     assert sentence.startswith("Not shown by any of the 2 archived configurations") and "tied within the seed spread" in sentence
+    assert "opposite" not in sentence
+    study["verdicts"][0].update(tie_within_spread=False, opposite_shown=True, mean_difference_points=-20.0)
+    sentence = evidence.claim_sentence(study, "degradation")
+    assert "The opposite held in 1 of them" in sentence and "plain-56 minus plain-20 is -20.0 points" in sentence
+    assert evidence.table_rows(study, "degradation")[1][7] == "opposite"
 
 
 def test_results_are_found_from_the_working_directory_its_parent_or_the_environment(tmp_path, monkeypatch):

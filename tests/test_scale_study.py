@@ -111,3 +111,14 @@ def test_the_transformer_claim_trains_on_the_sorting_task(tiny_study, monkeypatc
     assert written == ["transformer-noresidual-seed0.json", "transformer-seed0.json"]
     summary = json.loads((tiny_study / "summary.json").read_text())
     assert [v["claim"] for v in summary["verdicts"]] == ["transformer_residual"]  # CIFAR claims skip the sorting task
+
+
+def test_the_opposite_of_a_claim_is_reported_when_every_seed_shows_it():
+    claim = study.CLAIMS["shortcut_c"]
+    records = {("c", "resnet20-shortcutB", s): _record("c", "resnet20-shortcutB", s, e) for s, e in enumerate((51.8, 52.7, 51.8))}
+    records.update({("c", "resnet20-shortcutC", s): _record("c", "resnet20-shortcutC", s, e)
+                    for s, e in enumerate((56.4, 54.7, 55.0))})
+    verdict = study.judge(claim, "c", records)
+    assert verdict["opposite_shown"] and not verdict["shown"] and not verdict["tie_within_spread"]
+    records["c", "resnet20-shortcutC", 1] = _record("c", "resnet20-shortcutC", 1, 51.0)  # one seed the claimed way
+    assert not study.judge(claim, "c", records)["opposite_shown"]

@@ -101,7 +101,7 @@ def run_name(model: str, options: tuple) -> str:
 # What each metric is, in the words and unit a table shows. Every CIFAR run records them all.
 METRICS = {
     "final_train_error": "training error (%)",
-    "lesion_mean_drop_points": "test accuracy lost when one block inside a stage is deleted (points, mean over blocks)",
+    "lesion_mean_drop_points": "accuracy lost per deleted block (test accuracy, points, mean over the blocks inside a stage)",
 }
 
 
@@ -111,11 +111,11 @@ CLAIMS = {
         Claim("degradation", "01", "plain20", "plain56", "second above", True,
               "plain-56 ends with a higher training error than plain-20, and both train", ("plain-20", "plain-56")),
         Claim("residual_depth", "02", "resnet20", "resnet56", "second at or below", True,
-              "resnet-56 ends with a training error at or below resnet-20's", ("ResNet-20", "ResNet-56")),
+              "ResNet-56 ends with a training error at or below ResNet-20's", ("ResNet-20", "ResNet-56")),
         # The last BN of every residual branch starts at gamma = 0 (Goyal et al. 2017), so every block
         # starts as an identity and the deep network starts as shallow as the shallow one.
         Claim("residual_depth_zero_init", "02", "resnet20", "resnet56", "second at or below", True,
-              "resnet-56 ends with a training error at or below resnet-20's, both with zero-initialised last BNs",
+              "ResNet-56 ends with a training error at or below ResNet-20's, both with zero-initialised last BNs",
               ("ResNet-20", "ResNet-56"), model_options=(("zero_init_last", True),)),
         # He et al. 2015, Table 3: projections (B, C) are marginally better than zero-padding (A).
         Claim("shortcut_b", "03", "resnet20", "resnet20", "second at or below", True,
@@ -382,6 +382,13 @@ def judge(claim: Claim, config_name: str, records: dict) -> dict | None:
     # Neither network ahead by more than the seed noise: a tie, which is what "not worse" looks like
     # when the margin is too small to call.
     tie = len(seeds) >= 3 and spread is not None and abs(mean_difference) <= spread and (trained or not claim.both_train)
+    # The claim's opposite held: the other sign in every seed, by more than the seed spread.
+    if claim.expect == "second above":
+        opposite_everywhere = all(d < 0 for d in differences)
+    else:
+        opposite_everywhere = all(d > 0 for d in differences)
+    opposite = (len(seeds) >= 3 and opposite_everywhere and spread is not None and -margin > spread
+                and (trained or not claim.both_train))
     # Seconds to train both networks once (one seed), on the machine that made the record.
     seconds = statistics.fmean(r["train_seconds"] + q["train_seconds"] for r, q in zip(first, second))
     return {
@@ -406,6 +413,7 @@ def judge(claim: Claim, config_name: str, records: dict) -> dict | None:
         "both_trained_loss": trained_by_loss,
         "shown": shown,
         "tie_within_spread": tie,
+        "opposite_shown": opposite,
         "seconds_per_seed": seconds,
         "device": first[0]["provenance"]["device"],
         "steps": first[0]["steps"],

@@ -1,7 +1,8 @@
 # Exercise 1, The basic residual block: the solution's code cells.
 
 class BasicBlock(nn.Module):
-    """y = ReLU(F(x) + shortcut(x)), with F = conv3x3-BN-ReLU-conv3x3-BN (He
+    """y = ReLU(F(x) + shortcut(x)), with F = conv3x3-BN-ReLU-conv3x3-BN
+    (He
     et al. 2015, Fig. 2).
     """
 
@@ -18,7 +19,8 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = None
         if stride != 1 or in_channels != planes:
-            # The shape changes, so x cannot be added as it is: project it
+            # The shape changes, so x cannot be added as it is: project
+            # it
             # with a strided 1x1 convolution.
             self.downsample = nn.Sequential(
                 nn.Conv2d(
@@ -34,18 +36,22 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
     def zero_init_last(self):
-        """Start as an identity: with the last BN's scale at zero the branch
+        """Start as an identity: with the last BN's scale at zero the
+        branch
         F(x) outputs zero.
         """
         nn.init.zeros_(self.bn2.weight)
 
 
 def input_gradient(block, x, grad_output):
-    """dL/dx for y = block(x) and dL/dy = grad_output, as (identity_term,
+    """dL/dx for y = block(x) and dL/dy = grad_output, as
+    (identity_term,
     branch_term).
     """
     x = x.detach().requires_grad_(True)
-    branch = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(x)))))
+    branch = block.bn2(
+        block.conv2(block.relu(block.bn1(block.conv1(x))))
+    )
     y = torch.relu(branch + x)
     # the final ReLU passes the gradient only where y > 0
     upstream = grad_output * (y > 0)

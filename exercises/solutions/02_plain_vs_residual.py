@@ -1,7 +1,8 @@
 # Exercise 2, Plain against residual: the solution's code cells.
 
 def make_cifar_net(depth, *, residual, width=8, num_classes=10):
-    """The CIFAR network of He et al. (2015, section 4.2) of depth 6n + 2,
+    """The CIFAR network of He et al. (2015, section 4.2) of depth 6n +
+    2,
     residual or plain.
     """
     if (depth - 2) % 6:
@@ -44,6 +45,9 @@ for name, residual in (("residual", True), ("plain", False)):
         SETUP.depth, residual=residual, width=SETUP.width
     )
     histories[name] = fit(
-        model, data, **SETUP.fit_options(), label=f"{name}-{SETUP.depth}"
+        model,
+        data,
+        **SETUP.fit_options(),
+        label=f"{name}-{SETUP.depth}",
     )
     print(histories[name].summary())

@@ -1,7 +1,8 @@
 # Exercise 3, From ResNet-34 to ResNet-50: the solution's code cells.
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (with the stride), 1x1 expand to planes * 4 channels,
+    """1x1 reduce, 3x3 (with the stride), 1x1 expand to planes * 4
+    channels,
     plus the shortcut.
     """
 
@@ -25,7 +26,11 @@ class Bottleneck(nn.Module):
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(
                 nn.Conv2d(
-                    in_channels, out_channels, 1, stride=stride, bias=False
+                    in_channels,
+                    out_channels,
+                    1,
+                    stride=stride,
+                    bias=False,
                 ),
                 nn.BatchNorm2d(out_channels),
             )

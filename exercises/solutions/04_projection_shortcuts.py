@@ -1,7 +1,8 @@
 # Exercise 4, Projection shortcuts: the solution's code cells.
 
 class ZeroPadShortcut(nn.Module):
-    """Option A: subsample, then zero-pad the extra channels. No parameters.
+    """Option A: subsample, then zero-pad the extra channels. No
+    parameters.
     """
 
     def __init__(self, in_channels, out_channels, stride):
@@ -11,7 +12,8 @@ class ZeroPadShortcut(nn.Module):
 
     def forward(self, x):
         x = x[:, :, :: self.stride, :: self.stride]
-        # F.pad pads the last dimensions first: (left, right, top, bottom,
+        # F.pad pads the last dimensions first: (left, right, top,
+        # bottom,
         # front, back) channels last.
         return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
 
@@ -30,9 +32,11 @@ class ProjectionShortcut(nn.Module):
         return self.bn(self.conv(x))
 
 
-# ResNet-20 changes shape twice, at the start of stages 2 and 3: 16 -> 32
+# ResNet-20 changes shape twice, at the start of stages 2 and 3: 16 ->
+# 32
 # and 32 -> 64 channels.
 option_b_extra = count_parameters(
     ProjectionShortcut(16, 32, 2)
 ) + count_parameters(ProjectionShortcut(32, 64, 2))
+# to
 # ResNet-20

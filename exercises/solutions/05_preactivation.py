@@ -1,7 +1,8 @@
 # Exercise 5, The pre-activation block: the solution's code cells.
 
 class PreActBlock(nn.Module):
-    """Pre-activation block (He et al. 2016): BN-ReLU-conv twice, then the
+    """Pre-activation block (He et al. 2016): BN-ReLU-conv twice, then
+    the
     addition, and nothing after it.
     """
 
@@ -28,7 +29,9 @@ class PreActBlock(nn.Module):
 
     def forward(self, x):
         out = self.relu(self.bn1(x))
-        identity = x if self.downsample is None else self.downsample(out)
+        identity = (
+            x if self.downsample is None else self.downsample(out)
+        )
         out = self.conv1(out)
         out = self.conv2(self.relu(self.bn2(out)))
         return out + identity

@@ -1,7 +1,8 @@
 # Exercise 6, A ResNeXt block: the solution's code cells.
 
 class ResNeXtBlock(nn.Module):
-    """A ResNeXt block (Xie et al. 2017, Fig. 3c): 1x1, grouped 3x3, 1x1,
+    """A ResNeXt block (Xie et al. 2017, Fig. 3c): 1x1, grouped 3x3,
+    1x1,
     plus the shortcut.
     """
 
@@ -17,7 +18,8 @@ class ResNeXtBlock(nn.Module):
         width = cardinality * group_width
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        # One grouped convolution does the work of `cardinality` separate
+        # One grouped convolution does the work of `cardinality`
+        # separate
         # 3x3 convolutions.
         self.conv2 = nn.Conv2d(
             width,
@@ -36,7 +38,11 @@ class ResNeXtBlock(nn.Module):
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(
                 nn.Conv2d(
-                    in_channels, out_channels, 1, stride=stride, bias=False
+                    in_channels,
+                    out_channels,
+                    1,
+                    stride=stride,
+                    bias=False,
                 ),
                 nn.BatchNorm2d(out_channels),
             )
