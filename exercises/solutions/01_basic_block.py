@@ -2,8 +2,7 @@
 
 class BasicBlock(nn.Module):
     """y = ReLU(F(x) + shortcut(x)), with F = conv3x3-BN-ReLU-conv3x3-BN
-    (He
-    et al. 2015, Fig. 2).
+    (He et al. 2015, Fig. 2).
     """
 
     expansion = 1
@@ -20,8 +19,7 @@ class BasicBlock(nn.Module):
         self.downsample = None
         if stride != 1 or in_channels != planes:
             # The shape changes, so x cannot be added as it is: project
-            # it
-            # with a strided 1x1 convolution.
+            # it with a strided 1x1 convolution.
             self.downsample = nn.Sequential(
                 nn.Conv2d(
                     in_channels, planes, 1, stride=stride, bias=False
@@ -37,16 +35,14 @@ class BasicBlock(nn.Module):
 
     def zero_init_last(self):
         """Start as an identity: with the last BN's scale at zero the
-        branch
-        F(x) outputs zero.
+        branch F(x) outputs zero.
         """
         nn.init.zeros_(self.bn2.weight)
 
 
 def input_gradient(block, x, grad_output):
     """dL/dx for y = block(x) and dL/dy = grad_output, as
-    (identity_term,
-    branch_term).
+    (identity_term, branch_term).
     """
     x = x.detach().requires_grad_(True)
     branch = block.bn2(

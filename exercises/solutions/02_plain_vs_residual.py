@@ -2,8 +2,7 @@
 
 def make_cifar_net(depth, *, residual, width=8, num_classes=10):
     """The CIFAR network of He et al. (2015, section 4.2) of depth 6n +
-    2,
-    residual or plain.
+    2, residual or plain.
     """
     if (depth - 2) % 6:
         raise ValueError(f"depth must be 6n + 2, got {depth}")

@@ -2,8 +2,7 @@
 
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 (with the stride), 1x1 expand to planes * 4
-    channels,
-    plus the shortcut.
+    channels, plus the shortcut.
     """
 
     expansion = 4  # the course's ResNet reads these two attributes
@@ -53,4 +52,3 @@ sizes = {
     }
     for name, model in (("resnet34", resnet34), ("resnet50", resnet50))
 }
-# "resnet50": {...}}

@@ -13,8 +13,7 @@ class ZeroPadShortcut(nn.Module):
     def forward(self, x):
         x = x[:, :, :: self.stride, :: self.stride]
         # F.pad pads the last dimensions first: (left, right, top,
-        # bottom,
-        # front, back) channels last.
+        # bottom, front, back) channels last.
         return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
 
 
@@ -33,10 +32,7 @@ class ProjectionShortcut(nn.Module):
 
 
 # ResNet-20 changes shape twice, at the start of stages 2 and 3: 16 ->
-# 32
-# and 32 -> 64 channels.
+# 32 and 32 -> 64 channels.
 option_b_extra = count_parameters(
     ProjectionShortcut(16, 32, 2)
 ) + count_parameters(ProjectionShortcut(32, 64, 2))
-# to
-# ResNet-20

@@ -2,8 +2,7 @@
 
 class PreActBlock(nn.Module):
     """Pre-activation block (He et al. 2016): BN-ReLU-conv twice, then
-    the
-    addition, and nothing after it.
+    the addition, and nothing after it.
     """
 
     expansion = 1

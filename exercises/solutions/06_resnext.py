@@ -2,8 +2,7 @@
 
 class ResNeXtBlock(nn.Module):
     """A ResNeXt block (Xie et al. 2017, Fig. 3c): 1x1, grouped 3x3,
-    1x1,
-    plus the shortcut.
+    1x1, plus the shortcut.
     """
 
     def __init__(
@@ -19,8 +18,7 @@ class ResNeXtBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         # One grouped convolution does the work of `cardinality`
-        # separate
-        # 3x3 convolutions.
+        # separate 3x3 convolutions.
         self.conv2 = nn.Conv2d(
             width,
             width,

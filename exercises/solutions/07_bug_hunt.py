@@ -26,8 +26,7 @@ class Block1(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         # Fixed: the bug applied a ReLU to the branch here, so F(x) >= 0
-        # and
-        # the block could only add.
+        # and the block could only add.
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
 
@@ -59,8 +58,6 @@ class Block2(nn.Module):
     def forward(self, x):
         # Fixed: the identity is x itself, not a normalised x.
         identity = x if self.downsample is None else self.downsample(x)
-        # None
-        # else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
@@ -77,10 +74,8 @@ class Block3(nn.Module):
         )
         self.bn1 = nn.BatchNorm2d(planes)
         # Fixed: only conv1 has the stride (the bug gave it to conv2
-        # too,
-        # halving the resolution twice).
+        # too, halving the resolution twice).
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
-        # padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
@@ -113,8 +108,7 @@ class Block4(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         # Fixed: the bug had no projection, so x could not be added
-        # where
-        # the shape changes.
+        # where the shape changes.
         self.downsample = None
         if stride != 1 or in_channels != planes:
             self.downsample = nn.Sequential(
