@@ -1,6 +1,8 @@
 """The one training loop of the course.
 
-``fit(model, data, epochs=...)`` trains and returns a :class:`History`. Underneath,
+``fit(model, data, epochs=...)`` trains and returns a :class:`History`. The recipe (length,
+optimizer, schedule, augmentation, precision, seed) is one :class:`TrainConfig`, given as
+``config=`` or as its fields' keywords; :func:`learning_rate` is the one schedule. Underneath,
 :class:`TrainingRun` is the same loop as an iterator that yields after every
 step, so a dashboard can interleave training with button clicks
 (``for _ in run: await asyncio.sleep(0)``) without a second copy of the loop.
@@ -524,6 +526,11 @@ class TrainingRun:
             data_file=os.path.basename(data.source), parameters=sum(p.numel() for p in model.parameters()),
             torch=torch.__version__, processes=self.world_size,
         )
+
+    @property
+    def batch_size(self) -> int:
+        """Examples per step, over all processes (the dashboards count images/s with it)."""
+        return self.config.batch_size
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x

@@ -33,7 +33,7 @@ def one_thread():
 def test_paper_schedule_divides_by_ten_at_32k_and_48k():
     plan = training_plan(RECIPES["paper"], "resnet56", steps_per_epoch=390)
     schedule = plan["config"].schedule
-    assert plan["config"].max_steps == 64_000 and plan["config"].batch_size == 128
+    assert plan["config"].steps == 64_000 and plan["config"].batch_size == 128
     assert [schedule(i) for i in (0, 31_999, 32_000, 47_999, 48_000, 63_999)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
     assert plan["config"].momentum == 0.9 and plan["config"].weight_decay == 1e-4
 

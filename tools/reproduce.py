@@ -157,7 +157,7 @@ def training_plan(recipe: Recipe, model_name: str, steps_per_epoch: int, *, iter
         schedule = {"schedule": StepSchedule(training.lr, tuple(milestones), warmup_iterations, recipe.warmup_lr or training.lr)}
     else:
         schedule = {"warmup_epochs": warmup_iterations / steps_per_epoch}
-    config = training.replace(epochs=iterations / steps_per_epoch, max_steps=iterations, **schedule)
+    config = training.replace(steps=iterations, **schedule)
     record = dict(
         iterations=iterations, epochs=iterations / steps_per_epoch, steps_per_epoch=steps_per_epoch,
         schedule=training.schedule, milestones=milestones if training.schedule == "step" else None,
