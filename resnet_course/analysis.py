@@ -250,7 +250,7 @@ def blocks_deleted(model: nn.Module, names: Sequence[str]):
 
 
 def evaluate_accuracy(model: nn.Module, data: Dataset) -> float:
-    """Accuracy on ``data``'s test split, in eval mode (BN uses its running statistics): :func:`~resnet_course.train.evaluate`'s."""
+    """Accuracy on ``data``'s test split, in eval mode: :func:`~resnet_course.train.evaluate`'s."""
     return evaluate(model, data)[1]
 
 

@@ -82,8 +82,9 @@ def data_fingerprint(data: Dataset) -> str:
 def recipe_keywords(config: TrainConfig | None, options: dict) -> dict:
     """``fit``'s options with ``config`` spelt out as the keywords that say the same.
 
-    A config counts by the fields it changes from the defaults, and the keywords given beside it
-    as given, so ``config=TrainConfig(steps=6, lr=0.05), seed=0`` is keyed as ``steps=6, lr=0.05, seed=0``.
+    A config counts by the fields it changes from the defaults, and the keywords given beside
+    it as given: ``config=TrainConfig(steps=6, lr=0.05), seed=0`` is keyed as
+    ``steps=6, lr=0.05, seed=0``, so both spellings find the same cached run.
     """
     if config is None:
         return dict(options)
@@ -93,8 +94,14 @@ def recipe_keywords(config: TrainConfig | None, options: dict) -> dict:
     return {**config.replace(**given).options(), **given, **others}
 
 
-def run_fields(model_name: str, data: Dataset, *, model_options: dict | None = None, config: TrainConfig | None = None,
-               **recipe) -> dict:
+def run_fields(
+    model_name: str,
+    data: Dataset,
+    *,
+    model_options: dict | None = None,
+    config: TrainConfig | None = None,
+    **recipe,
+) -> dict:
     """Everything that decides the result of a run, as plain JSON values."""
     recipe = recipe_keywords(config, recipe)
     device = pick_device(recipe.pop("device", None))
@@ -141,7 +148,9 @@ def train(
     use_cache = enabled() if cache is None else cache
     if seed is None:
         seed = config.seed if config is not None else 0
-    fields = run_fields(model_name, data, model_options=model_options, config=config, seed=seed, **recipe)
+    fields = run_fields(
+        model_name, data, model_options=model_options, config=config, seed=seed, **recipe
+    )
     key = run_key(fields)
     folder = runs_dir()
     record_path, weights_path = folder / f"{key}.json", folder / f"{key}.pt"

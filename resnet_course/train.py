@@ -82,8 +82,10 @@ class TrainConfig:
         """This config with ``changes``; a length (``epochs`` or ``steps``) replaces the config's length."""
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
-            raise TypeError(f"unknown training option(s) {', '.join(map(repr, unknown))}; "
-                            f"the recipe's are {', '.join(f.name for f in fields(self))}.")
+            raise TypeError(
+                f"unknown training option(s) {', '.join(map(repr, unknown))}; "
+                f"the recipe's are {', '.join(f.name for f in fields(self))}."
+            )
         if "epochs" in changes or "steps" in changes:
             changes = {"epochs": None, "steps": None, **changes}
         return dataclasses.replace(self, **changes)
@@ -92,25 +94,37 @@ class TrainConfig:
         """The named fields as ``fit`` keywords; with no names, the fields that differ from the defaults."""
         if names:
             return {name: getattr(self, name) for name in names}
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != f.default
+        }
 
     def check(self, train_examples: int) -> None:
         """Raises ValueError, in one sentence, for a recipe that cannot run on ``train_examples`` examples."""
         epochs, steps, lr = self.epochs, self.steps, self.lr
         if (epochs is None) == (steps is None):
-            raise ValueError("give either epochs= or steps= (how long to train), not both and not neither.")
-        if epochs is not None and not (isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0):
+            raise ValueError(
+                "give either epochs= or steps= (how long to train), not both and not neither."
+            )
+        if epochs is not None and not (
+            isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0
+        ):
             raise ValueError(f"epochs must be a positive number, got {epochs!r}.")
         if steps is not None and not (isinstance(steps, int) and steps > 0):
             raise ValueError(f"steps must be a positive whole number, got {steps!r}.")
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"the learning rate must be a positive, finite number, got {lr!r}.")
         if not callable(self.schedule) and self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose 'step', 'cosine', 'constant', or pass a function of the step.")
+            raise ValueError(
+                f"unknown schedule {self.schedule!r}; choose 'step', 'cosine', 'constant', or pass a function of the step."
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose 'sgd' or 'adam'.")
         if self.batch_size < 1 or self.batch_size > train_examples:
-            raise ValueError(f"batch_size must be between 1 and the {train_examples} training examples, got {self.batch_size}.")
+            raise ValueError(
+                f"batch_size must be between 1 and the {train_examples} training examples, got {self.batch_size}."
+            )
 
     def total_steps(self, steps_per_epoch: int) -> int:
         """The run's length in optimisation steps."""
@@ -119,13 +133,18 @@ class TrainConfig:
 
     def learning_rates(self, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
         """The learning rate at each step (0-based) of a run of ``total_steps`` steps."""
-        if callable(self.schedule):  # a recipe's own schedule, e.g. the paper's lr drops at fixed iterations
+        # A recipe's own schedule, e.g. the paper's lr drops at fixed iterations.
+        if callable(self.schedule):
             return self.schedule
         # step >= fraction * total holds exactly when step >= ceil(fraction * total): the same drops, as step numbers.
         milestone_steps = tuple(math.ceil(fraction * total_steps) for fraction in self.milestones)
         return functools.partial(
-            learning_rate, total_steps=total_steps, lr=self.lr, schedule=self.schedule,
-            milestone_steps=milestone_steps, warmup_steps=round(self.warmup_epochs * steps_per_epoch),
+            learning_rate,
+            total_steps=total_steps,
+            lr=self.lr,
+            schedule=self.schedule,
+            milestone_steps=milestone_steps,
+            warmup_steps=round(self.warmup_epochs * steps_per_epoch),
         )
 
 
@@ -209,8 +228,13 @@ class Preset:
 
     def config(self) -> TrainConfig:
         """The recipe of the chapter 1 and 2 comparisons."""
-        return TrainConfig(steps=self.steps, lr=self.lr, schedule=self.schedule, warmup_epochs=self.warmup_epochs,
-                           batch_size=self.batch_size)
+        return TrainConfig(
+            steps=self.steps,
+            lr=self.lr,
+            schedule=self.schedule,
+            warmup_epochs=self.warmup_epochs,
+            batch_size=self.batch_size,
+        )
 
     def recipe(self) -> dict:
         """:meth:`config` as the ``fit`` keywords chapters pass (``fit(model, data, **preset.recipe())``).
@@ -420,22 +444,34 @@ def build_optimizer(parameters, config: TrainConfig, *, on_cuda: bool) -> torch.
     """SGD (momentum, optionally Nesterov) or Adam, with weight decay on every parameter."""
     fused = {"fused": True} if on_cuda else {"foreach": True}
     if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                               nesterov=config.nesterov, **fused)
+        return torch.optim.SGD(
+            parameters,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.nesterov,
+            **fused,
+        )
     return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, **fused)
 
 
-def data_parallel(model: nn.Module, device: torch.device, config: TrainConfig) -> tuple[int, int, nn.Module]:
+def data_parallel(
+    model: nn.Module, device: torch.device, config: TrainConfig
+) -> tuple[int, int, nn.Module]:
     """This process's rank, the number of processes, and ``model`` wrapped to average gradients over them.
 
     Under torchrun, after ``init_process_group``: every process walks the same seeded batches
     and trains on its own slice of each; DistributedDataParallel averages the gradients.
     """
     if not (dist.is_available() and dist.is_initialized()):
-        raise ValueError("distributed=True needs torch.distributed.init_process_group() first (torchrun, then init_process_group).")
+        raise ValueError(
+            "distributed=True needs torch.distributed.init_process_group() first (torchrun, then init_process_group)."
+        )
     rank, world_size = dist.get_rank(), dist.get_world_size()
     if config.batch_size % world_size:
-        raise ValueError(f"batch_size {config.batch_size} does not split evenly over {world_size} processes; choose a multiple.")
+        raise ValueError(
+            f"batch_size {config.batch_size} does not split evenly over {world_size} processes; choose a multiple."
+        )
     device_ids = None
     if device.type == "cuda":
         device_ids = [device.index if device.index is not None else torch.cuda.current_device()]
@@ -483,19 +519,32 @@ class TrainingRun:
 
         self.device = pick_device(device)
         on_cuda = self.device.type == "cuda"
-        self.precision = choose_precision(config.precision, self.device.type, bf16_supported=on_cuda and torch.cuda.is_bf16_supported())
+        self.precision = choose_precision(
+            config.precision,
+            self.device.type,
+            bf16_supported=on_cuda and torch.cuda.is_bf16_supported(),
+        )
         self.use_bf16 = self.precision == "bf16"
         # fp16 has too few exponent bits for small gradients: the scaler multiplies the loss
         # before backward and divides the gradients again before the step, skipping steps that overflow.
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
-        choose_layout = use_channels_last(self.device.type, is_image=True) if config.channels_last is None else config.channels_last
+        choose_layout = (
+            use_channels_last(self.device.type, is_image=True)
+            if config.channels_last is None
+            else config.channels_last
+        )
         self.channels_last = data.is_image and choose_layout
         self.data = data.to(self.device)
-        self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        self.model = model.to(
+            self.device,
+            memory_format=torch.channels_last if self.channels_last else torch.contiguous_format,
+        )
         self.forward = torch.compile(self.model) if config.compile else self.model
         self.rank, self.world_size, self.train_forward = 0, 1, self.forward
         if distributed:
-            self.rank, self.world_size, self.train_forward = data_parallel(self.model, self.device, config)
+            self.rank, self.world_size, self.train_forward = data_parallel(
+                self.model, self.device, config
+            )
 
         self.evaluate = evaluate
         self.stop = stop
@@ -508,23 +557,37 @@ class TrainingRun:
         self.lr_at = config.learning_rates(self.total_steps, self.steps_per_epoch)
         self.optimizer = build_optimizer(list(self.model.parameters()), config, on_cuda=on_cuda)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.history = History(label=label, device=describe_device(self.device), precision=self.precision,
-                               config=self._record(model, data))
+        self.history = History(
+            label=label,
+            device=describe_device(self.device),
+            precision=self.precision,
+            config=self._record(model, data),
+        )
         self.step = 0
 
     def _record(self, model: nn.Module, data: Dataset) -> dict:
         """The history's account of the recipe, the data and the machine."""
         config = self.config
+        epochs = config.epochs if config.epochs is not None else config.steps / self.steps_per_epoch
         return dict(
-            epochs=config.epochs if config.epochs is not None else config.steps / self.steps_per_epoch,
-            steps=self.total_steps, lr=config.lr, batch_size=config.batch_size, momentum=config.momentum,
-            weight_decay=config.weight_decay, optimizer=config.optimizer,
+            epochs=epochs,
+            steps=self.total_steps,
+            lr=config.lr,
+            batch_size=config.batch_size,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            optimizer=config.optimizer,
             schedule=config.schedule if isinstance(config.schedule, str) else repr(config.schedule),
-            milestones=list(config.milestones), warmup_epochs=config.warmup_epochs,
+            milestones=list(config.milestones),
+            warmup_epochs=config.warmup_epochs,
             # The data by what it is and its file's name: a record never carries a path of the machine.
-            augment=config.augment, seed=config.seed, data=repr(data).split(", from ")[0] + ")",
-            data_file=os.path.basename(data.source), parameters=sum(p.numel() for p in model.parameters()),
-            torch=torch.__version__, processes=self.world_size,
+            augment=config.augment,
+            seed=config.seed,
+            data=repr(data).split(", from ")[0] + ")",
+            data_file=os.path.basename(data.source),
+            parameters=sum(p.numel() for p in model.parameters()),
+            torch=torch.__version__,
+            processes=self.world_size,
         )
 
     @property
@@ -537,8 +600,13 @@ class TrainingRun:
 
     def evaluate_test(self, data: Dataset | None = None) -> tuple[float, float]:
         """Loss and accuracy on the test split (of ``data``, else the run's), with the run's precision and layout."""
-        return evaluate(self.model, self.data if data is None else data, forward=self.forward,
-                        precision=self.precision, channels_last=self.channels_last)
+        return evaluate(
+            self.model,
+            self.data if data is None else data,
+            forward=self.forward,
+            precision=self.precision,
+            channels_last=self.channels_last,
+        )
 
     def __iter__(self) -> Iterator[int]:
         bar = self._progress_bar()
@@ -571,17 +639,22 @@ class TrainingRun:
 
         # leave=True: the finished bar stays as a record of the run (steps, time, last loss), in Jupyter
         # and in the built book, where a closed bar would leave an empty box.
-        return tqdm(total=self.total_steps, desc=self.history.label or "training", unit="step", leave=True)
+        return tqdm(
+            total=self.total_steps, desc=self.history.label or "training", unit="step", leave=True
+        )
 
     def _train_epoch(self, bar) -> Iterator[int]:
         """One pass over the shuffled training set (or what is left of the run); returns its totals."""
-        totals = _EpochTotals(torch.zeros((), device=self.device), torch.zeros((), device=self.device))
+        device = self.device
+        totals = _EpochTotals(torch.zeros((), device=device), torch.zeros((), device=device))
         pending = []  # step losses not yet read from the device
-        for x, y in self.data.train_batches(self.config.batch_size, augment=self.config.augment, generator=self.generator):
+        for x, y in self.data.train_batches(
+            self.config.batch_size, augment=self.config.augment, generator=self.generator
+        ):
             if self.step >= self.total_steps or _should_stop(self.stop):
                 break
             if self.world_size > 1:  # this process's contiguous slice of the batch
-                x, y = x.tensor_split(self.world_size)[self.rank], y.tensor_split(self.world_size)[self.rank]
+                x, y = (part.tensor_split(self.world_size)[self.rank] for part in (x, y))
             totals.lr = self.lr_at(self.step)
             loss, logits = self._train_step(x, y, totals.lr)
             self.step += 1
@@ -601,7 +674,9 @@ class TrainingRun:
         self._read_step_losses(pending, bar)
         return totals
 
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def _train_step(
+        self, x: torch.Tensor, y: torch.Tensor, lr: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step at learning rate ``lr``; returns the (detached) loss and logits."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -622,11 +697,14 @@ class TrainingRun:
         """The epoch's figures into the history (over every process's slices), then the test pass."""
         loss_sum, correct, seen = totals.loss_sum, totals.correct, totals.seen
         if self.world_size > 1:
-            summed = torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=self.device)])
+            count = torch.tensor(float(seen), device=self.device)
+            summed = torch.stack([loss_sum, correct.to(loss_sum.dtype), count])
             dist.all_reduce(summed)
             loss_sum, correct, seen = summed[0], summed[1], round(summed[2].item())
         history = self.history
-        history.epochs.append(round(epoch - 1 + seen / (self.steps_per_epoch * self.config.batch_size), 4))
+        history.epochs.append(
+            round(epoch - 1 + seen / (self.steps_per_epoch * self.config.batch_size), 4)
+        )
         history.train_loss.append(loss_sum.item() / seen)
         history.train_acc.append(correct.item() / seen)
         history.images_per_s.append(seen / elapsed_s)
@@ -657,7 +735,9 @@ class TrainingRun:
         pending.clear()
 
 
-def fit(model: nn.Module, data: Dataset, *, config: TrainConfig | None = None, **options) -> History:
+def fit(
+    model: nn.Module, data: Dataset, *, config: TrainConfig | None = None, **options
+) -> History:
     """Train ``model`` on ``data`` and return its :class:`History`.
 
     The recipe is ``config`` (a :class:`TrainConfig`), or its fields as keywords:

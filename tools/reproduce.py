@@ -101,14 +101,18 @@ RECIPES = {
         "paper",
         "He et al. 2015, sec. 4.2: batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1 / 10 at 32k and 48k "
         "iterations, 64k iterations, pad 4 + random crop + flip; ResNet-110 warms up at lr 0.01 for 400 iterations",
-        TrainConfig(batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.5, 0.75)),
+        TrainConfig(
+            batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.5, 0.75)
+        ),
         iterations=64_000, warmup=400 / 64_000, warmup_lr=0.01, warmup_models=("resnet110",),
     ),
     "fast": Recipe(
         "fast",
         "60 epochs, batch 128, SGD Nesterov momentum 0.9, weight decay 5e-4, 1 epoch linear warm-up, cosine lr 0.1 -> 0, "
         "pad 4 + random crop + flip",
-        TrainConfig(epochs=60, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True, schedule="cosine"),
+        TrainConfig(
+            epochs=60, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True, schedule="cosine"
+        ),
         warmup=1 / 60,
     ),
 }
@@ -154,7 +158,8 @@ def training_plan(recipe: Recipe, model_name: str, steps_per_epoch: int, *, iter
     warmup_iterations = round(recipe.warmup * iterations) if warms_up else 0
     milestones = [round(fraction * iterations) for fraction in training.milestones]
     if training.schedule == "step":
-        schedule = {"schedule": StepSchedule(training.lr, tuple(milestones), warmup_iterations, recipe.warmup_lr or training.lr)}
+        warmup_lr = recipe.warmup_lr or training.lr
+        schedule = {"schedule": StepSchedule(training.lr, tuple(milestones), warmup_iterations, warmup_lr)}
     else:
         schedule = {"warmup_epochs": warmup_iterations / steps_per_epoch}
     config = training.replace(steps=iterations, **schedule)
@@ -264,8 +269,8 @@ def reproduce_one(
     set_seed(seed)
     model = create_model(model_name, width=width)
     run = TrainingRun(
-        model, data, config=plan["config"], device=device, compile=compile, distributed=distributed, seed=seed,
-        progress=progress, label=f"{model_name} ({recipe.name})",
+        model, data, config=plan["config"], device=device, compile=compile, distributed=distributed,
+        seed=seed, progress=progress, label=f"{model_name} ({recipe.name})",
     )
     for _ in run:
         pass

@@ -24,7 +24,7 @@ class TrainingSetup:
     image_size: int
     train_size: int
     test_size: int
-    training: TrainConfig  # the recipe; its epochs, lr, batch_size and seed are what students pass to fit
+    training: TrainConfig  # the recipe; students pass its FIT_OPTIONS to fit
 
     # The recipe's fields the exercise names, and the check compares with each run's history.config.
     FIT_OPTIONS = ("epochs", "lr", "batch_size", "seed")
@@ -50,8 +50,9 @@ class TrainingSetup:
         return self.training.options(*self.FIT_OPTIONS)
 
     def describe(self) -> str:
-        sizes = {name: getattr(self, name) for name in ("depth", "width", "image_size", "train_size", "test_size")}
-        return ", ".join(f"{k}={v}" for k, v in {**sizes, **self.fit_options()}.items())
+        names = ("depth", "width", "image_size", "train_size", "test_size")
+        values = {**{name: getattr(self, name) for name in names}, **self.fit_options()}
+        return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
 PLAIN_VS_RESIDUAL = TrainingSetup(depth=32, width=8, image_size=16, train_size=4000, test_size=500,
