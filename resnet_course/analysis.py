@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .data import Dataset
+from .train import evaluate
 
 # --- hooks and modes, always undone ---------------------------------------------------------------
 
@@ -248,15 +249,9 @@ def blocks_deleted(model: nn.Module, names: Sequence[str]):
         yield model
 
 
-@torch.no_grad()
 def evaluate_accuracy(model: nn.Module, data: Dataset) -> float:
-    """Accuracy on ``data``'s test split, in eval mode (BN uses its running statistics)."""
-    device = next(model.parameters()).device
-    correct = 0
-    with eval_mode(model):
-        for x, y in data.to(device).test_batches():
-            correct += (model(x).argmax(1) == y).sum().item()
-    return correct / len(data.y_test)
+    """Accuracy on ``data``'s test split, in eval mode: :func:`~resnet_course.train.evaluate`'s."""
+    return evaluate(model, data)[1]
 
 
 def is_downsampling(block: nn.Module) -> bool:

@@ -24,6 +24,7 @@ weights (read back with ``weights_only=True``, so a cache file can never run cod
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -35,12 +36,12 @@ from torch import nn
 
 from .data import Dataset, cache_dir
 from .models import create_model
-from .train import History, fit, pick_device, set_seed
+from .train import History, TrainConfig, fit, pick_device, set_seed
 
 # The modules whose source decides what a run computes; editing any of them starts afresh.
 CODE_MODULES = ("blocks.py", "models.py", "train.py", "data.py")
 # fit options that do not change the arithmetic of a run, only how it is shown or stopped.
-DISPLAY_OPTIONS = frozenset({"progress", "label", "on_step", "on_epoch", "stop", "log_every"})
+DISPLAY_OPTIONS = frozenset({"progress", "label", "on_step", "stop", "log_every"})
 KEY_VERSION = 1  # bump when the layout of a cache entry changes
 
 
@@ -78,8 +79,31 @@ def data_fingerprint(data: Dataset) -> str:
     return fingerprint
 
 
-def run_fields(model_name: str, data: Dataset, *, model_options: dict | None = None, **recipe) -> dict:
+def recipe_keywords(config: TrainConfig | None, options: dict) -> dict:
+    """``fit``'s options with ``config`` spelt out as the keywords that say the same.
+
+    A config counts by the fields it changes from the defaults, and the keywords given beside
+    it as given: ``config=TrainConfig(steps=6, lr=0.05), seed=0`` is keyed as
+    ``steps=6, lr=0.05, seed=0``, so both spellings find the same cached run.
+    """
+    if config is None:
+        return dict(options)
+    recipe_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {key: value for key, value in options.items() if key in recipe_names}
+    others = {key: value for key, value in options.items() if key not in recipe_names}
+    return {**config.replace(**given).options(), **given, **others}
+
+
+def run_fields(
+    model_name: str,
+    data: Dataset,
+    *,
+    model_options: dict | None = None,
+    config: TrainConfig | None = None,
+    **recipe,
+) -> dict:
     """Everything that decides the result of a run, as plain JSON values."""
+    recipe = recipe_keywords(config, recipe)
     device = pick_device(recipe.pop("device", None))
     arithmetic = {key: value for key, value in recipe.items() if key not in DISPLAY_OPTIONS}
     for key, value in arithmetic.items():
@@ -108,19 +132,25 @@ def train(
     data: Dataset,
     *,
     model_options: dict | None = None,
-    seed: int = 0,
+    config: TrainConfig | None = None,
+    seed: int | None = None,
     cache: bool | None = None,
     **recipe,
 ) -> tuple[nn.Module, History]:
     """The trained model and its history: from the cache when this exact run was made before.
 
-    ``recipe`` holds ``fit``'s options (``epochs`` or ``steps``, ``lr``, ``schedule``,
-    ``warmup_epochs``, ...). The model is built right after ``set_seed(seed)``, and the
-    batches are drawn with the same ``seed``, so a run is fixed by its key.
+    ``config`` (a :class:`~resnet_course.train.TrainConfig`) and ``recipe`` hold ``fit``'s
+    options (``epochs`` or ``steps``, ``lr``, ``schedule``, ``warmup_epochs``, ...). The model
+    is built right after ``set_seed(seed)``, and the batches are drawn with the same ``seed``
+    (by default the config's, else 0), so a run is fixed by its key.
     ``history.config['cached']`` says whether it was read back.
     """
     use_cache = enabled() if cache is None else cache
-    fields = run_fields(model_name, data, model_options=model_options, seed=seed, **recipe)
+    if seed is None:
+        seed = config.seed if config is not None else 0
+    fields = run_fields(
+        model_name, data, model_options=model_options, config=config, seed=seed, **recipe
+    )
     key = run_key(fields)
     folder = runs_dir()
     record_path, weights_path = folder / f"{key}.json", folder / f"{key}.pt"
@@ -142,7 +172,7 @@ def train(
             history.config["run_key"] = key
             return model.to(pick_device(recipe.get("device"))), history
 
-    history = fit(model, data, seed=seed, **recipe)
+    history = fit(model, data, config=config, seed=seed, **recipe)
     history.config["cached"] = False
     history.config["run_key"] = key
     if use_cache and not history.stopped:

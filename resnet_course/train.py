@@ -1,6 +1,8 @@
 """The one training loop of the course.
 
-``fit(model, data, epochs=...)`` trains and returns a :class:`History`. Underneath,
+``fit(model, data, epochs=...)`` trains and returns a :class:`History`. The recipe (length,
+optimizer, schedule, augmentation, precision, seed) is one :class:`TrainConfig`, given as
+``config=`` or as its fields' keywords; :func:`learning_rate` is the one schedule. Underneath,
 :class:`TrainingRun` is the same loop as an iterator that yields after every
 step, so a dashboard can interleave training with button clicks
 (``for _ in run: await asyncio.sleep(0)``) without a second copy of the loop.
@@ -16,6 +18,8 @@ wait for the host; a loss that is no longer finite stops the run at that read.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import os
@@ -29,6 +33,147 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Dataset
+
+# --- the recipe --------------------------------------------------------------------------------
+
+SCHEDULES = ("step", "cosine", "constant")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a network is trained, apart from the network and the data: the recipe of a run.
+
+    Give the length as ``epochs`` (passes over the training set, a fraction allowed) or as
+    ``steps`` (optimisation steps), not both; ``max_steps`` caps either (the first version
+    wrote "train N steps" as ``epochs=N, max_steps=N``). ``milestones`` and ``warmup_epochs``
+    scale with the run: the step schedule divides the learning rate by 10 at each milestone
+    (a fraction of the run), after ``warmup_epochs`` of linear warm-up. ``schedule`` may also
+    be a function of the step (0-based) that returns the learning rate; it then replaces
+    ``lr``, ``milestones`` and ``warmup_epochs``. ``precision`` is 'auto' (bf16 or fp16 on
+    CUDA, fp32 elsewhere), 'fp32', 'bf16' or 'fp16'; ``channels_last`` None means "where it
+    was measured faster" (:func:`use_channels_last`). ``seed`` fixes the batches' order and
+    augmentation, not the network's starting weights (seed before building it).
+
+    ``fit(model, data, config=TrainConfig(epochs=4, lr=0.05))`` trains with it, and
+    ``fit(model, data, epochs=4, lr=0.05)`` is the same run; keywords given beside a config
+    replace its fields.
+    """
+
+    epochs: float | None = None
+    steps: int | None = None
+    max_steps: int | None = None
+    lr: float = 0.1
+    batch_size: int = 128
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 1e-4  # on every parameter, as in the paper's recipe
+    nesterov: bool = False
+    optimizer: str = "sgd"
+    schedule: str | Callable[[int], float] = "step"
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the run (32k and 48k of 64k)
+    warmup_epochs: float = 0.0
+    augment: bool = True  # random crops and flips of image batches
+    precision: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    seed: int = 0
+
+    def replace(self, **changes) -> TrainConfig:
+        """This config with ``changes``; a length (``epochs`` or ``steps``) replaces the config's length."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(
+                f"unknown training option(s) {', '.join(map(repr, unknown))}; "
+                f"the recipe's are {', '.join(f.name for f in fields(self))}."
+            )
+        if "epochs" in changes or "steps" in changes:
+            changes = {"epochs": None, "steps": None, **changes}
+        return dataclasses.replace(self, **changes)
+
+    def options(self, *names: str) -> dict:
+        """The named fields as ``fit`` keywords; with no names, the fields that differ from the defaults."""
+        if names:
+            return {name: getattr(self, name) for name in names}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != f.default
+        }
+
+    def check(self, train_examples: int) -> None:
+        """Raises ValueError, in one sentence, for a recipe that cannot run on ``train_examples`` examples."""
+        epochs, steps, lr = self.epochs, self.steps, self.lr
+        if (epochs is None) == (steps is None):
+            raise ValueError(
+                "give either epochs= or steps= (how long to train), not both and not neither."
+            )
+        if epochs is not None and not (
+            isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0
+        ):
+            raise ValueError(f"epochs must be a positive number, got {epochs!r}.")
+        if steps is not None and not (isinstance(steps, int) and steps > 0):
+            raise ValueError(f"steps must be a positive whole number, got {steps!r}.")
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"the learning rate must be a positive, finite number, got {lr!r}.")
+        if not callable(self.schedule) and self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown schedule {self.schedule!r}; choose 'step', 'cosine', 'constant', or pass a function of the step."
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose 'sgd' or 'adam'.")
+        if self.batch_size < 1 or self.batch_size > train_examples:
+            raise ValueError(
+                f"batch_size must be between 1 and the {train_examples} training examples, got {self.batch_size}."
+            )
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """The run's length in optimisation steps."""
+        total = self.steps if self.steps is not None else math.ceil(self.epochs * steps_per_epoch)
+        return total if self.max_steps is None else min(total, self.max_steps)
+
+    def learning_rates(self, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
+        """The learning rate at each step (0-based) of a run of ``total_steps`` steps."""
+        # A recipe's own schedule, e.g. the paper's lr drops at fixed iterations.
+        if callable(self.schedule):
+            return self.schedule
+        # step >= fraction * total holds exactly when step >= ceil(fraction * total): the same drops, as step numbers.
+        milestone_steps = tuple(math.ceil(fraction * total_steps) for fraction in self.milestones)
+        return functools.partial(
+            learning_rate,
+            total_steps=total_steps,
+            lr=self.lr,
+            schedule=self.schedule,
+            milestone_steps=milestone_steps,
+            warmup_steps=round(self.warmup_epochs * steps_per_epoch),
+        )
+
+
+def learning_rate(
+    step: int,
+    *,
+    total_steps: int,
+    lr: float,
+    schedule: str = "step",
+    milestone_steps: tuple[int, ...] = (),
+    warmup_steps: int = 0,
+    warmup_lr: float | None = None,
+) -> float:
+    """The learning rate at ``step`` (0-based) of a run of ``total_steps`` steps: the course's one schedule.
+
+    First ``warmup_steps`` of warm-up: a linear ramp up to ``lr``, or a constant ``warmup_lr``
+    (the paper's ResNet-110 trains at 0.01 for its first 400 iterations). Then 'constant'
+    keeps ``lr``; 'cosine' decays it to 0 at the end of the run; 'step' divides it by 10 at
+    each of ``milestone_steps``.
+    """
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps if warmup_lr is None else warmup_lr
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * lr * (1 + math.cos(math.pi * progress))
+    return lr * 0.1 ** sum(step >= milestone for milestone in milestone_steps)
+
 
 # --- devices and presets -----------------------------------------------------------------------
 
@@ -81,10 +226,22 @@ class Preset:
     schedule: str = "cosine"
     warmup_epochs: float = 2.0  # linear warm-up: a 56-layer network at lr 0.1 from step 1 stalls at chance
 
+    def config(self) -> TrainConfig:
+        """The recipe of the chapter 1 and 2 comparisons."""
+        return TrainConfig(
+            steps=self.steps,
+            lr=self.lr,
+            schedule=self.schedule,
+            warmup_epochs=self.warmup_epochs,
+            batch_size=self.batch_size,
+        )
+
     def recipe(self) -> dict:
-        """``fit`` options of the chapter 1 and 2 comparisons."""
-        return dict(steps=self.steps, lr=self.lr, schedule=self.schedule, warmup_epochs=self.warmup_epochs,
-                    batch_size=self.batch_size)
+        """:meth:`config` as the ``fit`` keywords chapters pass (``fit(model, data, **preset.recipe())``).
+
+        Always these five keys, default or not: the run cache keys a run by the keywords it was given.
+        """
+        return self.config().options("steps", "lr", "schedule", "warmup_epochs", "batch_size")
 
     def describe(self) -> str:
         images = "all" if self.train_size is None else f"up to {self.train_size:,}"
@@ -242,18 +399,94 @@ def _should_stop(stop) -> bool:
     return bool(stop())
 
 
-def _learning_rate(step: int, total: int, *, lr: float, schedule, milestones: tuple[float, ...], warmup_steps: int) -> float:
-    if callable(schedule):  # a recipe's own schedule, e.g. the paper's lr drops at fixed iterations
-        return schedule(step)
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    if schedule == "constant":
-        return lr
-    if schedule == "cosine":
-        progress = (step - warmup_steps) / max(1, total - warmup_steps)
-        return 0.5 * lr * (1 + math.cos(math.pi * progress))
-    # "step": divide by 10 at each milestone (fractions of training; 0.5 and 0.75 are 32k and 48k of 64k).
-    return lr * 0.1 ** sum(step >= m * total for m in milestones)
+def autocast(device_type: str, precision: str):
+    """The autocast context of ``precision`` ('fp32': none) on this kind of device."""
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type, dtype=dtype, enabled=precision != "fp32")
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> tuple[float, float]:
+    """Loss and accuracy on ``data``'s test split, per target, in eval mode (BN uses its running statistics).
+
+    ``forward`` is what computes the logits (the model, or its compiled version). Every
+    submodule has its own mode back afterwards, so a frozen (eval-mode) part stays frozen.
+    """
+    device = next(model.parameters()).device
+    data = data.to(device)
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    try:
+        for x, y in data.test_batches():
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device.type, precision):
+                logits = (forward or model)(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+    finally:
+        for module, was_training in modes:
+            module.training = was_training
+    n = data.y_test.numel()  # targets, not examples: a sequence has one per position
+    return loss_sum.item() / n, correct.item() / n
+
+
+def build_optimizer(parameters, config: TrainConfig, *, on_cuda: bool) -> torch.optim.Optimizer:
+    """SGD (momentum, optionally Nesterov) or Adam, with weight decay on every parameter."""
+    fused = {"fused": True} if on_cuda else {"foreach": True}
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.nesterov,
+            **fused,
+        )
+    return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, **fused)
+
+
+def data_parallel(
+    model: nn.Module, device: torch.device, config: TrainConfig
+) -> tuple[int, int, nn.Module]:
+    """This process's rank, the number of processes, and ``model`` wrapped to average gradients over them.
+
+    Under torchrun, after ``init_process_group``: every process walks the same seeded batches
+    and trains on its own slice of each; DistributedDataParallel averages the gradients.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError(
+            "distributed=True needs torch.distributed.init_process_group() first (torchrun, then init_process_group)."
+        )
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    if config.batch_size % world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} does not split evenly over {world_size} processes; choose a multiple."
+        )
+    device_ids = None
+    if device.type == "cuda":
+        device_ids = [device.index if device.index is not None else torch.cuda.current_device()]
+    ddp = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return rank, world_size, torch.compile(ddp) if config.compile else ddp
+
+
+@dataclass
+class _EpochTotals:
+    """One epoch's sums, kept on the device until the epoch ends."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor  # examples right (a fraction for a sequence)
+    seen: int = 0
+    lr: float = 0.0  # the learning rate of the epoch's last step
 
 
 class TrainingRun:
@@ -261,6 +494,8 @@ class TrainingRun:
 
     Iterate it to train (``fit`` does exactly that). ``history`` fills in as it goes,
     and stays valid if iteration stops early, by a ``stop`` request or an error.
+    The recipe is ``config`` (a :class:`TrainConfig`) with the recipe keywords given beside
+    it; the other keywords say where and how the run is made and shown.
     """
 
     def __init__(
@@ -268,225 +503,216 @@ class TrainingRun:
         model: nn.Module,
         data: Dataset,
         *,
-        epochs: float | None = None,
-        steps: int | None = None,
-        lr: float = 0.1,
-        batch_size: int = 128,
-        momentum: float = 0.9,
-        weight_decay: float = 1e-4,
-        nesterov: bool = False,
-        optimizer: str = "sgd",
-        schedule: str | Callable[[int], float] = "step",
-        milestones: tuple[float, ...] = (0.5, 0.75),
-        warmup_epochs: float = 0.0,
-        augment: bool = True,
-        label_smoothing: float = 0.0,
+        config: TrainConfig | None = None,
         device: str | torch.device | None = None,
-        precision: str = "auto",
-        channels_last: bool | None = None,
-        compile: bool = False,
-        seed: int = 0,
         evaluate: bool = True,
         log_every: int | None = None,
-        max_steps: int | None = None,
         stop=None,
         on_step: Callable[[History], None] | None = None,
-        on_epoch: Callable[[History], None] | None = None,
         progress: bool = True,
         label: str = "",
         distributed: bool = False,
+        **recipe,
     ):
-        if (epochs is None) == (steps is None):
-            raise ValueError("give either epochs= or steps= (how long to train), not both and not neither.")
-        if epochs is not None and not (isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0):
-            raise ValueError(f"epochs must be a positive number, got {epochs!r}.")
-        if steps is not None and not (isinstance(steps, int) and steps > 0):
-            raise ValueError(f"steps must be a positive whole number, got {steps!r}.")
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"the learning rate must be a positive, finite number, got {lr!r}.")
-        if not callable(schedule) and schedule not in ("step", "cosine", "constant"):
-            raise ValueError(f"unknown schedule {schedule!r}; choose 'step', 'cosine', 'constant', or pass a function of the step.")
-        if optimizer not in ("sgd", "adam"):
-            raise ValueError(f"unknown optimizer {optimizer!r}; choose 'sgd' or 'adam'.")
-        if batch_size < 1 or batch_size > len(data.x_train):
-            raise ValueError(f"batch_size must be between 1 and the {len(data.x_train)} training examples, got {batch_size}.")
+        self.config = config = (config or TrainConfig()).replace(**recipe)
+        config.check(len(data.x_train))
 
         self.device = pick_device(device)
         on_cuda = self.device.type == "cuda"
-        self.precision = choose_precision(precision, self.device.type, bf16_supported=on_cuda and torch.cuda.is_bf16_supported())
+        self.precision = choose_precision(
+            config.precision,
+            self.device.type,
+            bf16_supported=on_cuda and torch.cuda.is_bf16_supported(),
+        )
         self.use_bf16 = self.precision == "bf16"
         # fp16 has too few exponent bits for small gradients: the scaler multiplies the loss
         # before backward and divides the gradients again before the step, skipping steps that overflow.
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
-        self.channels_last = data.is_image and (use_channels_last(self.device.type, is_image=True) if channels_last is None else channels_last)
+        choose_layout = (
+            use_channels_last(self.device.type, is_image=True)
+            if config.channels_last is None
+            else config.channels_last
+        )
+        self.channels_last = data.is_image and choose_layout
         self.data = data.to(self.device)
-        self.model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        self.forward = torch.compile(self.model) if compile else self.model
-        # Data parallel (torchrun): every process walks the same seeded batches and trains on
-        # its own slice of each; DistributedDataParallel averages the gradients.
-        self.rank, self.world_size = 0, 1
-        self.train_forward = self.forward
+        self.model = model.to(
+            self.device,
+            memory_format=torch.channels_last if self.channels_last else torch.contiguous_format,
+        )
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.rank, self.world_size, self.train_forward = 0, 1, self.forward
         if distributed:
-            if not (dist.is_available() and dist.is_initialized()):
-                raise ValueError("distributed=True needs torch.distributed.init_process_group() first (torchrun, then init_process_group).")
-            self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
-            if batch_size % self.world_size:
-                raise ValueError(f"batch_size {batch_size} does not split evenly over {self.world_size} processes; choose a multiple.")
-            device_ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if on_cuda else None
-            ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
-            self.train_forward = torch.compile(ddp) if compile else ddp
+            self.rank, self.world_size, self.train_forward = data_parallel(
+                self.model, self.device, config
+            )
 
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.augment = augment
-        self.label_smoothing = label_smoothing
         self.evaluate = evaluate
         self.stop = stop
-        self.on_step, self.on_epoch = on_step, on_epoch
+        self.on_step = on_step
         self.progress = progress and self.rank == 0
-        self.steps_per_epoch = max(1, len(self.data.x_train) // batch_size)
-        self.total_steps = steps if steps is not None else math.ceil(epochs * self.steps_per_epoch)
-        if epochs is None:
-            epochs = steps / self.steps_per_epoch
-        if max_steps is not None:
-            self.total_steps = min(self.total_steps, max_steps)
+        self.steps_per_epoch = max(1, len(self.data.x_train) // config.batch_size)
+        self.total_steps = config.total_steps(self.steps_per_epoch)
         # On the CPU reading the loss costs nothing; on a GPU it waits for the queue to drain.
         self.log_every = log_every or (1 if self.device.type == "cpu" else 25)
-        self.schedule = dict(lr=lr, schedule=schedule, milestones=tuple(milestones), warmup_steps=round(warmup_epochs * self.steps_per_epoch))
-
-        # Weight decay on every parameter, as in the paper's recipe.
-        params = list(self.model.parameters())
-        fused = {"fused": True} if on_cuda else {"foreach": True}
-        if optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, **fused)
-        else:
-            self.optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **fused)
-
-        self.generator = torch.Generator().manual_seed(seed)
+        self.lr_at = config.learning_rates(self.total_steps, self.steps_per_epoch)
+        self.optimizer = build_optimizer(list(self.model.parameters()), config, on_cuda=on_cuda)
+        self.generator = torch.Generator().manual_seed(config.seed)
         self.history = History(
             label=label,
             device=describe_device(self.device),
             precision=self.precision,
-            config=dict(
-                epochs=epochs, steps=self.total_steps, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
-                optimizer=optimizer, schedule=schedule if isinstance(schedule, str) else repr(schedule),
-                milestones=list(milestones), warmup_epochs=warmup_epochs,
-                # The data by what it is and its file's name: a record never carries a path of the machine.
-                augment=augment, seed=seed, data=repr(data).split(", from ")[0] + ")",
-                data_file=os.path.basename(data.source), parameters=sum(p.numel() for p in model.parameters()),
-                torch=torch.__version__, processes=self.world_size,
-            ),
+            config=self._record(model, data),
         )
         self.step = 0
 
-    def _autocast(self):
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype, enabled=self.precision != "fp32")
+    def _record(self, model: nn.Module, data: Dataset) -> dict:
+        """The history's account of the recipe, the data and the machine."""
+        config = self.config
+        epochs = config.epochs if config.epochs is not None else config.steps / self.steps_per_epoch
+        return dict(
+            epochs=epochs,
+            steps=self.total_steps,
+            lr=config.lr,
+            batch_size=config.batch_size,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            optimizer=config.optimizer,
+            schedule=config.schedule if isinstance(config.schedule, str) else repr(config.schedule),
+            milestones=list(config.milestones),
+            warmup_epochs=config.warmup_epochs,
+            # The data by what it is and its file's name: a record never carries a path of the machine.
+            augment=config.augment,
+            seed=config.seed,
+            data=repr(data).split(", from ")[0] + ")",
+            data_file=os.path.basename(data.source),
+            parameters=sum(p.numel() for p in model.parameters()),
+            torch=torch.__version__,
+            processes=self.world_size,
+        )
+
+    @property
+    def batch_size(self) -> int:
+        """Examples per step, over all processes (the dashboards count images/s with it)."""
+        return self.config.batch_size
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    @torch.no_grad()
     def evaluate_test(self, data: Dataset | None = None) -> tuple[float, float]:
-        """Loss and accuracy on the test split (of ``data``, else the run's), in eval mode (BN uses its running statistics)."""
-        data = self.data if data is None else data.to(self.device)
-        was_training = self.model.training
-        self.model.eval()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for x, y in data.test_batches():
-            with self._autocast():
-                logits = self.forward(self._inputs(x))
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-        self.model.train(was_training)
-        n = data.y_test.numel()  # targets, not examples: a sequence has one per position
-        return loss_sum.item() / n, correct.item() / n
+        """Loss and accuracy on the test split (of ``data``, else the run's), with the run's precision and layout."""
+        return evaluate(
+            self.model,
+            self.data if data is None else data,
+            forward=self.forward,
+            precision=self.precision,
+            channels_last=self.channels_last,
+        )
 
     def __iter__(self) -> Iterator[int]:
-        history, model = self.history, self.model
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            # leave=True: the finished bar stays as a record of the run (steps, time, last loss), in Jupyter
-            # and in the built book, where a closed bar would leave an empty box.
-            bar = tqdm(total=self.total_steps, desc=self.history.label or "training", unit="step", leave=True)
+        bar = self._progress_bar()
         start = time.perf_counter()
         try:
-            model.train()
+            self.model.train()
             epoch = 0
             while self.step < self.total_steps:
                 epoch += 1
-                loss_sum = torch.zeros((), device=self.device)
-                correct = torch.zeros((), device=self.device)  # examples right (a fraction for a sequence)
-                seen = 0
-                pending = []  # step losses not yet read from the device
                 epoch_start = time.perf_counter()
-                for x, y in self.data.train_batches(self.batch_size, augment=self.augment, generator=self.generator):
-                    if self.step >= self.total_steps or _should_stop(self.stop):
-                        break
-                    if self.world_size > 1:  # this process's contiguous slice of the batch
-                        x, y = x.tensor_split(self.world_size)[self.rank], y.tensor_split(self.world_size)[self.rank]
-                    lr = _learning_rate(self.step, self.total_steps, **self.schedule)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
-                    with self._autocast():
-                        logits = self.train_forward(self._inputs(x))
-                        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if self.scaler is None:
-                        loss.backward()
-                        self.optimizer.step()
-                    else:
-                        self.scaler.scale(loss).backward()
-                        self.scaler.step(self.optimizer)
-                        self.scaler.update()
-
-                    self.step += 1
-                    seen += len(y)
-                    detached = loss.detach()
-                    loss_sum += detached * len(y)
-                    # Per example, the fraction of its targets that are right: 0 or 1 for a class
-                    # label, per-position accuracy for a sequence of targets.
-                    correct += (logits.detach().argmax(1) == y).reshape(len(y), -1).float().mean(1).sum()
-                    pending.append((self.step, detached))
-                    if len(pending) >= self.log_every:
-                        self._read_step_losses(pending, bar)
-                        if history.diverged:
-                            break
-                        if self.on_step:
-                            self.on_step(history)
-                    yield self.step
-                self._read_step_losses(pending, bar)
-                if seen == 0 or history.diverged:
+                totals = yield from self._train_epoch(bar)
+                if totals.seen == 0 or self.history.diverged:
                     break
-                if self.world_size > 1:  # the epoch's figures over every process's slices
-                    totals = torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=self.device)])
-                    dist.all_reduce(totals)
-                    loss_sum, correct, seen = totals[0], totals[1], round(totals[2].item())
-                elapsed = time.perf_counter() - epoch_start
-                history.epochs.append(round(epoch - 1 + seen / (self.steps_per_epoch * self.batch_size), 4))
-                history.train_loss.append(loss_sum.item() / seen)
-                history.train_acc.append(correct.item() / seen)
-                history.images_per_s.append(seen / elapsed)
-                history.lr.append(lr)
-                if self.evaluate:
-                    test_loss, test_acc = self.evaluate_test()
-                    history.test_loss.append(test_loss)
-                    history.test_acc.append(test_acc)
-                history.wall_time = time.perf_counter() - start
-                if self.on_epoch:
-                    self.on_epoch(history)
+                self._end_epoch(epoch, totals, time.perf_counter() - epoch_start)
+                self.history.wall_time = time.perf_counter() - start
                 if _should_stop(self.stop):
                     break
-            history.stopped = self.step < self.total_steps and not history.diverged
-            if history.stopped and not history.message:
-                history.message = f"stopped at step {self.step} of {self.total_steps}"
+            self.history.stopped = self.step < self.total_steps and not self.history.diverged
+            if self.history.stopped and not self.history.message:
+                self.history.message = f"stopped at step {self.step} of {self.total_steps}"
         finally:
-            history.wall_time = time.perf_counter() - start
+            self.history.wall_time = time.perf_counter() - start
             if bar is not None:
                 bar.close()
+
+    def _progress_bar(self):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        # leave=True: the finished bar stays as a record of the run (steps, time, last loss), in Jupyter
+        # and in the built book, where a closed bar would leave an empty box.
+        return tqdm(
+            total=self.total_steps, desc=self.history.label or "training", unit="step", leave=True
+        )
+
+    def _train_epoch(self, bar) -> Iterator[int]:
+        """One pass over the shuffled training set (or what is left of the run); returns its totals."""
+        device = self.device
+        totals = _EpochTotals(torch.zeros((), device=device), torch.zeros((), device=device))
+        pending = []  # step losses not yet read from the device
+        for x, y in self.data.train_batches(
+            self.config.batch_size, augment=self.config.augment, generator=self.generator
+        ):
+            if self.step >= self.total_steps or _should_stop(self.stop):
+                break
+            if self.world_size > 1:  # this process's contiguous slice of the batch
+                x, y = (part.tensor_split(self.world_size)[self.rank] for part in (x, y))
+            totals.lr = self.lr_at(self.step)
+            loss, logits = self._train_step(x, y, totals.lr)
+            self.step += 1
+            totals.seen += len(y)
+            totals.loss_sum += loss * len(y)
+            # Per example, the fraction of its targets that are right: 0 or 1 for a class
+            # label, per-position accuracy for a sequence of targets.
+            totals.correct += (logits.argmax(1) == y).reshape(len(y), -1).float().mean(1).sum()
+            pending.append((self.step, loss))
+            if len(pending) >= self.log_every:
+                self._read_step_losses(pending, bar)
+                if self.history.diverged:
+                    break
+                if self.on_step:
+                    self.on_step(self.history)
+            yield self.step
+        self._read_step_losses(pending, bar)
+        return totals
+
+    def _train_step(
+        self, x: torch.Tensor, y: torch.Tensor, lr: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step at learning rate ``lr``; returns the (detached) loss and logits."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(self.device.type, self.precision):
+            logits = self.train_forward(self._inputs(x))
+            loss = F.cross_entropy(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        return loss.detach(), logits.detach()
+
+    def _end_epoch(self, epoch: int, totals: _EpochTotals, elapsed_s: float) -> None:
+        """The epoch's figures into the history (over every process's slices), then the test pass."""
+        loss_sum, correct, seen = totals.loss_sum, totals.correct, totals.seen
+        if self.world_size > 1:
+            count = torch.tensor(float(seen), device=self.device)
+            summed = torch.stack([loss_sum, correct.to(loss_sum.dtype), count])
+            dist.all_reduce(summed)
+            loss_sum, correct, seen = summed[0], summed[1], round(summed[2].item())
+        history = self.history
+        history.epochs.append(
+            round(epoch - 1 + seen / (self.steps_per_epoch * self.config.batch_size), 4)
+        )
+        history.train_loss.append(loss_sum.item() / seen)
+        history.train_acc.append(correct.item() / seen)
+        history.images_per_s.append(seen / elapsed_s)
+        history.lr.append(totals.lr)
+        if self.evaluate:
+            test_loss, test_acc = self.evaluate_test()
+            history.test_loss.append(test_loss)
+            history.test_acc.append(test_acc)
 
     def _read_step_losses(self, pending: list, bar) -> None:
         if not pending:
@@ -496,7 +722,7 @@ class TrainingRun:
         self.history.step_loss.extend(values)
         for (step, _), value in zip(pending, values):
             if not math.isfinite(value):
-                lr = _learning_rate(step - 1, self.total_steps, **self.schedule)
+                lr = self.lr_at(step - 1)
                 self.history.diverged_at_step = step
                 self.history.message = (
                     f"diverged: the training loss became {value} at step {step} (learning rate {lr:g}); "
@@ -509,20 +735,23 @@ class TrainingRun:
         pending.clear()
 
 
-def fit(model: nn.Module, data: Dataset, *, epochs: float | None = None, steps: int | None = None, **options) -> History:
-    """Train ``model`` on ``data`` for ``epochs`` (or exactly ``steps`` SGD steps) and return its :class:`History`.
+def fit(
+    model: nn.Module, data: Dataset, *, config: TrainConfig | None = None, **options
+) -> History:
+    """Train ``model`` on ``data`` and return its :class:`History`.
 
-    Options are those of :class:`TrainingRun`: ``lr``, ``batch_size``, ``momentum``,
-    ``weight_decay``, ``schedule`` ('step', 'cosine', 'constant'), ``warmup_epochs``,
-    ``device``, ``precision``, ``seed``, ``stop`` (an Event or a callable checked
-    every step), ``on_step``/``on_epoch`` callbacks, ``progress``, ``label``.
-    ``schedule`` may also be a function of the step number that returns the learning
-    rate (it then replaces ``lr``'s schedule and ``warmup_epochs``).
+    The recipe is ``config`` (a :class:`TrainConfig`), or its fields as keywords:
+    ``epochs`` (or exactly ``steps`` optimisation steps), ``lr``, ``batch_size``,
+    ``momentum``, ``weight_decay``, ``schedule`` ('step', 'cosine', 'constant', or a function
+    of the step), ``warmup_epochs``, ``seed``, ... Keywords given beside ``config`` replace
+    its fields (a length given beside it replaces its length). The run's own options:
+    ``device``, ``stop`` (an Event or a callable checked every step), ``on_step`` (called
+    with the history whenever step losses are read), ``progress``, ``label``, ``evaluate``
+    (a test pass after every epoch), ``log_every``.
     ``distributed=True`` (after ``torch.distributed.init_process_group``, e.g. under
     torchrun) trains each process on its slice of every batch with
     DistributedDataParallel; step losses are then this process's slice, epoch figures
     cover all of them, and ``stop`` must be set in every process alike.
-    ``precision`` is 'auto' (bf16 or fp16 on CUDA, fp32 elsewhere), 'fp32', 'bf16' or 'fp16'.
     A run stopped early returns the history it has; a run whose loss stops being finite
     ends there, with ``history.diverged_at_step`` and a one-sentence ``history.message``.
 
@@ -533,7 +762,7 @@ def fit(model: nn.Module, data: Dataset, *, epochs: float | None = None, steps: 
     compiled step was no faster (x1.01), and at width 16 and 32x32 it was x1.11, paying from about
     940 steps. It also needs a C++ compiler on a CPU. It has not been measured on a GPU yet.
     """
-    run = TrainingRun(model, data, epochs=epochs, steps=steps, **options)
+    run = TrainingRun(model, data, config=config, **options)
     for _ in run:
         pass
     return run.history

@@ -32,24 +32,24 @@ def one_thread():
 
 def test_paper_schedule_divides_by_ten_at_32k_and_48k():
     plan = training_plan(RECIPES["paper"], "resnet56", steps_per_epoch=390)
-    schedule = plan["options"]["schedule"]
-    assert plan["options"]["max_steps"] == 64_000 and plan["options"]["batch_size"] == 128
+    schedule = plan["config"].schedule
+    assert plan["config"].steps == 64_000 and plan["config"].batch_size == 128
     assert [schedule(i) for i in (0, 31_999, 32_000, 47_999, 48_000, 63_999)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
-    assert plan["options"]["momentum"] == 0.9 and plan["options"]["weight_decay"] == 1e-4
+    assert plan["config"].momentum == 0.9 and plan["config"].weight_decay == 1e-4
 
 
 def test_resnet110_warms_up_at_001_for_400_iterations_and_only_it():
-    schedule = training_plan(RECIPES["paper"], "resnet110", steps_per_epoch=390)["options"]["schedule"]
+    schedule = training_plan(RECIPES["paper"], "resnet110", steps_per_epoch=390)["config"].schedule
     assert [schedule(i) for i in (0, 399, 400, 32_000)] == pytest.approx([0.01, 0.01, 0.1, 0.01])
-    assert training_plan(RECIPES["paper"], "resnet56", steps_per_epoch=390)["options"]["schedule"](0) == 0.1
+    assert training_plan(RECIPES["paper"], "resnet56", steps_per_epoch=390)["config"].schedule(0) == 0.1
 
 
 def test_a_shortened_recipe_keeps_its_schedule_in_proportion():
     plan = training_plan(RECIPES["paper"], "resnet110", steps_per_epoch=390, iterations=6_400)
     assert plan["record"]["milestones"] == [3_200, 4_800] and plan["record"]["warmup_iterations"] == 40
     fast = training_plan(RECIPES["fast"], "resnet20", steps_per_epoch=390)
-    assert fast["record"]["iterations"] == 60 * 390 and fast["options"]["schedule"] == "cosine"
-    assert fast["options"]["warmup_epochs"] == pytest.approx(1.0)
+    assert fast["record"]["iterations"] == 60 * 390 and fast["config"].schedule == "cosine"
+    assert fast["config"].warmup_epochs == pytest.approx(1.0)
     with pytest.raises(ValueError, match="not both"):
         training_plan(RECIPES["paper"], "resnet20", 390, iterations=10, epochs=1)
 

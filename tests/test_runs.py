@@ -105,3 +105,22 @@ def test_an_entry_records_what_made_it(cache):
     record = json.loads((cache / f"{first.config['run_key']}.json").read_text())
     assert record["fields"]["model"] == "mlp" and record["fields"]["recipe"]["lr"] == 0.05
     assert len(record["fields"]["data"]) == 64 and record["fields"]["code"] == runs.code_version()
+
+
+def test_a_config_is_keyed_as_the_keywords_that_say_the_same(cache):
+    from resnet_course.train import TrainConfig
+
+    _, by_keywords = _spiral_run()
+    arithmetic = {key: value for key, value in RECIPE.items() if key != "progress"}
+    config = TrainConfig(**arithmetic)
+    _, by_config = runs.train("mlp", make_spirals(100), model_options={"depth": 4, "width": 16}, config=config, progress=False)
+    assert by_config.config["cached"] is True and by_config.config["run_key"] == by_keywords.config["run_key"]
+    # A keyword beside the config replaces its field, in the run and in the key alike.
+    _, faster = runs.train("mlp", make_spirals(100), model_options={"depth": 4, "width": 16}, config=config, lr=0.06, progress=False)
+    _, keyword_faster = _spiral_run(lr=0.06)
+    assert faster.config["cached"] is False and keyword_faster.config["cached"] is True
+    # The config's seed is the run's seed, unless one is given beside it.
+    _, seeded = runs.train("mlp", make_spirals(100), model_options={"depth": 4, "width": 16}, config=config.replace(seed=1),
+                           progress=False)
+    _, keyword_seeded = _spiral_run(seed=1)
+    assert keyword_seeded.config["cached"] is True and keyword_seeded.config["run_key"] == seeded.config["run_key"]

@@ -5,7 +5,16 @@ import torch
 
 from resnet_course.data import make_spirals
 from resnet_course.models import MLP, create_model
-from resnet_course.train import PRESETS, TrainingRun, fit, get_preset, pick_device, set_seed
+from resnet_course.train import (
+    PRESETS,
+    TrainConfig,
+    TrainingRun,
+    fit,
+    get_preset,
+    learning_rate,
+    pick_device,
+    set_seed,
+)
 
 
 def test_fit_lowers_the_loss_on_spirals():
@@ -134,3 +143,100 @@ def test_image_models_run_channels_last_on_the_cpu(cifar_available):
 def test_fp16_with_a_gradient_scaler_trains_on_cuda(cifar_available):
     history = fit(create_model("resnet20", width=4), cifar_available, steps=8, precision="fp16", progress=False)
     assert history.precision == "fp16" and all(map(lambda v: v == v, history.step_loss))
+
+
+# --- the recipe as one config ------------------------------------------------------------------
+
+
+def _spiral_fit(**options):
+    """A run on make_spirals(200), in batches of 32 unless a config says otherwise."""
+    if "config" not in options:
+        options = {"batch_size": 32, **options}
+    set_seed(0)
+    return fit(MLP(4, 16), make_spirals(200), progress=False, **options)
+
+
+def _numbers(history):
+    return history.step_loss, history.train_loss, history.test_acc, history.lr, history.config
+
+
+def test_fit_with_a_config_is_the_run_its_keywords_describe():
+    keywords = dict(epochs=3, lr=0.05, schedule="cosine", warmup_epochs=1, momentum=0.8, seed=2)
+    by_keywords = _spiral_fit(**keywords)
+    by_config = _spiral_fit(config=TrainConfig(batch_size=32, **keywords))
+    assert _numbers(by_config) == _numbers(by_keywords)
+
+
+def test_keywords_given_beside_a_config_replace_its_fields():
+    config = TrainConfig(epochs=3, lr=0.05, batch_size=32, schedule="constant")
+    history = _spiral_fit(config=config, lr=0.02)
+    assert history.lr == [0.02] * 3 and history.config["lr"] == 0.02
+    # A length beside the config replaces the config's length, whichever way each gives it.
+    shorter = _spiral_fit(config=config, steps=4)
+    assert shorter.steps[-1] == 4 and shorter.config["steps"] == 4
+    assert _numbers(_spiral_fit(config=config, lr=0.02)) == _numbers(_spiral_fit(config=config.replace(lr=0.02)))
+    with pytest.raises(TypeError, match="label_smoothing"):  # an option the loop does not have is refused, not ignored
+        _spiral_fit(config=config, label_smoothing=0.1)
+
+
+def test_steps_and_epochs_of_the_same_length_are_the_same_run():
+    # 200 examples in batches of 32: 6 steps an epoch.
+    for epochs, steps in ((2, 20), (2.5, 25)):
+        by_epochs, by_steps = _spiral_fit(epochs=epochs, schedule="cosine"), _spiral_fit(steps=steps, schedule="cosine")
+        assert by_steps.steps == by_epochs.steps and by_steps.step_loss == by_epochs.step_loss
+        assert by_steps.epochs == by_epochs.epochs and by_steps.lr == by_epochs.lr
+        assert by_steps.config["epochs"] == pytest.approx(epochs)
+    # The first version's "N steps": epochs=N with max_steps=N.
+    capped = _spiral_fit(epochs=9, max_steps=9, schedule="cosine")
+    assert capped.step_loss == _spiral_fit(steps=9, schedule="cosine").step_loss and capped.config["steps"] == 9
+
+
+def test_the_schedule_at_warmup_end_milestones_and_cosine_end():
+    step = dict(total_steps=100, lr=0.1, schedule="step", milestone_steps=(50, 75), warmup_steps=10)
+    assert learning_rate(0, **step) == pytest.approx(0.01)  # the ramp starts at lr / warmup_steps
+    assert learning_rate(9, **step) == 0.1  # and reaches lr on the warm-up's last step
+    assert [learning_rate(s, **step) for s in (49, 50, 74, 75, 99)] == pytest.approx([0.1, 0.01, 0.01, 0.001, 0.001])
+    assert learning_rate(5, **{**step, "warmup_lr": 0.01}) == 0.01  # a constant warm-up, as the paper's ResNet-110
+    cosine = dict(total_steps=100, lr=0.1, schedule="cosine", warmup_steps=20)
+    assert learning_rate(20, **cosine) == pytest.approx(0.1)
+    assert learning_rate(60, **cosine) == pytest.approx(0.05)  # half-way through the decay
+    assert learning_rate(100, **cosine) == pytest.approx(0.0, abs=1e-12) and 0 < learning_rate(99, **cosine) < 1e-3
+    assert learning_rate(99, total_steps=100, lr=0.3, schedule="constant") == 0.3
+
+
+def test_milestones_as_fractions_drop_where_the_fraction_of_the_run_is_passed():
+    for total in (7, 10, 33, 64_000):
+        rates = TrainConfig(epochs=1, milestones=(0.3, 0.5, 0.75)).learning_rates(total, steps_per_epoch=total)
+        for s in range(0, total, max(1, total // 500)):
+            drops = sum(s >= fraction * total for fraction in (0.3, 0.5, 0.75))
+            assert rates(s) == 0.1 * 0.1**drops, (total, s)
+
+
+def test_a_config_spells_itself_as_fit_keywords():
+    config = TrainConfig(steps=6, lr=0.05)
+    assert config.options() == {"steps": 6, "lr": 0.05}
+    assert config.options("steps", "seed") == {"steps": 6, "seed": 0}
+    assert config.replace(epochs=2) == TrainConfig(epochs=2, lr=0.05)  # the new length replaces the old
+    for preset in PRESETS.values():  # what chapters pass to fit and to runs.train, and the run cache keys
+        recipe = preset.recipe()
+        assert set(recipe) == {"steps", "lr", "schedule", "warmup_epochs", "batch_size"}
+        assert TrainConfig(**recipe) == preset.config() and recipe["steps"] == preset.steps
+
+
+def test_one_evaluate_for_the_loop_and_the_analysis():
+    from resnet_course.analysis import evaluate_accuracy
+    from resnet_course.train import evaluate
+
+    set_seed(0)
+    data = make_spirals(200)
+    run = TrainingRun(MLP(4, 16), data, epochs=2, batch_size=32, progress=False)
+    list(run)
+    loss, accuracy = run.evaluate_test()
+    assert (loss, accuracy) == (run.history.test_loss[-1], run.history.test_acc[-1])
+    assert evaluate_accuracy(run.model, data) == accuracy == evaluate(run.model, data)[1]
+    # Every submodule gets its own mode back: a frozen (eval-mode) part stays frozen.
+    run.model.train()
+    frozen = run.model.layers[1]
+    frozen.eval()
+    evaluate(run.model, data)
+    assert run.model.training and not frozen.training and not any(m.training for m in frozen.modules())

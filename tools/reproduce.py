@@ -44,7 +44,7 @@ import platform
 import subprocess
 import sys
 import textwrap
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -55,7 +55,7 @@ from resnet_course.data import Dataset, DataUnavailableError, load_cifar10
 from resnet_course.evidence import RESULT_KIND, format_results, row_from_record
 from resnet_course.models import create_model
 from resnet_course.runs import data_fingerprint
-from resnet_course.train import History, TrainingRun, set_seed
+from resnet_course.train import History, TrainConfig, TrainingRun, learning_rate, set_seed
 
 MODELS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "plain20", "plain32", "plain44", "plain56")
 # Table 6 of He et al. 2015 (CIFAR-10 test error, %); ResNet-110 is the best of 5 runs (mean 6.61).
@@ -69,22 +69,31 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]  # tools/ is at the reposi
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to train one network: optimizer, length, schedule, warm-up."""
+    """How to train one network: the loop's recipe (:class:`TrainConfig`), its length, and the paper's warm-up.
+
+    ``training`` holds the optimizer, batch size, schedule and milestones (fractions of
+    training), and a length in epochs where the recipe has one; ``iterations`` is a length
+    in iterations (the paper's way) instead.
+    """
 
     name: str
     summary: str
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    nesterov: bool = False
-    iterations: int | None = None  # length in iterations (the paper's way) ...
-    epochs: float | None = None  # ... or in epochs
-    schedule: str = "step"  # "step": lr / 10 at each milestone; "cosine": cosine decay to 0
-    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training (32k and 48k of 64k)
+    training: TrainConfig
+    iterations: int | None = None
     warmup: float = 0.0  # fraction of training with a warm-up ...
     warmup_lr: float | None = None  # ... at this constant lr (None: a linear ramp up to lr)
     warmup_models: tuple[str, ...] | None = None  # models that warm up (None: all)
+
+    def record(self) -> dict:
+        """The recipe as one flat mapping, the layout of the records in ``results/``."""
+        training = self.training
+        return dict(
+            name=self.name, summary=self.summary, batch_size=training.batch_size, lr=training.lr,
+            momentum=training.momentum, weight_decay=training.weight_decay, nesterov=training.nesterov,
+            iterations=self.iterations, epochs=training.epochs, schedule=training.schedule,
+            milestones=list(training.milestones), warmup=self.warmup, warmup_lr=self.warmup_lr,
+            warmup_models=list(self.warmup_models) if self.warmup_models is not None else None,
+        )
 
 
 RECIPES = {
@@ -92,13 +101,19 @@ RECIPES = {
         "paper",
         "He et al. 2015, sec. 4.2: batch 128, SGD momentum 0.9, weight decay 1e-4, lr 0.1 / 10 at 32k and 48k "
         "iterations, 64k iterations, pad 4 + random crop + flip; ResNet-110 warms up at lr 0.01 for 400 iterations",
+        TrainConfig(
+            batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.5, 0.75)
+        ),
         iterations=64_000, warmup=400 / 64_000, warmup_lr=0.01, warmup_models=("resnet110",),
     ),
     "fast": Recipe(
         "fast",
         "60 epochs, batch 128, SGD Nesterov momentum 0.9, weight decay 5e-4, 1 epoch linear warm-up, cosine lr 0.1 -> 0, "
         "pad 4 + random crop + flip",
-        nesterov=True, weight_decay=5e-4, epochs=60, schedule="cosine", warmup=1 / 60,
+        TrainConfig(
+            epochs=60, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True, schedule="cosine"
+        ),
+        warmup=1 / 60,
     ),
 }
 
@@ -107,7 +122,9 @@ RECIPES = {
 class StepSchedule:
     """The paper's learning rate at iteration ``i`` (0-based): ``lr``, divided by 10 at each milestone.
 
-    Before ``warmup_iterations`` it is ``warmup_lr`` (ResNet-110's warm-up at 0.01).
+    Before ``warmup_iterations`` it is ``warmup_lr`` (ResNet-110's warm-up at 0.01). The
+    milestones are iterations, rounded once from the recipe's fractions, so a shortened run
+    drops where its record says; the arithmetic is the loop's own :func:`learning_rate`.
     """
 
     lr: float = 0.1
@@ -116,13 +133,15 @@ class StepSchedule:
     warmup_lr: float = 0.01
 
     def __call__(self, iteration: int) -> float:
-        if iteration < self.warmup_iterations:
-            return self.warmup_lr
-        return self.lr / 10 ** sum(iteration >= milestone for milestone in self.milestones)
+        return learning_rate(
+            # total_steps: a step schedule drops at its milestones, whatever the run's length.
+            iteration, total_steps=0, lr=self.lr, schedule="step",
+            milestone_steps=self.milestones, warmup_steps=self.warmup_iterations, warmup_lr=self.warmup_lr,
+        )
 
 
 def training_plan(recipe: Recipe, model_name: str, steps_per_epoch: int, *, iterations: int | None = None, epochs: float | None = None) -> dict:
-    """The recipe's length and schedule for one model, as :class:`TrainingRun` options plus a record.
+    """The recipe's length and schedule for one model: ``config``, a :class:`TrainConfig`, and a ``record``.
 
     ``iterations`` or ``epochs`` replaces the recipe's length; milestones and warm-up
     keep their fractions of training.
@@ -131,26 +150,25 @@ def training_plan(recipe: Recipe, model_name: str, steps_per_epoch: int, *, iter
         raise ValueError("give --iterations or --epochs, not both.")
     if iterations is not None and iterations < 1 or epochs is not None and epochs <= 0:
         raise ValueError(f"the training length must be positive, got iterations={iterations}, epochs={epochs}.")
+    training = recipe.training
     if iterations is None:
-        length_in_epochs = epochs if epochs is not None else recipe.epochs
+        length_in_epochs = epochs if epochs is not None else training.epochs
         iterations = recipe.iterations if length_in_epochs is None else max(1, round(length_in_epochs * steps_per_epoch))
     warms_up = recipe.warmup > 0 and (recipe.warmup_models is None or model_name in recipe.warmup_models)
     warmup_iterations = round(recipe.warmup * iterations) if warms_up else 0
-    options = dict(
-        epochs=iterations / steps_per_epoch, max_steps=iterations, lr=recipe.lr, batch_size=recipe.batch_size,
-        momentum=recipe.momentum, weight_decay=recipe.weight_decay, nesterov=recipe.nesterov,
-    )
-    milestones = [round(fraction * iterations) for fraction in recipe.milestones]
-    if recipe.schedule == "step":
-        options["schedule"] = StepSchedule(recipe.lr, tuple(milestones), warmup_iterations, recipe.warmup_lr or recipe.lr)
+    milestones = [round(fraction * iterations) for fraction in training.milestones]
+    if training.schedule == "step":
+        warmup_lr = recipe.warmup_lr or training.lr
+        schedule = {"schedule": StepSchedule(training.lr, tuple(milestones), warmup_iterations, warmup_lr)}
     else:
-        options.update(schedule=recipe.schedule, warmup_epochs=warmup_iterations / steps_per_epoch)
+        schedule = {"warmup_epochs": warmup_iterations / steps_per_epoch}
+    config = training.replace(steps=iterations, **schedule)
     record = dict(
         iterations=iterations, epochs=iterations / steps_per_epoch, steps_per_epoch=steps_per_epoch,
-        schedule=recipe.schedule, milestones=milestones if recipe.schedule == "step" else None,
+        schedule=training.schedule, milestones=milestones if training.schedule == "step" else None,
         warmup_iterations=warmup_iterations, warmup_lr=recipe.warmup_lr if warmup_iterations else None,
     )
-    return {"options": options, "record": record}
+    return {"config": config, "record": record}
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -198,7 +216,7 @@ def versions() -> dict:
 def scale_notes(plan: dict, recipe: Recipe, data: Dataset, *, width: int, validation_size: int) -> list[str]:
     """Every way a run differs from the paper's scale (empty: a full-scale run)."""
     notes = []
-    recipe_iterations = recipe.iterations or round(recipe.epochs * plan["steps_per_epoch"])
+    recipe_iterations = recipe.iterations or round(recipe.training.epochs * plan["steps_per_epoch"])
     if plan["iterations"] != recipe_iterations:
         notes.append(f"{plan['iterations']:,} iterations instead of the recipe's {recipe_iterations:,}")
     if width != 16:
@@ -246,13 +264,13 @@ def reproduce_one(
     """
     if model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; the paper's CIFAR-10 table has {', '.join(MODELS)}.")
-    steps_per_epoch = max(1, len(data.x_train) // recipe.batch_size)
+    steps_per_epoch = max(1, len(data.x_train) // recipe.training.batch_size)
     plan = training_plan(recipe, model_name, steps_per_epoch, iterations=iterations, epochs=epochs)
     set_seed(seed)
     model = create_model(model_name, width=width)
     run = TrainingRun(
-        model, data, device=device, compile=compile, distributed=distributed, seed=seed,
-        progress=progress, label=f"{model_name} ({recipe.name})", **plan["options"],
+        model, data, config=plan["config"], device=device, compile=compile, distributed=distributed,
+        seed=seed, progress=progress, label=f"{model_name} ({recipe.name})",
     )
     for _ in run:
         pass
@@ -277,7 +295,7 @@ def reproduce_one(
         "residual": model_name.startswith("resnet"),
         "width": width,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "recipe": asdict(recipe),
+        "recipe": recipe.record(),
         "plan": plan["record"],
         "full_scale": not notes,
         "scale_notes": notes,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from torch import nn
 
 from ...analysis import count_parameters
 from ...models import cifar_resnet
-from ...train import History, fit, set_seed
+from ...train import History, TrainConfig, fit, set_seed
 from ..probes import Case, call, probe_module
 from ..report import Check, CheckFailed, Report
 from .helpers import expect_shape, load_weights_by_position, module_record, output, same_function
@@ -24,21 +24,39 @@ class TrainingSetup:
     image_size: int
     train_size: int
     test_size: int
-    epochs: int
-    lr: float
-    batch_size: int
-    seed: int
+    training: TrainConfig  # the recipe; students pass its FIT_OPTIONS to fit
+
+    # The recipe's fields the exercise names, and the check compares with each run's history.config.
+    FIT_OPTIONS = ("epochs", "lr", "batch_size", "seed")
+
+    @property
+    def epochs(self) -> int:
+        return self.training.epochs
+
+    @property
+    def lr(self) -> float:
+        return self.training.lr
+
+    @property
+    def batch_size(self) -> int:
+        return self.training.batch_size
+
+    @property
+    def seed(self) -> int:
+        return self.training.seed
 
     def fit_options(self) -> dict:
         """Keyword arguments for ``fit``."""
-        return dict(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
+        return self.training.options(*self.FIT_OPTIONS)
 
     def describe(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+        names = ("depth", "width", "image_size", "train_size", "test_size")
+        values = {**{name: getattr(self, name) for name in names}, **self.fit_options()}
+        return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
 PLAIN_VS_RESIDUAL = TrainingSetup(depth=32, width=8, image_size=16, train_size=4000, test_size=500,
-                                  epochs=4, lr=0.1, batch_size=128, seed=0)
+                                  training=TrainConfig(epochs=4, lr=0.1, batch_size=128, seed=0))
 
 _KINDS = ("residual", "plain")
 
