@@ -14,7 +14,7 @@ from .blocks import BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottl
 from .data import Dataset, DataUnavailableError, load_cifar10, make_spirals, pack_subset
 from .models import MLP, ResNet, cifar_resnet, cifar_resnext, create_model, list_models
 from .notebooks import REPOSITORY_URL, glue
-from .train import PRESETS, History, Preset, TrainingRun, fit, get_preset, pick_device, set_seed
+from .train import PRESETS, History, Preset, TrainConfig, TrainingRun, fit, get_preset, pick_device, set_seed
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,6 @@ __all__ = [
     "BasicBlock", "Bottleneck", "PlainBlock", "PreActBlock", "PreActBottleneck", "residual_add",
     "MLP", "ResNet", "cifar_resnet", "cifar_resnext", "create_model", "list_models",
     "DataUnavailableError", "Dataset", "load_cifar10", "make_spirals", "pack_subset",
-    "PRESETS", "History", "Preset", "TrainingRun", "fit", "get_preset", "pick_device", "set_seed",
+    "PRESETS", "History", "Preset", "TrainConfig", "TrainingRun", "fit", "get_preset", "pick_device", "set_seed",
     "count_flops", "count_macs", "count_parameters", "gradient_norms", "glue", "REPOSITORY_URL",
 ]
