@@ -1,6 +1,7 @@
 """The archive a chapter shows: read from the scale study's summary, or a clear note where it is absent."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,33 @@ def test_the_provenance_of_a_claim_comes_from_its_own_runs(tmp_path):
     assert "Other CPU" in line and "Some CPU" not in line and "cccccccccc, dddddddddd" in line
     assert "2026-12-01 to 2026-12-02" in line and "eeeeeeeeeeee..." in line
     assert "Some CPU" in evidence.provenance_line(study)  # no claim: the study's first record, as before
+
+
+def test_the_readme_says_what_the_archive_shows():
+    # README.md's preset section summarises the scale study in words; this keeps the words true.
+    study = evidence.load_study()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+    def check(claim, config, outcome):
+        v = evidence.verdict(study, claim, config)
+        assert v is not None and len(v["seeds"]) >= 3, f"{claim} at {config} has no three-seed verdict"
+        found = {"shown": v["shown"], "tie": v["tie_within_spread"], "opposite": v.get("opposite_shown"),
+                 "not trained": not v["both_trained"]}[outcome]
+        assert found, f"README.md says {claim} at {config} is '{outcome}'; the archive says otherwise: {v}"
+
+    assert "degradation (plain-56 above plain-20 in training error, both trained) is shown from 1,050" in readme
+    check("degradation", "w8-16px-1050st-cos", "shown")
+    check("degradation", "w8-16px-525st-cos", "not trained")
+    assert "ResNet-56 is behind ResNet-20 in every seed at 525 steps, tied with it at 1,050" in readme
+    check("residual_depth", "w8-16px-525st-cos", "opposite")
+    check("residual_depth", "w8-16px-1050st-cos", "tie")
+    check("residual_depth", "w8-16px-2100st-cos", "shown")
+    assert "transformer with and without residuals are shown at the `book` preset's length" in readme
+    check("lesion", "w8-16px-525st-cos", "shown")
+    check("transformer_residual", "sort6-d4-2ep", "shown")
+    assert "at 60 and 200 steps" in readme
+    check("preact_depth", "w8-16px-60st-b32-const", "shown")
+    check("preact_depth", "w8-16px-200st-b32-const", "shown")
+    assert "option B is tied with option A, and option C ends behind B in every seed, at 525 steps" in readme
+    check("shortcut_b", "w8-16px-525st-cos", "tie")
+    check("shortcut_c", "w8-16px-525st-cos", "opposite")
