@@ -325,3 +325,16 @@ def test_grade_on_a_missing_file_or_a_non_notebook_prints_one_sentence(tmp_path)
     assert "Traceback" not in result.stdout + result.stderr
     assert f"{tmp_path / 'missing.ipynb'} does not exist." in result.stdout
     assert f"{tmp_path / 'notes.txt'} is not a Jupyter notebook (an .ipynb file)." in result.stdout
+
+
+def test_an_item_that_needs_data_the_grader_lacks_says_so():
+    from resnet_course.data import DataUnavailableError
+    from resnet_course.grading.report import Check, Item
+
+    def needs_cifar(record, seed):
+        raise DataUnavailableError("CIFAR-10 is not in /nowhere and there is no network.")
+
+    result = Check._run_item(Item("retrains your networks", needs_cifar, "hint"), {}, 0)
+    assert not result.passed
+    assert result.detail == ("this item needs CIFAR-10 on the grading machine, which could not load it: "
+                             "CIFAR-10 is not in /nowhere and there is no network.")

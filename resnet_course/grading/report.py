@@ -26,6 +26,7 @@ from typing import Callable
 
 import torch
 
+from ..data import DataUnavailableError
 from .probes import describe_error, origin, quietly
 
 PASS, FAIL = "[pass]", "[FAIL]"
@@ -208,6 +209,9 @@ class Check:
             return ItemResult(item.name, False, str(failure), item.hint)
         except NotImplementedError:
             return ItemResult(item.name, False, "not implemented yet (the code raised NotImplementedError).", item.hint)
+        except DataUnavailableError as error:  # the grader's machine, not the student's code
+            return ItemResult(item.name, False, f"this item needs CIFAR-10 on the grading machine, which could not "
+                              f"load it: {str(error).strip().splitlines()[0]}", item.hint)
         except Exception as error:  # a malformed record fails this item only
             return ItemResult(item.name, False, f"the check could not read the result ({describe_error(error)})", item.hint)
         return ItemResult(item.name, True)
