@@ -38,7 +38,8 @@ except ImportError:
         "git+{REPOSITORY_URL}",
     )
     %pip install --quiet "$source"
-    import resnet_course"""
+    import resnet_course
+print("resnet_course", resnet_course.__version__)"""
 
 
 def md(source: str) -> "nbformat.NotebookNode":
