@@ -39,16 +39,30 @@ def _info(_args) -> int:
 # grader needs nbclient and ipykernel, release nbformat: the [grade] and [test] extras).
 # bench and reproduce are delegated to the repository's tools/ package, which a wheel does not ship.
 _MODULE_COMMANDS = {
-    "grade": ("resnet_course.grading.cli", "grade exercise notebooks (needs the [grade] or [test] extra)"),
-    "release": ("resnet_course.grading.release", "write a class's student notebooks and a solution-free course"),
-    "bench": ("tools.bench", "speed measurements: throughput, chapter times per preset (from a clone)"),
-    "reproduce": ("tools.reproduce", "reproduce the paper's CIFAR-10 table, with provenance (from a clone)"),
+    "grade": (
+        "resnet_course.grading.cli",
+        "grade exercise notebooks (needs the [grade] or [test] extra)",
+    ),
+    "release": (
+        "resnet_course.grading.release",
+        "write a class's student notebooks and a solution-free course",
+    ),
+    "bench": (
+        "tools.bench",
+        "speed measurements: throughput, chapter times per preset (from a clone)",
+    ),
+    "reproduce": (
+        "tools.reproduce",
+        "reproduce the paper's CIFAR-10 table, with provenance (from a clone)",
+    ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="python -m resnet_course", description="The Residual Networks course.")
+    parser = argparse.ArgumentParser(
+        prog="python -m resnet_course", description="The Residual Networks course."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="device, preset and data source").set_defaults(run=_info)
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
@@ -62,12 +76,18 @@ def main(argv: list[str] | None = None) -> int:
             if (error.name or "").startswith("resnet_course"):
                 raise
             if module_name.startswith("tools.") and error.name in ("tools", module_name):
-                print(f"python -m resnet_course {name} runs {module_name.replace('.', '/')}.py, a tool of the course's "
-                      f"repository that the installed package does not include: run it from the root of a clone "
-                      f"(git clone {REPOSITORY_URL}), as python -m {module_name}.", file=sys.stderr)
+                print(
+                    f"python -m resnet_course {name} runs {module_name.replace('.', '/')}.py, a tool of the course's "
+                    f"repository that the installed package does not include: run it from the root of a clone "
+                    f"(git clone {REPOSITORY_URL}), as python -m {module_name}.",
+                    file=sys.stderr,
+                )
                 return 2
-            print(f"python -m resnet_course {name} needs {error.name}, which is not installed; "
-                  f"install the course with its extras: pip install 'resnet-course[grade,test]'.", file=sys.stderr)
+            print(
+                f"python -m resnet_course {name} needs {error.name}, which is not installed; "
+                f"install the course with its extras: pip install 'resnet-course[grade,test]'.",
+                file=sys.stderr,
+            )
             return 2
         module.add_arguments(sub)
         sub.set_defaults(run=module.main)

@@ -78,7 +78,9 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224))
 
     def conv_hook(module: nn.Conv2d, inputs, output):
         nonlocal total
-        kernel = module.kernel_size[0] * module.kernel_size[1] * (module.in_channels // module.groups)
+        kernel = (
+            module.kernel_size[0] * module.kernel_size[1] * (module.in_channels // module.groups)
+        )
         total += output.numel() * kernel
 
     def linear_hook(module: nn.Linear, inputs, output):
@@ -96,9 +98,9 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224))
     return total // input_size[0]
 
 
-
 # The first version's name. It returns multiply-accumulates, which the papers call FLOPs.
 count_flops = count_macs
+
 
 def count_layers(model: nn.Module) -> int:
     """Depth as the papers count it: convolutions and linear layers, not counting projection shortcuts.
@@ -152,7 +154,9 @@ def _per_block(model: nn.Module, inputs: torch.Tensor, blocks, measure) -> dict[
     return values
 
 
-def activation_norms(model: nn.Module, inputs: torch.Tensor, blocks: list[tuple[str, nn.Module]] | None = None) -> dict[str, float]:
+def activation_norms(
+    model: nn.Module, inputs: torch.Tensor, blocks: list[tuple[str, nn.Module]] | None = None
+) -> dict[str, float]:
     """The RMS of each block's output on ``inputs``: how the forward signal grows or fades with depth."""
     return _per_block(model, inputs, blocks, lambda out: out.pow(2).mean().sqrt().item())
 
@@ -163,7 +167,9 @@ def _input_dependent_share(output: torch.Tensor) -> float:
     return (flat.var(0, unbiased=False).mean() / energy).item() if energy > 0 else 0.0
 
 
-def input_dependence(model: nn.Module, inputs: torch.Tensor, blocks: list[tuple[str, nn.Module]] | None = None) -> dict[str, float]:
+def input_dependence(
+    model: nn.Module, inputs: torch.Tensor, blocks: list[tuple[str, nn.Module]] | None = None
+) -> dict[str, float]:
     """For each block's output, the share of its energy that changes from one input to the next.
 
     With outputs ``h`` over a batch, that is ``mean(var over the batch) / mean(h ** 2)``: 1 when the
@@ -236,16 +242,22 @@ def blocks_deleted(model: nn.Module, names: Sequence[str]):
     blocks = dict(model.named_blocks())
     unknown = [name for name in names if name not in blocks]
     if unknown:
-        raise ValueError(f"no block named {', '.join(unknown)}; the model's blocks are {', '.join(blocks)}.")
+        raise ValueError(
+            f"no block named {', '.join(unknown)}; the model's blocks are {', '.join(blocks)}."
+        )
     with hooks() as handles:
         for name in names:
             block = blocks[name]
             branch_end = _branch_end(block)
             if branch_end is not None:
-                handles.append(branch_end.register_forward_hook(lambda _m, _i, out: torch.zeros_like(out)))
+                handles.append(
+                    branch_end.register_forward_hook(lambda _m, _i, out: torch.zeros_like(out))
+                )
             else:
                 stand_in = _plain_block_stand_in(block)
-                handles.append(block.register_forward_hook(lambda _m, args, _out, f=stand_in: f(args[0])))
+                handles.append(
+                    block.register_forward_hook(lambda _m, args, _out, f=stand_in: f(args[0]))
+                )
         yield model
 
 
@@ -273,7 +285,11 @@ class LesionStudy:
         The downsampling blocks are left out: deleting one drops half the features at that resolution,
         which is a different experiment (Veit et al. 2016 leave them out too).
         """
-        return [100 * (self.baseline - accuracy) for name, accuracy in self.deleted.items() if name not in self.downsampling]
+        return [
+            100 * (self.baseline - accuracy)
+            for name, accuracy in self.deleted.items()
+            if name not in self.downsampling
+        ]
 
     def mean_drop_points(self) -> float:
         drops = self.drops_points()
@@ -288,10 +304,20 @@ def lesion_study(model: nn.Module, data: Dataset) -> LesionStudy:
         with blocks_deleted(model, [name]):
             deleted[name] = evaluate_accuracy(model, data)
     downsampling = [name for name, block in model.named_blocks() if is_downsampling(block)]
-    return LesionStudy(baseline=evaluate_accuracy(model, data), deleted=deleted, downsampling=downsampling)
+    return LesionStudy(
+        baseline=evaluate_accuracy(model, data), deleted=deleted, downsampling=downsampling
+    )
 
 
-def random_lesions(model: nn.Module, data: Dataset, counts: Sequence[int], *, trials: int = 5, seed: int = 0, keep_downsampling: bool = True) -> dict[int, list[float]]:
+def random_lesions(
+    model: nn.Module,
+    data: Dataset,
+    counts: Sequence[int],
+    *,
+    trials: int = 5,
+    seed: int = 0,
+    keep_downsampling: bool = True,
+) -> dict[int, list[float]]:
     """Test accuracy after deleting ``k`` blocks at random, ``trials`` times for each ``k`` in ``counts``.
 
     Veit et al. 2016 (Fig. 5a) delete several blocks at once and find the error grows
@@ -299,14 +325,23 @@ def random_lesions(model: nn.Module, data: Dataset, counts: Sequence[int], *, tr
     deletion does something different (it drops half the resolution's features).
     """
     generator = torch.Generator().manual_seed(seed)
-    candidates = [name for name, block in model.named_blocks() if not (keep_downsampling and is_downsampling(block))]
+    candidates = [
+        name
+        for name, block in model.named_blocks()
+        if not (keep_downsampling and is_downsampling(block))
+    ]
     if max(counts) > len(candidates):
-        raise ValueError(f"cannot delete {max(counts)} blocks: only {len(candidates)} can be deleted.")
+        raise ValueError(
+            f"cannot delete {max(counts)} blocks: only {len(candidates)} can be deleted."
+        )
     results: dict[int, list[float]] = {}
     for count in counts:
         results[count] = []
         for _ in range(trials):
-            chosen = [candidates[i] for i in torch.randperm(len(candidates), generator=generator)[:count].tolist()]
+            chosen = [
+                candidates[i]
+                for i in torch.randperm(len(candidates), generator=generator)[:count].tolist()
+            ]
             with blocks_deleted(model, chosen):
                 results[count].append(evaluate_accuracy(model, data))
     return results
@@ -327,7 +362,9 @@ def path_length_counts(blocks: int) -> list[int]:
     return [math.comb(blocks, k) for k in range(blocks + 1)]
 
 
-def _add_path_hooks(handles: list, blocks: list[nn.Module], through_branch: set[int], first_input: dict) -> None:
+def _add_path_hooks(
+    handles: list, blocks: list[nn.Module], through_branch: set[int], first_input: dict
+) -> None:
     """Add to ``handles`` hooks that let the backward pass through block i's branch only if i is in ``through_branch``, else only its shortcut.
 
     The forward values are unchanged (``detach`` keeps the value and drops the
@@ -365,9 +402,15 @@ def _add_path_hooks(handles: list, blocks: list[nn.Module], through_branch: set[
 def _post_activation_blocks(model: nn.Module) -> list[nn.Module]:
     blocks = [block for _, block in model.named_blocks()]
     # Post-activation (preact False) and residual (a branch_end to detach): BasicBlock, Bottleneck.
-    wrong = {type(b).__name__ for b in blocks if getattr(b, "preact", True) or getattr(b, "branch_end", None) is None}
+    wrong = {
+        type(b).__name__
+        for b in blocks
+        if getattr(b, "preact", True) or getattr(b, "branch_end", None) is None
+    }
     if wrong:
-        raise ValueError(f"path gradients need post-activation residual blocks (BasicBlock, Bottleneck), not {', '.join(sorted(wrong))}.")
+        raise ValueError(
+            f"path gradients need post-activation residual blocks (BasicBlock, Bottleneck), not {', '.join(sorted(wrong))}."
+        )
     return blocks
 
 
@@ -425,7 +468,9 @@ def path_gradient_norms(
             total = 0.0
             for _ in range(draws):
                 chosen = set(torch.randperm(len(blocks), generator=generator)[:length].tolist())
-                total += path_gradient(model, inputs, targets, chosen, loss_fn=loss_fn).norm().item()
+                total += (
+                    path_gradient(model, inputs, targets, chosen, loss_fn=loss_fn).norm().item()
+                )
             norms[length] = total / draws
     return norms
 
@@ -433,7 +478,9 @@ def path_gradient_norms(
 # --- loss landscapes (Li et al. 2018) -------------------------------------------------------------
 
 
-def filter_normalized_direction(model: nn.Module, *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def filter_normalized_direction(
+    model: nn.Module, *, generator: torch.Generator | None = None
+) -> dict[str, torch.Tensor]:
     """A random direction in weight space, scaled filter by filter to the weights (Li et al. 2018, section 4).
 
     Each filter of a convolution or linear layer (a slice along the output
@@ -456,7 +503,13 @@ def filter_normalized_direction(model: nn.Module, *, generator: torch.Generator 
 
 
 @torch.no_grad()
-def _loss_at(model: nn.Module, weights: dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor, loss_fn) -> float:
+def _loss_at(
+    model: nn.Module,
+    weights: dict[str, torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    loss_fn,
+) -> float:
     return loss_fn(torch.func.functional_call(model, weights, (inputs,)), targets).item()
 
 
@@ -479,10 +532,16 @@ def loss_slice(
     model's own weights are never changed (``torch.func.functional_call``).
     """
     if len(directions) not in (1, 2) or len(directions) != len(coordinates):
-        raise ValueError(f"give one or two directions, each with its coordinates; got {len(directions)} direction(s) and {len(coordinates)} coordinate list(s).")
+        raise ValueError(
+            f"give one or two directions, each with its coordinates; got {len(directions)} direction(s) and {len(coordinates)} coordinate list(s)."
+        )
     base = {name: p.detach() for name, p in model.named_parameters()}
     # Grid points as step tuples, the first direction varying fastest (row-major for a contour plot).
-    points = [(a,) for a in coordinates[0]] if len(coordinates) == 1 else [(a, b) for b in coordinates[1] for a in coordinates[0]]
+    points = (
+        [(a,) for a in coordinates[0]]
+        if len(coordinates) == 1
+        else [(a, b) for b in coordinates[1] for a in coordinates[0]]
+    )
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -492,7 +551,10 @@ def loss_slice(
     try:
         with eval_mode(model):
             for steps in points:
-                weights = {name: w + sum(float(t) * d[name] for t, d in zip(steps, directions)) for name, w in base.items()}
+                weights = {
+                    name: w + sum(float(t) * d[name] for t, d in zip(steps, directions))
+                    for name, w in base.items()
+                }
                 losses.append(_loss_at(model, weights, inputs, targets, loss_fn))
                 if bar is not None:
                     bar.update()

@@ -35,7 +35,13 @@ SEQUENCE_TASKS = ("copy", "reverse", "sort")
 
 
 def make_sequence_task(
-    task: str = "reverse", *, length: int = 8, vocab: int = 10, train_size: int = 4000, test_size: int = 1000, seed: int = 0
+    task: str = "reverse",
+    *,
+    length: int = 8,
+    vocab: int = 10,
+    train_size: int = 4000,
+    test_size: int = 1000,
+    seed: int = 0,
 ) -> Dataset:
     """Random token sequences and their copy, reversal or sorted version, one target per position.
 
@@ -45,9 +51,13 @@ def make_sequence_task(
     reports the accuracy per position.
     """
     if task not in SEQUENCE_TASKS:
-        raise ValueError(f"unknown sequence task {task!r}; choose one of {', '.join(SEQUENCE_TASKS)}.")
+        raise ValueError(
+            f"unknown sequence task {task!r}; choose one of {', '.join(SEQUENCE_TASKS)}."
+        )
     if length < 2 or vocab < 2:
-        raise ValueError(f"a sequence task needs length >= 2 and vocab >= 2, got length={length}, vocab={vocab}.")
+        raise ValueError(
+            f"a sequence task needs length >= 2 and vocab >= 2, got length={length}, vocab={vocab}."
+        )
     generator = torch.Generator().manual_seed(seed)
     x = torch.randint(0, vocab, (train_size + test_size, length), generator=generator)
     if task == "copy":
@@ -57,8 +67,13 @@ def make_sequence_task(
     else:
         y = x.sort(dim=1).values
     return Dataset(
-        x[:train_size], y[:train_size], x[train_size:], y[train_size:],
-        classes=tuple(str(token) for token in range(vocab)), name=f"{task}-{length}x{vocab}", source="generated",
+        x[:train_size],
+        y[:train_size],
+        x[train_size:],
+        y[train_size:],
+        classes=tuple(str(token) for token in range(vocab)),
+        name=f"{task}-{length}x{vocab}",
+        source="generated",
     )
 
 
@@ -77,11 +92,15 @@ class PreNormBlock(nn.Module):
     def __init__(self, dim: int, heads: int, *, mlp_ratio: int = 4, residual: bool = True):
         super().__init__()
         if dim % heads:
-            raise ValueError(f"the model width {dim} must be divisible by the number of heads {heads}.")
+            raise ValueError(
+                f"the model width {dim} must be divisible by the number of heads {heads}."
+            )
         self.norm1 = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
+        )
         self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,11 +117,22 @@ class TinyTransformer(nn.Module):
     Returns ``batch x vocab x length`` logits (see :func:`make_sequence_task`).
     """
 
-    def __init__(self, vocab: int, length: int, *, dim: int = 32, depth: int = 4, heads: int = 4, residual: bool = True):
+    def __init__(
+        self,
+        vocab: int,
+        length: int,
+        *,
+        dim: int = 32,
+        depth: int = 4,
+        heads: int = 4,
+        residual: bool = True,
+    ):
         super().__init__()
         self.token_embedding = nn.Embedding(vocab, dim)
         self.position_embedding = nn.Parameter(0.02 * torch.randn(length, dim))
-        self.blocks = nn.ModuleList(PreNormBlock(dim, heads, residual=residual) for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            PreNormBlock(dim, heads, residual=residual) for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab)
         self.length = length
@@ -113,7 +143,9 @@ class TinyTransformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.shape[1] != self.length:
-            raise ValueError(f"this model reads sequences of length {self.length}, got {tokens.shape[1]}.")
+            raise ValueError(
+                f"this model reads sequences of length {self.length}, got {tokens.shape[1]}."
+            )
         x = self.token_embedding(tokens) + self.position_embedding
         for block in self.blocks:
             x = block(x)
@@ -174,11 +206,22 @@ class HighwayMLP(LayerStack):
     """The toy MLP of :class:`~resnet_course.models.MLP` with every hidden layer a :class:`HighwayLayer`."""
 
     def __init__(
-        self, depth: int, width: int = 32, *, gate_bias: float = -2.0, activation: str = "relu", in_features: int = 2, num_classes: int = 2
+        self,
+        depth: int,
+        width: int = 32,
+        *,
+        gate_bias: float = -2.0,
+        activation: str = "relu",
+        in_features: int = 2,
+        num_classes: int = 2,
     ):
         super().__init__(
-            depth, width, lambda: HighwayLayer(width, gate_bias=gate_bias, activation=activation),
-            activation=activation, in_features=in_features, num_classes=num_classes,
+            depth,
+            width,
+            lambda: HighwayLayer(width, gate_bias=gate_bias, activation=activation),
+            activation=activation,
+            in_features=in_features,
+            num_classes=num_classes,
         )
 
     def gate_means(self) -> list[float]:
@@ -212,8 +255,12 @@ class DenseBlock(nn.Sequential):
 
     def __init__(self, in_channels: int, growth_rate: int, layers: int):
         if layers < 1 or growth_rate < 1:
-            raise ValueError(f"a dense block needs at least one layer and a positive growth rate, got layers={layers}, growth_rate={growth_rate}.")
-        super().__init__(*(DenseLayer(in_channels + i * growth_rate, growth_rate) for i in range(layers)))
+            raise ValueError(
+                f"a dense block needs at least one layer and a positive growth rate, got layers={layers}, growth_rate={growth_rate}."
+            )
+        super().__init__(
+            *(DenseLayer(in_channels + i * growth_rate, growth_rate) for i in range(layers))
+        )
         self.out_channels = in_channels + layers * growth_rate
 
 
@@ -228,7 +275,10 @@ def _parameter_polynomial(depth: int, block: str) -> tuple[int, int, int]:
     with the square of the width, batch norms and the classifier linearly, and the
     classifier's bias not at all. Three small networks pin the polynomial down.
     """
-    n1, n2, n3 = (sum(p.numel() for p in cifar_resnet(depth, width=w, block=block).parameters()) for w in (1, 2, 3))
+    n1, n2, n3 = (
+        sum(p.numel() for p in cifar_resnet(depth, width=w, block=block).parameters())
+        for w in (1, 2, 3)
+    )
     a = (n3 - 2 * n2 + n1) // 2
     b = n2 - n1 - 3 * a
     return a, b, n1 - a - b
@@ -243,8 +293,15 @@ def cifar_parameter_count(depth: int, width: int, *, block: str = "basic") -> in
 def matching_width(depth: int, parameters: int, *, block: str = "basic") -> int:
     """The width at which a CIFAR ResNet of ``depth`` has the parameter count closest to ``parameters``."""
     if parameters < cifar_parameter_count(depth, 1, block=block):
-        raise ValueError(f"even width 1 gives a depth-{depth} network more than {parameters:,} parameters.")
+        raise ValueError(
+            f"even width 1 gives a depth-{depth} network more than {parameters:,} parameters."
+        )
     a, b, c = _parameter_polynomial(depth, block)
-    root = (-b + math.sqrt(b * b - 4 * a * (c - parameters))) / (2 * a)  # the positive root of the quadratic
+    root = (-b + math.sqrt(b * b - 4 * a * (c - parameters))) / (
+        2 * a
+    )  # the positive root of the quadratic
     candidates = {max(1, math.floor(root)), math.floor(root) + 1}
-    return min(sorted(candidates), key=lambda w: abs(cifar_parameter_count(depth, w, block=block) - parameters))
+    return min(
+        sorted(candidates),
+        key=lambda w: abs(cifar_parameter_count(depth, w, block=block) - parameters),
+    )

@@ -32,7 +32,9 @@ SHORTCUT_OPTIONS = ("A", "B", "C")
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
     # bias=False: a BatchNorm follows every convolution and has its own shift.
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, groups=groups, bias=False)
+    return nn.Conv2d(
+        in_channels, out_channels, 3, stride=stride, padding=1, groups=groups, bias=False
+    )
 
 
 def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -53,9 +55,18 @@ def residual_add(residual: torch.Tensor, identity: torch.Tensor) -> torch.Tensor
 def shape_mismatch_message(branch: tuple[int, ...], shortcut: tuple[int, ...]) -> str:
     """Why a residual add failed: the two shapes, then what differs and the fix, in lines of at most 72 characters."""
     # Short lines: a traceback in a notebook or a rendered page does not wrap long ones.
-    head = f"cannot add the residual branch to its shortcut:\n  branch {branch}, shortcut {shortcut}."
-    return head + "\n" + textwrap.fill(
-        _diagnose_mismatch(branch, shortcut), width=72, initial_indent="  ", subsequent_indent="  "
+    head = (
+        f"cannot add the residual branch to its shortcut:\n  branch {branch}, shortcut {shortcut}."
+    )
+    return (
+        head
+        + "\n"
+        + textwrap.fill(
+            _diagnose_mismatch(branch, shortcut),
+            width=72,
+            initial_indent="  ",
+            subsequent_indent="  ",
+        )
     )
 
 
@@ -118,7 +129,9 @@ class ZeroPadShortcut(nn.Module):
         return f"stride={self.stride}, extra_channels={self.extra_channels}"
 
 
-def make_shortcut(option: str, in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
+def make_shortcut(
+    option: str, in_channels: int, out_channels: int, stride: int
+) -> nn.Module | None:
     """The shortcut a block needs, or ``None`` for a plain identity."""
     if option not in SHORTCUT_OPTIONS:
         raise ValueError(f"unknown shortcut option {option!r}; choose one of 'A', 'B', 'C'.")

@@ -29,15 +29,28 @@ def expect(condition: bool, claim: str, **numbers) -> None:
     """Raise :class:`ClaimNotShown` naming ``claim`` and ``numbers`` unless ``condition`` holds."""
     if not condition:
         shown = ", ".join(f"{name}={_format(value)}" for name, value in numbers.items())
-        raise ClaimNotShown(f"the text claims that {claim}, but this run did not show it ({shown}).")
+        raise ClaimNotShown(
+            f"the text claims that {claim}, but this run did not show it ({shown})."
+        )
 
 
-def compare(name_a: str, value_a: float, name_b: str, value_b: float, *, what: str, unit: str = "%", tie: float = 1.0) -> str:
+def compare(
+    name_a: str,
+    value_a: float,
+    name_b: str,
+    value_b: float,
+    *,
+    what: str,
+    unit: str = "%",
+    tie: float = 1.0,
+) -> str:
     """A sentence comparing two final numbers, written from them: above, below, or within ``tie``."""
     if abs(value_a - value_b) < tie:
         return f"{name_a} and {name_b} end within {tie:g} point of each other in {what} ({value_a:.1f}{unit} against {value_b:.1f}{unit})"
     side = "below" if value_a < value_b else "above"
-    return f"{name_a} ends {side} {name_b} in {what} ({value_a:.1f}{unit} against {value_b:.1f}{unit})"
+    return (
+        f"{name_a} ends {side} {name_b} in {what} ({value_a:.1f}{unit} against {value_b:.1f}{unit})"
+    )
 
 
 def degradation_verdict(shallow, deep, *, trained_error: float) -> tuple[str, bool]:
@@ -49,12 +62,18 @@ def degradation_verdict(shallow, deep, *, trained_error: float) -> tuple[str, bo
     gap = deep.train_error[-1] - shallow.train_error[-1]
     stuck = [run.label for run in (shallow, deep) if run.train_error[-1] > trained_error]
     if not stuck and gap > 0:
-        return (f"Both networks trained (final training errors {shallow.train_error[-1]:.1f}% and "
-                f"{deep.train_error[-1]:.1f}%, at most {trained_error:.0f}%), and {deep.label} ends {gap:.1f} points "
-                f"*above* {shallow.label}: degradation, in this run."), True
+        return (
+            f"Both networks trained (final training errors {shallow.train_error[-1]:.1f}% and "
+            f"{deep.train_error[-1]:.1f}%, at most {trained_error:.0f}%), and {deep.label} ends {gap:.1f} points "
+            f"*above* {shallow.label}: degradation, in this run."
+        ), True
     if stuck:
-        return (f"{' and '.join(stuck)} ended above {trained_error:.0f}% training error, within 10 points of a "
-                "uniform guess: this run is too short to show the paper's degradation, which is a network that "
-                "trains, to a higher error. The archived runs at the end of the page show more."), False
-    return (f"{deep.label} ends {-gap:.1f} points below {shallow.label} in training error: this run does not "
-            "show degradation. The archived runs at the end of the page say how often that happens."), False
+        return (
+            f"{' and '.join(stuck)} ended above {trained_error:.0f}% training error, within 10 points of a "
+            "uniform guess: this run is too short to show the paper's degradation, which is a network that "
+            "trains, to a higher error. The archived runs at the end of the page show more."
+        ), False
+    return (
+        f"{deep.label} ends {-gap:.1f} points below {shallow.label} in training error: this run does not "
+        "show degradation. The archived runs at the end of the page say how often that happens."
+    ), False

@@ -27,7 +27,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 # Per-channel mean and standard deviation of CIFAR-10's training images, in [0, 1] units.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -77,7 +88,14 @@ class Dataset:
     def to(self, device: torch.device | str) -> "Dataset":
         """The same data set with its tensors on ``device`` (a no-op when already there)."""
         moved = {key: getattr(self, key).to(device, non_blocking=True) for key in NPZ_KEYS}
-        return Dataset(**moved, classes=self.classes, name=self.name, source=self.source, mean=self.mean, std=self.std)
+        return Dataset(
+            **moved,
+            classes=self.classes,
+            name=self.name,
+            source=self.source,
+            mean=self.mean,
+            std=self.std,
+        )
 
     def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> "Dataset":
         """The first ``train``/``test`` examples after a seeded shuffle (class balance kept on average)."""
@@ -89,7 +107,14 @@ class Dataset:
                 keep = torch.randperm(len(x), generator=generator)[:count].to(x.device)
                 x, y = x[keep], y[keep]
             pieces[f"x_{split}"], pieces[f"y_{split}"] = x, y
-        return Dataset(**pieces, classes=self.classes, name=self.name, source=self.source, mean=self.mean, std=self.std)
+        return Dataset(
+            **pieces,
+            classes=self.classes,
+            name=self.name,
+            source=self.source,
+            mean=self.mean,
+            std=self.std,
+        )
 
     def downscale(self, size: int) -> "Dataset":
         """Images shrunk to ``size x size`` by area averaging, done once, kept as uint8."""
@@ -101,19 +126,33 @@ class Dataset:
             return small.round_().clamp_(0, 255).to(torch.uint8)
 
         return Dataset(
-            shrink(self.x_train), self.y_train, shrink(self.x_test), self.y_test,
-            classes=self.classes, name=f"{self.name}@{size}px", source=self.source, mean=self.mean, std=self.std,
+            shrink(self.x_train),
+            self.y_train,
+            shrink(self.x_test),
+            self.y_test,
+            classes=self.classes,
+            name=f"{self.name}@{size}px",
+            source=self.source,
+            mean=self.mean,
+            std=self.std,
         )
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images to normalised floats; points pass through."""
         if x.dtype != torch.uint8:
             return x
-        mean, std = to_device(torch.tensor([self.mean, self.std]) * 255, x.device).view(2, 1, -1, 1, 1)
+        mean, std = to_device(torch.tensor([self.mean, self.std]) * 255, x.device).view(
+            2, 1, -1, 1, 1
+        )
         return (x.float() - mean) / std
 
     def train_batches(
-        self, batch_size: int, *, augment: bool = True, generator: torch.Generator | None = None, drop_last: bool = True
+        self,
+        batch_size: int,
+        *,
+        augment: bool = True,
+        generator: torch.Generator | None = None,
+        drop_last: bool = True,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One shuffled epoch of ``(inputs, labels)``, augmented on whole batches where ``augment``.
 
@@ -132,7 +171,10 @@ class Dataset:
 
     def test_batches(self, batch_size: int = 1000) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(self.x_test), batch_size):
-            yield self.normalise(self.x_test[start : start + batch_size]), self.y_test[start : start + batch_size]
+            yield (
+                self.normalise(self.x_test[start : start + batch_size]),
+                self.y_test[start : start + batch_size],
+            )
 
 
 def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
@@ -147,7 +189,9 @@ def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     return tensor.to(device)
 
 
-def random_crop_flip(images: torch.Tensor, *, padding: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_crop_flip(
+    images: torch.Tensor, *, padding: int | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """The paper's augmentation on a whole batch: zero-pad, random crop back to size, random flip.
 
     ``padding`` defaults to 4 pixels at 32x32 and scales with the image size.
@@ -164,16 +208,24 @@ def random_crop_flip(images: torch.Tensor, *, padding: int | None = None, genera
     return crop(padded, offsets, flips, images.shape[-2:])
 
 
-def _crop_by_slices(padded: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, size) -> torch.Tensor:
+def _crop_by_slices(
+    padded: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, size
+) -> torch.Tensor:
     # On the CPU a slice per image is several times faster than a gather, whose four index
     # tensors are each as large as the batch.
     height, width = size
-    crops = torch.stack([padded[i, :, r : r + height, c : c + width]
-                         for i, (r, c) in enumerate(zip(offsets[0].tolist(), offsets[1].tolist()))])
+    crops = torch.stack(
+        [
+            padded[i, :, r : r + height, c : c + width]
+            for i, (r, c) in enumerate(zip(offsets[0].tolist(), offsets[1].tolist()))
+        ]
+    )
     return torch.where(flips[:, None, None, None], crops.flip(3), crops)
 
 
-def _crop_by_gather(padded: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, size) -> torch.Tensor:
+def _crop_by_gather(
+    padded: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, size
+) -> torch.Tensor:
     # On a GPU a Python loop would launch a kernel per image; one gather does them all, and
     # the offsets reach the device in one copy, without making the host wait.
     height, width = size
@@ -181,7 +233,9 @@ def _crop_by_gather(padded: torch.Tensor, offsets: torch.Tensor, flips: torch.Te
     row_offsets, col_offsets, flip = to_device(torch.cat([offsets, flips.long()[None]]), device)
     rows = (row_offsets[:, None] + torch.arange(height, device=device))[:, None, :, None]
     cols = col_offsets[:, None] + torch.arange(width, device=device)
-    cols = torch.where(flip.bool()[:, None], cols.flip(1), cols)[:, None, None, :]  # flipped: right to left
+    cols = torch.where(flip.bool()[:, None], cols.flip(1), cols)[
+        :, None, None, :
+    ]  # flipped: right to left
     batch_index = torch.arange(padded.shape[0], device=device)[:, None, None, None]
     channel_index = torch.arange(padded.shape[1], device=device)[None, :, None, None]
     return padded[batch_index, channel_index, rows, cols]
@@ -191,7 +245,13 @@ def _crop_by_gather(padded: torch.Tensor, offsets: torch.Tensor, flips: torch.Te
 
 
 def make_spirals(
-    n_per_class: int = 500, *, classes: int = 2, turns: float = 1.5, noise: float = 0.2, test_fraction: float = 0.2, seed: int = 0
+    n_per_class: int = 500,
+    *,
+    classes: int = 2,
+    turns: float = 1.5,
+    noise: float = 0.2,
+    test_fraction: float = 0.2,
+    seed: int = 0,
 ) -> Dataset:
     """Interleaved spirals in the plane, one arm per class: a small, non-linear problem."""
     generator = torch.Generator().manual_seed(seed)
@@ -207,8 +267,13 @@ def make_spirals(
     x, y = x[order], y[order]
     n_test = int(len(x) * test_fraction)
     return Dataset(
-        x[n_test:], y[n_test:], x[:n_test], y[:n_test],
-        classes=tuple(f"arm {i}" for i in range(classes)), name="spirals", source="generated",
+        x[n_test:],
+        y[n_test:],
+        x[:n_test],
+        y[:n_test],
+        classes=tuple(f"arm {i}" for i in range(classes)),
+        name="spirals",
+        source="generated",
     )
 
 
@@ -219,7 +284,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RESNET_COURSE_CACHE") or Path.home() / ".cache" / "resnet_course")
 
 
-def load_cifar10(*, image_size: int = 32, train_size: int | None = None, test_size: int | None = None, download: bool = True, seed: int = 0) -> Dataset:
+def load_cifar10(
+    *,
+    image_size: int = 32,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    download: bool = True,
+    seed: int = 0,
+) -> Dataset:
     """CIFAR-10 as a :class:`Dataset`, from ``$RESNET_COURSE_DATA``, the cache, or a download.
 
     ``image_size=16`` shrinks the images once for fast CPU runs; ``train_size`` and
@@ -228,7 +300,11 @@ def load_cifar10(*, image_size: int = 32, train_size: int | None = None, test_si
     arrays, source = _find_cifar10(download)
     data = Dataset(
         *(_to_tensor(arrays[key]) for key in NPZ_KEYS),
-        classes=CIFAR10_CLASSES, name="cifar10", source=source, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+        classes=CIFAR10_CLASSES,
+        name="cifar10",
+        source=source,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
     )
     return data.subset(train_size, test_size, seed=seed).downscale(image_size)
 
@@ -245,7 +321,11 @@ def _find_cifar10(download: bool) -> tuple[dict[str, np.ndarray], str]:
         found = _read_folder(Path(user_dir).expanduser())
         if found is not None:
             return found
-        where = "" if Path(user_dir).is_absolute() else f" (read from {Path.cwd()}, where this kernel runs)"
+        where = (
+            ""
+            if Path(user_dir).is_absolute()
+            else f" (read from {Path.cwd()}, where this kernel runs)"
+        )
         raise DataUnavailableError(
             f"RESNET_COURSE_DATA is set to {user_dir}{where}, but that folder holds neither an .npz with "
             f"x_train, y_train, x_test, y_test nor torchvision's cifar-10-batches-py folder; point it "
@@ -281,7 +361,9 @@ def _read_folder(folder: Path) -> tuple[dict[str, np.ndarray], str] | None:
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """The four arrays of an offline ``.npz``, checked; a damaged or wrong file gets one sentence naming it."""
-    if not zipfile.is_zipfile(path):  # np.load would otherwise try it as a pickle (and refuse with advice to allow that)
+    if not zipfile.is_zipfile(
+        path
+    ):  # np.load would otherwise try it as a pickle (and refuse with advice to allow that)
         raise DataUnavailableError(
             f"{path} could not be read as an .npz archive (it is not a zip file); it may be truncated or not an .npz "
             f"at all. Download or copy it again."
@@ -290,16 +372,22 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as archive:
             missing = [key for key in NPZ_KEYS if key not in archive]
             if missing:
-                raise DataUnavailableError(f"{path} lacks the array(s) {', '.join(missing)}; it needs x_train, y_train, x_test, y_test.")
+                raise DataUnavailableError(
+                    f"{path} lacks the array(s) {', '.join(missing)}; it needs x_train, y_train, x_test, y_test."
+                )
             arrays = {key: archive[key] for key in NPZ_KEYS}
     except DataUnavailableError:
         raise
-    except ValueError:  # numpy refuses object arrays (its advice, allow_pickle=True, is not taken here)
+    except (
+        ValueError
+    ):  # numpy refuses object arrays (its advice, allow_pickle=True, is not taken here)
         raise DataUnavailableError(
             f"{path} holds pickled objects, not plain arrays; the course never unpickles a data file, so "
             f"write it again with numpy.savez from uint8 and integer arrays (or with resnet_course.data.pack_subset)."
         ) from None
-    except Exception as error:  # zipfile.BadZipFile, EOFError, OSError: truncated or not an .npz at all
+    except (
+        Exception
+    ) as error:  # zipfile.BadZipFile, EOFError, OSError: truncated or not an .npz at all
         raise DataUnavailableError(
             f"{path} could not be read as an .npz archive ({type(error).__name__}: {error}); it may be truncated "
             f"or not an .npz at all. Download or copy it again."
@@ -313,11 +401,17 @@ def check_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
     for split in ("train", "test"):
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
-            raise DataUnavailableError(f"{source}: x_{split} should be uint8 images of shape N x 32 x 32 x 3, got {images.dtype} {images.shape}.")
+            raise DataUnavailableError(
+                f"{source}: x_{split} should be uint8 images of shape N x 32 x 32 x 3, got {images.dtype} {images.shape}."
+            )
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise DataUnavailableError(f"{source}: y_{split} should be a 1-D array of integer class labels, got {labels.dtype} {labels.shape}.")
+            raise DataUnavailableError(
+                f"{source}: y_{split} should be a 1-D array of integer class labels, got {labels.dtype} {labels.shape}."
+            )
         if len(labels) != len(images):
-            raise DataUnavailableError(f"{source}: x_{split} holds {len(images)} images but y_{split} {len(labels)} labels; they must match one to one.")
+            raise DataUnavailableError(
+                f"{source}: x_{split} holds {len(images)} images but y_{split} {len(labels)} labels; they must match one to one."
+            )
         if len(labels) and (labels.min() < 0 or labels.max() >= len(CIFAR10_CLASSES)):
             raise DataUnavailableError(
                 f"{source}: y_{split} holds labels from {labels.min()} to {labels.max()}; CIFAR-10's are 0 to {len(CIFAR10_CLASSES) - 1}."
@@ -332,11 +426,16 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
     """
 
     _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
         # Protocol 5 (Python 3.14's default) stores an array's bytes in a buffer and rebuilds it with
         # _frombuffer(buffer, dtype, shape, order): a view of bytes, no code of the file's choosing.
-        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
         # Protocol 2 written by Python 3 stores bytes as _codecs.encode(text, 'latin1'): text to bytes, nothing more.
         ("_codecs", "encode"),
     }
@@ -350,10 +449,14 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 def _load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         entry = _ArrayOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
-        images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        images = (
+            np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        )
         labels = np.asarray(entry["labels"])
     except pickle.UnpicklingError as error:
-        raise DataUnavailableError(f"{path} was refused: {error}; a CIFAR-10 batch file holds only arrays and lists.") from None
+        raise DataUnavailableError(
+            f"{path} was refused: {error}; a CIFAR-10 batch file holds only arrays and lists."
+        ) from None
     except Exception as error:  # truncated, not a pickle, or a pickle of something else
         raise DataUnavailableError(
             f"{path} could not be read as a CIFAR-10 batch file ({type(error).__name__}: {error}); download it again."
@@ -382,7 +485,9 @@ def _download_cifar10(root: Path) -> None:
         # download_and_extract_archive checks the archive's MD5 before unpacking it.
         from torchvision.datasets.utils import download_and_extract_archive
 
-        download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+        download_and_extract_archive(
+            CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5
+        )
     except Exception as error:  # URLError, socket errors, HTTP errors: all mean "no data"
         raise DataUnavailableError(
             f"CIFAR-10 could not be downloaded into {root} ({type(error).__name__}: {error}); connect to the "
@@ -391,7 +496,14 @@ def _download_cifar10(root: Path) -> None:
         ) from None
 
 
-def pack_subset(data: Dataset, path: str | os.PathLike, *, train_per_class: int, test_per_class: int, seed: int = 0) -> Path:
+def pack_subset(
+    data: Dataset,
+    path: str | os.PathLike,
+    *,
+    train_per_class: int,
+    test_per_class: int,
+    seed: int = 0,
+) -> Path:
     """Write a class-balanced subset as an offline ``.npz`` (uint8 NHWC, the four arrays).
 
     An instructor packs one once and hands it to a class; ``RESNET_COURSE_DATA``
@@ -407,7 +519,9 @@ def pack_subset(data: Dataset, path: str | os.PathLike, *, train_per_class: int,
         for label in range(data.num_classes):
             where = torch.nonzero(y == label).flatten()
             if len(where) < per_class:
-                raise ValueError(f"class {data.classes[label]!r} has only {len(where)} {split} images, fewer than {per_class}.")
+                raise ValueError(
+                    f"class {data.classes[label]!r} has only {len(where)} {split} images, fewer than {per_class}."
+                )
             keep.append(where[torch.randperm(len(where), generator=generator)[:per_class]])
         index = torch.cat(keep).sort().values
         arrays[f"x_{split}"] = x[index].permute(0, 2, 3, 1).contiguous().numpy()

@@ -59,29 +59,43 @@ def load_study(path: str | os.PathLike | None = None) -> dict | None:
 
 
 def study_note() -> str:
-    return (f"The archived runs are not part of this installation; they are in {REPOSITORY_URL}/tree/main/results/scale-study "
-            "(open the chapter from a clone of the repository to see them here).")
+    return (
+        f"The archived runs are not part of this installation; they are in {REPOSITORY_URL}/tree/main/results/scale-study "
+        "(open the chapter from a clone of the repository to see them here)."
+    )
 
 
 def verdicts(study: dict, claim: str) -> list[dict]:
     """The study's verdicts for ``claim``, cheapest configuration first."""
-    return sorted((v for v in study["verdicts"] if v["claim"] == claim), key=lambda v: v["seconds_per_seed"])
+    return sorted(
+        (v for v in study["verdicts"] if v["claim"] == claim), key=lambda v: v["seconds_per_seed"]
+    )
 
 
 def verdict(study: dict, claim: str, config: str) -> dict | None:
-    return next((v for v in study["verdicts"] if v["claim"] == claim and v["config"] == config), None)
+    return next(
+        (v for v in study["verdicts"] if v["claim"] == claim and v["config"] == config), None
+    )
 
 
 def describe_config(study: dict, config: str) -> str:
     c = study["configs"][config]
     if c.get("task", "cifar") == "sort":
-        return (f"sorting {c['length']} tokens out of {c['vocab']}, {c['train_size']:,} training sequences, a "
-                f"{c['depth']}-block transformer of width {c['dim']}, {c['epochs']} epochs of batch {c['batch_size']}, "
-                f"Adam from {c['lr']:g} with a cosine decay")
+        return (
+            f"sorting {c['length']} tokens out of {c['vocab']}, {c['train_size']:,} training sequences, a "
+            f"{c['depth']}-block transformer of width {c['dim']}, {c['epochs']} epochs of batch {c['batch_size']}, "
+            f"Adam from {c['lr']:g} with a cosine decay"
+        )
     images = "all" if c["train_size"] is None else f"{c['train_size']:,}"
-    warmup = f"after {c['warmup_epochs']:g} epochs of warm-up" if c["warmup_epochs"] else "without warm-up"
-    return (f"width {c['width']}, {c['image_size']}x{c['image_size']} images, {c['steps']:,} steps of batch "
-            f"{c['batch_size']}, {c['schedule']} learning rate from {c['lr']:g} {warmup}, {images} training images")
+    warmup = (
+        f"after {c['warmup_epochs']:g} epochs of warm-up"
+        if c["warmup_epochs"]
+        else "without warm-up"
+    )
+    return (
+        f"width {c['width']}, {c['image_size']}x{c['image_size']} images, {c['steps']:,} steps of batch "
+        f"{c['batch_size']}, {c['schedule']} learning rate from {c['lr']:g} {warmup}, {images} training images"
+    )
 
 
 def labels(study: dict, claim: str) -> tuple[str, str]:
@@ -100,9 +114,19 @@ def table_header(study: dict, claim: str) -> list[str]:
     first, second = labels(study, claim)
     short_metric = metric_name(study, claim).split(" (")[0]
     unit = "%" if metric_name(study, claim).endswith("(%)") else "points"
-    return ["configuration", "steps", "seeds", f"{first}: {short_metric} ({unit})",
-            f"{second}: {short_metric} ({unit})", f"{second} - {first} (points)", "seed spread (points)", "shown",
-            "time for both (1 seed)"]
+    return [
+        "configuration",
+        "steps",
+        "seeds",
+        f"{first}: {short_metric} ({unit})",
+        f"{second}: {short_metric} ({unit})",
+        f"{second} - {first} (points)",
+        "seed spread (points)",
+        "shown",
+        "time for both (1 seed)",
+    ]
+
+
 # "shown": the claimed sign in every seed by more than the seed spread; "tie": the two within the
 # spread; "opposite": the other sign in every seed by more than the spread.
 
@@ -112,14 +136,25 @@ def table_rows(study: dict, claim: str) -> list[list[str]]:
     rows = []
     for v in verdicts(study, claim):
         spread = "-" if v["seed_spread_points"] is None else f"{v['seed_spread_points']:.1f}"
-        rows.append([
-            v["config"], f"{v['steps']:,}", str(len(v["seeds"])),
-            " / ".join(f"{e:.1f}" for e in v["first_values"]),
-            " / ".join(f"{e:.1f}" for e in v["second_values"]),
-            f"{v['mean_difference_points']:+.1f}", spread,
-            "yes" if v["shown"] else ("tie" if v.get("tie_within_spread") else ("opposite" if v.get("opposite_shown") else "no")),
-            f"{v['seconds_per_seed']:.0f} s on {v['device']}",
-        ])
+        rows.append(
+            [
+                v["config"],
+                f"{v['steps']:,}",
+                str(len(v["seeds"])),
+                " / ".join(f"{e:.1f}" for e in v["first_values"]),
+                " / ".join(f"{e:.1f}" for e in v["second_values"]),
+                f"{v['mean_difference_points']:+.1f}",
+                spread,
+                "yes"
+                if v["shown"]
+                else (
+                    "tie"
+                    if v.get("tie_within_spread")
+                    else ("opposite" if v.get("opposite_shown") else "no")
+                ),
+                f"{v['seconds_per_seed']:.0f} s on {v['device']}",
+            ]
+        )
     return rows
 
 
@@ -137,9 +172,11 @@ def provenance_line(study: dict, claim: str | tuple[str, ...] | None = None) -> 
         if not origin:
             return ""
         commit = (origin.get("commit") or "unknown")[:10]
-        return (f"Archived runs made on {origin.get('cpu', '?')} ({origin.get('device', '?')}), torch "
-                f"{origin.get('torch', '?')}, commit {commit}, data {origin.get('data', '?')} with SHA-256 "
-                f"{origin.get('data_sha256', '?')[:12]}..., {origin.get('date', '?')}.")
+        return (
+            f"Archived runs made on {origin.get('cpu', '?')} ({origin.get('device', '?')}), torch "
+            f"{origin.get('torch', '?')}, commit {commit}, data {origin.get('data', '?')} with SHA-256 "
+            f"{origin.get('data_sha256', '?')[:12]}..., {origin.get('date', '?')}."
+        )
 
     def joined(key: str, shorten=lambda value: value) -> str:
         return ", ".join(sorted({shorten(value) for o in origins for value in o[key]}))
@@ -148,10 +185,14 @@ def provenance_line(study: dict, claim: str | tuple[str, ...] | None = None) -> 
     last = max(o["dates"][1] for o in origins)[:10]
     dates = first if first == last else f"{first} to {last}"
     commits = sorted({value[:10] for o in origins for value in o["commit"]})
-    commit_text = ", ".join(commits[:3]) + (f" and {len(commits) - 3} more" if len(commits) > 3 else "")
-    return (f"Archived runs made on {joined('cpu')} ({joined('device')}), torch {joined('torch')}, "
-            f"commit{'s' if len(commits) > 1 else ''} {commit_text}, data {joined('data')} with SHA-256 "
-            f"{joined('data_sha256', lambda h: h[:12] + '...')}, {dates}.")
+    commit_text = ", ".join(commits[:3]) + (
+        f" and {len(commits) - 3} more" if len(commits) > 3 else ""
+    )
+    return (
+        f"Archived runs made on {joined('cpu')} ({joined('device')}), torch {joined('torch')}, "
+        f"commit{'s' if len(commits) > 1 else ''} {commit_text}, data {joined('data')} with SHA-256 "
+        f"{joined('data_sha256', lambda h: h[:12] + '...')}, {dates}."
+    )
 
 
 def _configurations(count: int) -> str:
@@ -166,25 +207,31 @@ def claim_sentence(study: dict, claim: str) -> str:
     shown = [v for v in archived if v["shown"]]
     if shown:
         best = shown[0]  # cheapest first
-        return (f"Shown by {len(shown)} of the {_configurations(len(archived))}. The cheapest is "
-                f"`{best['config']}` ({describe_config(study, best['config'])}): {second} minus {first} is "
-                f"{best['mean_difference_points']:+.1f} points of {what} on average, against a seed "
-                f"spread of {best['seed_spread_points']:.1f} points.")
+        return (
+            f"Shown by {len(shown)} of the {_configurations(len(archived))}. The cheapest is "
+            f"`{best['config']}` ({describe_config(study, best['config'])}): {second} minus {first} is "
+            f"{best['mean_difference_points']:+.1f} points of {what} on average, against a seed "
+            f"spread of {best['seed_spread_points']:.1f} points."
+        )
     sentence = f"Not shown by {'any of ' if len(archived) != 1 else ''}the {_configurations(len(archived))}."
     opposite = [v for v in archived if v.get("opposite_shown")]
     if opposite:
         worst = opposite[0]
-        sentence += (f" The opposite held in {len(opposite)} of them; the cheapest is `{worst['config']}` "
-                     f"({describe_config(study, worst['config'])}): {second} minus {first} is "
-                     f"{worst['mean_difference_points']:+.1f} points of {what} on average, the same sign in every "
-                     f"seed, against a seed spread of {worst['seed_spread_points']:.1f} points.")
+        sentence += (
+            f" The opposite held in {len(opposite)} of them; the cheapest is `{worst['config']}` "
+            f"({describe_config(study, worst['config'])}): {second} minus {first} is "
+            f"{worst['mean_difference_points']:+.1f} points of {what} on average, the same sign in every "
+            f"seed, against a seed spread of {worst['seed_spread_points']:.1f} points."
+        )
     ties = [v for v in archived if v.get("tie_within_spread")]
     if ties:
         tie = ties[0]
-        sentence += (f" In {len(ties)} of them the two are tied within the seed spread; the cheapest is "
-                     f"`{tie['config']}` ({describe_config(study, tie['config'])}): {second} minus {first} is "
-                     f"{tie['mean_difference_points']:+.1f} points of {what} on average, seed spread "
-                     f"{tie['seed_spread_points']:.1f}.")
+        sentence += (
+            f" In {len(ties)} of them the two are tied within the seed spread; the cheapest is "
+            f"`{tie['config']}` ({describe_config(study, tie['config'])}): {second} minus {first} is "
+            f"{tie['mean_difference_points']:+.1f} points of {what} on average, seed spread "
+            f"{tie['seed_spread_points']:.1f}."
+        )
     return sentence
 
 
@@ -201,15 +248,19 @@ def archive_markdown(claim: str, study: dict | None = None) -> str:
         return study_note()
     rows = table_rows(study, claim)
     if not rows:
-        return (f"The archive has no finished runs for this claim yet (`python -m tools.scale_study run "
-                f"--claims {claim}` makes them).")
+        return (
+            f"The archive has no finished runs for this claim yet (`python -m tools.scale_study run "
+            f"--claims {claim}` makes them)."
+        )
     statement = study["claims"][claim]["statement"]
-    return "\n\n".join([
-        f"Archived claim: {statement[0].upper() + statement[1:]}.",
-        markdown_table(table_header(study, claim), rows).data,
-        claim_sentence(study, claim),
-        provenance_line(study, claim),
-    ])
+    return "\n\n".join(
+        [
+            f"Archived claim: {statement[0].upper() + statement[1:]}.",
+            markdown_table(table_header(study, claim), rows).data,
+            claim_sentence(study, claim),
+            provenance_line(study, claim),
+        ]
+    )
 
 
 def depth_gaps(study: dict) -> list[list[str]]:
@@ -220,13 +271,23 @@ def depth_gaps(study: dict) -> list[list[str]]:
         if residual is None or min(len(plain["seeds"]), len(residual["seeds"])) < 3:
             continue
         spread = max(plain["seed_spread_points"], residual["seed_spread_points"])
-        rows.append([plain["config"], f"{plain['mean_difference_points']:+.1f}",
-                     f"{residual['mean_difference_points']:+.1f}", f"{spread:.1f}"])
+        rows.append(
+            [
+                plain["config"],
+                f"{plain['mean_difference_points']:+.1f}",
+                f"{residual['mean_difference_points']:+.1f}",
+                f"{spread:.1f}",
+            ]
+        )
     return rows
 
 
-DEPTH_GAP_HEADER = ["configuration", "plain-56 - plain-20 (points)", "resnet-56 - resnet-20 (points)",
-                    "largest seed spread (points)"]
+DEPTH_GAP_HEADER = [
+    "configuration",
+    "plain-56 - plain-20 (points)",
+    "resnet-56 - resnet-20 (points)",
+    "largest seed spread (points)",
+]
 
 
 # --- the paper's table, reproduced -----------------------------------------------------------------
@@ -275,8 +336,10 @@ def load_results(folder: str | os.PathLike | None = None) -> list[ResultRow]:
     found = results_dir(folder)
     if found is None or not found.is_dir():
         where = found or "results/ of the current directory or its parent"
-        raise FileNotFoundError(f"no results folder at {where}; the reproduced runs are in the course's repository "
-                                f"({REPOSITORY_URL}/tree/main/results), written by `python -m tools.reproduce`.")
+        raise FileNotFoundError(
+            f"no results folder at {where}; the reproduced runs are in the course's repository "
+            f"({REPOSITORY_URL}/tree/main/results), written by `python -m tools.reproduce`."
+        )
     folder = found
     rows = []
     for path in sorted(folder.rglob("*.json")):
@@ -286,21 +349,44 @@ def load_results(folder: str | os.PathLike | None = None) -> list[ResultRow]:
             raise ValueError(f"{path} could not be read as JSON ({error}).") from None
         if isinstance(record, dict) and record.get("kind") == RESULT_KIND:
             rows.append(row_from_record(record, path))
-    return sorted(rows, key=lambda row: (not row.full_scale, row.recipe, not row.residual, row.depth, row.finished_at))
+    return sorted(
+        rows,
+        key=lambda row: (
+            not row.full_scale,
+            row.recipe,
+            not row.residual,
+            row.depth,
+            row.finished_at,
+        ),
+    )
 
 
 def row_from_record(record: dict, path: str | os.PathLike) -> ResultRow:
     try:
         return ResultRow(
-            model=record["model"], depth=record["depth"], residual=record["residual"], recipe=record["recipe"]["name"],
-            test_error=record["final_test_error"], paper_test_error=record["paper_test_error"],
-            full_scale=record["full_scale"], scale_notes=tuple(record["scale_notes"]), iterations=record["plan"]["iterations"],
-            device=record["device"], processes=record["processes"], wall_time_s=record["wall_time_s"],
-            commit=record["git"]["commit"], torch=record["versions"]["torch"], data_source=record["data"]["source"],
-            finished_at=record["finished_at"], path=str(path), record=record,
+            model=record["model"],
+            depth=record["depth"],
+            residual=record["residual"],
+            recipe=record["recipe"]["name"],
+            test_error=record["final_test_error"],
+            paper_test_error=record["paper_test_error"],
+            full_scale=record["full_scale"],
+            scale_notes=tuple(record["scale_notes"]),
+            iterations=record["plan"]["iterations"],
+            device=record["device"],
+            processes=record["processes"],
+            wall_time_s=record["wall_time_s"],
+            commit=record["git"]["commit"],
+            torch=record["versions"]["torch"],
+            data_source=record["data"]["source"],
+            finished_at=record["finished_at"],
+            path=str(path),
+            record=record,
         )
     except (KeyError, TypeError) as error:
-        raise ValueError(f"{path} is a reproduce record without the field {error}; rewrite it with the current code.") from None
+        raise ValueError(
+            f"{path} is a reproduce record without the field {error}; rewrite it with the current code."
+        ) from None
 
 
 def format_results(rows: list[ResultRow]) -> str:

@@ -43,9 +43,13 @@ class ResNet(nn.Module):
     ):
         super().__init__()
         if stem not in ("imagenet", "cifar"):
-            raise ValueError(f"unknown stem {stem!r}; choose 'imagenet' (7x7, stride 2, max-pool) or 'cifar' (3x3).")
+            raise ValueError(
+                f"unknown stem {stem!r}; choose 'imagenet' (7x7, stride 2, max-pool) or 'cifar' (3x3)."
+            )
         if len(layers) != len(stage_planes):
-            raise ValueError(f"got {len(layers)} stage depths but {len(stage_planes)} stage widths.")
+            raise ValueError(
+                f"got {len(layers)} stage depths but {len(stage_planes)} stage widths."
+            )
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_channels, stem_channels, 7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
@@ -57,7 +61,9 @@ class ResNet(nn.Module):
         self.bn1 = None if block.preact else nn.BatchNorm2d(stem_channels)
         self.relu = nn.ReLU(inplace=True)
 
-        block_kwargs = _block_options(block, shortcut=shortcut, groups=groups, width_per_group=width_per_group)
+        block_kwargs = _block_options(
+            block, shortcut=shortcut, groups=groups, width_per_group=width_per_group
+        )
         channels = stem_channels
         self.stage_names = []
         for index, (planes, blocks) in enumerate(zip(stage_planes, layers)):
@@ -109,7 +115,9 @@ class ResNet(nn.Module):
         return self.fc(self.forward_features(x))
 
 
-def _block_options(block: type[nn.Module], *, shortcut: str, groups: int, width_per_group: int) -> dict:
+def _block_options(
+    block: type[nn.Module], *, shortcut: str, groups: int, width_per_group: int
+) -> dict:
     """The options ``block`` takes; a grouped convolution asked of a block without one is refused."""
     accepted = inspect.signature(block.__init__).parameters
     if "groups" not in accepted and (groups != 1 or width_per_group != 64):
@@ -175,15 +183,23 @@ def cifar_resnet(
     if block not in BLOCKS:
         raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}.")
     if isinstance(depth, bool) or not isinstance(depth, int):
-        raise ValueError(f"depth must be a whole number of layers such as 20 or 56, got {depth!r} ({type(depth).__name__}).")
+        raise ValueError(
+            f"depth must be a whole number of layers such as 20 or 56, got {depth!r} ({type(depth).__name__})."
+        )
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be a positive whole number of channels (16 in the paper), got {width!r}.")
+        raise ValueError(
+            f"width must be a positive whole number of channels (16 in the paper), got {width!r}."
+        )
     if block == "plain" and shortcut is not None:
-        raise ValueError(f"a plain network has no shortcuts, so shortcut={shortcut!r} cannot apply; use block='basic'.")
+        raise ValueError(
+            f"a plain network has no shortcuts, so shortcut={shortcut!r} cannot apply; use block='basic'."
+        )
     if not valid_cifar_depth(depth, block):
         rule = "9n+2" if block in _CIFAR_BOTTLENECK_BLOCKS else "6n+2"
         examples = ", ".join(str(d) for d in cifar_depths(block, 110))
-        raise ValueError(f"depth {depth} is not a valid {rule} depth for {block} blocks; valid depths: {examples}, ...")
+        raise ValueError(
+            f"depth {depth} is not a valid {rule} depth for {block} blocks; valid depths: {examples}, ..."
+        )
     block_class = BLOCKS[block]
     blocks_per_stage = (depth - 2) // (9 if block in _CIFAR_BOTTLENECK_BLOCKS else 6)
     if shortcut is None:
@@ -221,8 +237,14 @@ def cifar_resnext(
     # torchvision's formula, int(planes * width_per_group / 64) * groups, at planes == width.
     width_per_group = bottleneck_width * 64 // width
     return cifar_resnet(
-        depth, block="bottleneck", width=width, num_classes=num_classes, shortcut="B",
-        groups=cardinality, width_per_group=width_per_group, zero_init_last=zero_init_last,
+        depth,
+        block="bottleneck",
+        width=width,
+        num_classes=num_classes,
+        shortcut="B",
+        groups=cardinality,
+        width_per_group=width_per_group,
+        zero_init_last=zero_init_last,
     )
 
 
@@ -242,7 +264,9 @@ class MLPLayer(nn.Module):
     def __init__(self, width: int, *, residual: bool, norm: str, activation: str):
         super().__init__()
         self.linear = nn.Linear(width, width)
-        self.norm = {"none": nn.Identity, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}[norm](width)
+        self.norm = {"none": nn.Identity, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}[norm](
+            width
+        )
         self.act = nn.ReLU() if activation == "relu" else nn.Tanh()
         self.residual = residual
 
@@ -258,16 +282,27 @@ class LayerStack(nn.Module):
     """
 
     def __init__(
-        self, depth: int, width: int, make_layer: Callable[[], nn.Module], *, activation: str, in_features: int, num_classes: int
+        self,
+        depth: int,
+        width: int,
+        make_layer: Callable[[], nn.Module],
+        *,
+        activation: str,
+        in_features: int,
+        num_classes: int,
     ):
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int):
-            raise ValueError(f"depth must be a whole number of layers such as 8, got {depth!r} ({type(depth).__name__}).")
+            raise ValueError(
+                f"depth must be a whole number of layers such as 8, got {depth!r} ({type(depth).__name__})."
+            )
         if depth < 2:
             raise ValueError(f"an MLP needs depth >= 2 (an input layer and a head), got {depth!r}.")
         if activation not in ("relu", "tanh"):
             raise ValueError(f"unknown activation {activation!r}; choose 'relu' or 'tanh'.")
-        self.stem = nn.Sequential(nn.Linear(in_features, width), nn.ReLU() if activation == "relu" else nn.Tanh())
+        self.stem = nn.Sequential(
+            nn.Linear(in_features, width), nn.ReLU() if activation == "relu" else nn.Tanh()
+        )
         self.layers = nn.ModuleList(make_layer() for _ in range(depth - 2))
         self.head = nn.Linear(width, num_classes)
 
@@ -308,8 +343,12 @@ class MLP(LayerStack):
         if norm not in ("none", "batch", "layer"):
             raise ValueError(f"unknown norm {norm!r}; choose 'none', 'batch' or 'layer'.")
         super().__init__(
-            depth, width, lambda: MLPLayer(width, residual=residual, norm=norm, activation=activation),
-            activation=activation, in_features=in_features, num_classes=num_classes,
+            depth,
+            width,
+            lambda: MLPLayer(width, residual=residual, norm=norm, activation=activation),
+            activation=activation,
+            in_features=in_features,
+            num_classes=num_classes,
         )
 
 
@@ -329,19 +368,35 @@ for _depth in (20, 32, 44, 56, 110):
 register("preact_resnet110", lambda **kw: cifar_resnet(110, block="preact", **kw))
 register("preact_resnet164", lambda **kw: cifar_resnet(164, block="preact_bottleneck", **kw))
 register("preact_resnet1001", lambda **kw: cifar_resnet(1001, block="preact_bottleneck", **kw))
-register("resnext29_8x64d", lambda **kw: cifar_resnext(29, cardinality=8, bottleneck_width=64, **kw))
-register("resnext29_16x64d", lambda **kw: cifar_resnext(29, cardinality=16, bottleneck_width=64, **kw))
+register(
+    "resnext29_8x64d", lambda **kw: cifar_resnext(29, cardinality=8, bottleneck_width=64, **kw)
+)
+register(
+    "resnext29_16x64d", lambda **kw: cifar_resnext(29, cardinality=16, bottleneck_width=64, **kw)
+)
 # A CPU-scale ResNeXt-29: a 16-channel stem and 4 groups of 8 channels in the first stage.
-register("resnext29_small", lambda **kw: cifar_resnext(29, **{"cardinality": 4, "bottleneck_width": 8, "width": 16, **kw}))
+register(
+    "resnext29_small",
+    lambda **kw: cifar_resnext(29, **{"cardinality": 4, "bottleneck_width": 8, "width": 16, **kw}),
+)
 
 register("resnet18", lambda **kw: imagenet_resnet(BasicBlock, [2, 2, 2, 2], **kw))
 register("resnet34", lambda **kw: imagenet_resnet(BasicBlock, [3, 4, 6, 3], **kw))
 register("resnet50", lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 6, 3], **kw))
 register("resnet101", lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 23, 3], **kw))
 register("resnet152", lambda **kw: imagenet_resnet(Bottleneck, [3, 8, 36, 3], **kw))
-register("resnext50_32x4d", lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, **kw))
-register("resnext101_32x8d", lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8, **kw))
-register("wide_resnet50_2", lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 6, 3], width_per_group=128, **kw))
+register(
+    "resnext50_32x4d",
+    lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, **kw),
+)
+register(
+    "resnext101_32x8d",
+    lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8, **kw),
+)
+register(
+    "wide_resnet50_2",
+    lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 6, 3], width_per_group=128, **kw),
+)
 register("preact_resnet18", lambda **kw: imagenet_resnet(PreActBlock, [2, 2, 2, 2], **kw))
 register("preact_resnet50", lambda **kw: imagenet_resnet(PreActBottleneck, [3, 4, 6, 3], **kw))
 
@@ -351,7 +406,8 @@ register("residual_mlp", lambda depth=8, **kw: MLP(depth, residual=True, **kw))
 _KEYWORDS = {
     "cifar": set(inspect.signature(cifar_resnet).parameters) - {"depth", "block"},
     "resnext": set(inspect.signature(cifar_resnext).parameters) - {"depth"},
-    "imagenet": set(inspect.signature(ResNet).parameters) - {"block", "layers", "stage_planes", "stem"},
+    "imagenet": set(inspect.signature(ResNet).parameters)
+    - {"block", "layers", "stage_planes", "stem"},
     "mlp": set(inspect.signature(MLP).parameters) - {"residual"},
 }
 
@@ -361,7 +417,18 @@ def _family(name: str) -> str:
         return "mlp"
     if name.startswith("resnext29"):
         return "resnext"
-    if name.startswith(("plain", "preact_resnet1", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202")):
+    if name.startswith(
+        (
+            "plain",
+            "preact_resnet1",
+            "resnet20",
+            "resnet32",
+            "resnet44",
+            "resnet56",
+            "resnet110",
+            "resnet1202",
+        )
+    ):
         return "cifar"
     return "imagenet"
 
@@ -397,6 +464,18 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 
 __all__ = [
-    "MLP", "ResNet", "BasicBlock", "Bottleneck", "PlainBlock", "PreActBlock", "PreActBottleneck",
-    "cifar_resnet", "cifar_resnext", "cifar_depths", "valid_cifar_depth", "create_model", "list_models", "make_stage",
+    "MLP",
+    "ResNet",
+    "BasicBlock",
+    "Bottleneck",
+    "PlainBlock",
+    "PreActBlock",
+    "PreActBottleneck",
+    "cifar_resnet",
+    "cifar_resnext",
+    "cifar_depths",
+    "valid_cifar_depth",
+    "create_model",
+    "list_models",
+    "make_stage",
 ]

@@ -62,7 +62,9 @@ def colab_setup_cell() -> "nbformat.NotebookNode":
     return code(COLAB_SETUP_SOURCE, tags=["colab-setup"])
 
 
-def new_notebook(cells: Iterable["nbformat.NotebookNode"], *, colab_setup: bool = True) -> "nbformat.NotebookNode":
+def new_notebook(
+    cells: Iterable["nbformat.NotebookNode"], *, colab_setup: bool = True
+) -> "nbformat.NotebookNode":
     """A notebook with the Python 3 kernel, the Colab set-up cell first, then ``cells``."""
     import nbformat
 
@@ -72,12 +74,18 @@ def new_notebook(cells: Iterable["nbformat.NotebookNode"], *, colab_setup: bool 
         first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
         cells.insert(first_code, colab_setup_cell())
     notebook = nbformat.v4.new_notebook(cells=cells)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     notebook.metadata["language_info"] = {"name": "python"}
     return notebook
 
 
-def write_notebook(path: str | Path, cells: Iterable["nbformat.NotebookNode"], *, colab_setup: bool = True) -> Path:
+def write_notebook(
+    path: str | Path, cells: Iterable["nbformat.NotebookNode"], *, colab_setup: bool = True
+) -> Path:
     import nbformat
 
     notebook = new_notebook(cells, colab_setup=colab_setup)
@@ -124,7 +132,8 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> "Markdown
     for row in rows:
         row = [str(cell).replace("|", "\\|") for cell in row]
         if len(row) != len(header):
-            raise ValueError(f"a table row has {len(row)} cells but the header has {len(header)}: {row}")
+            raise ValueError(
+                f"a table row has {len(row)} cells but the header has {len(header)}: {row}"
+            )
         lines.append("| " + " | ".join(row) + " |")
     return Markdown("\n".join(lines))
-

@@ -46,7 +46,14 @@ def plot_histories(
             if metric in percent:
                 values = [100 * v for v in values]
             style = PLAIN_STYLE if history.label.startswith("plain") else {}
-            axis.plot(history.epochs[: len(values)], values, marker="o", markersize=3, label=history.label, **style)
+            axis.plot(
+                history.epochs[: len(values)],
+                values,
+                marker="o",
+                markersize=3,
+                label=history.label,
+                **style,
+            )
         axis.set_xlabel("epoch")
         axis.set_ylabel(labels.get(metric, metric))
         axis.grid(alpha=0.3)
@@ -73,7 +80,9 @@ def plot_step_losses(histories: Sequence[History], *, title: str = "", smooth: i
         fig = ax.figure
     for history in histories:
         style = PLAIN_STYLE if history.label.startswith("plain") else {}
-        ax.plot(history.steps, running_mean(history.step_loss, smooth), label=history.label, **style)
+        ax.plot(
+            history.steps, running_mean(history.step_loss, smooth), label=history.label, **style
+        )
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss")
     ax.grid(alpha=0.3)
@@ -84,7 +93,9 @@ def plot_step_losses(histories: Sequence[History], *, title: str = "", smooth: i
     return fig
 
 
-def plot_layer_values(series: dict[str, Sequence[float]], *, ylabel: str, title: str = "", log: bool = True, ax=None):
+def plot_layer_values(
+    series: dict[str, Sequence[float]], *, ylabel: str, title: str = "", log: bool = True, ax=None
+):
     """One line per network of a per-layer quantity (gradient norms, activation sizes), input to output."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 3.8))

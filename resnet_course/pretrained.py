@@ -43,7 +43,9 @@ def _weights_enum(version: str):
     try:
         return ResNet50_Weights[version]
     except KeyError:
-        raise ValueError(f"unknown weights {version!r}; torchvision has {', '.join(w.name for w in ResNet50_Weights)}.") from None
+        raise ValueError(
+            f"unknown weights {version!r}; torchvision has {', '.join(w.name for w in ResNet50_Weights)}."
+        ) from None
 
 
 def checkpoint_path(url: str) -> Path:
@@ -67,13 +69,17 @@ def download(url: str, destination: Path, *, timeout: float) -> None:
                 out.write(chunk)
         expected = destination.stem.rsplit("-", 1)[-1]
         if not digest.hexdigest().startswith(expected):
-            raise OSError(f"the download of {url} is corrupt (SHA-256 {digest.hexdigest()[:8]}..., expected {expected}...)")
+            raise OSError(
+                f"the download of {url} is corrupt (SHA-256 {digest.hexdigest()[:8]}..., expected {expected}...)"
+            )
         partial.replace(destination)
     finally:
         partial.unlink(missing_ok=True)
 
 
-def fetch_state_dict(version: str = "IMAGENET1K_V2", *, timeout: float = 10.0) -> dict[str, torch.Tensor]:
+def fetch_state_dict(
+    version: str = "IMAGENET1K_V2", *, timeout: float = 10.0
+) -> dict[str, torch.Tensor]:
     """torchvision's ResNet-50 ``state_dict`` for ``version``, from the hub cache or a download."""
     url = _weights_enum(version).url
     path = checkpoint_path(url)
@@ -83,7 +89,12 @@ def fetch_state_dict(version: str = "IMAGENET1K_V2", *, timeout: float = 10.0) -
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_resnet50(pretrained: bool | str = "auto", *, versions: tuple[str, ...] = WEIGHT_VERSIONS, timeout: float = 10.0) -> LoadedModel:
+def load_resnet50(
+    pretrained: bool | str = "auto",
+    *,
+    versions: tuple[str, ...] = WEIGHT_VERSIONS,
+    timeout: float = 10.0,
+) -> LoadedModel:
     """The course's ResNet-50 with torchvision's ImageNet weights where they can be had.
 
     ``pretrained="auto"`` takes the first of ``versions`` found in the hub cache,
@@ -96,7 +107,9 @@ def load_resnet50(pretrained: bool | str = "auto", *, versions: tuple[str, ...] 
         raise ValueError(f"pretrained must be 'auto', True or False, got {pretrained!r}.")
     model = create_model("resnet50")
     if pretrained is False:
-        return LoadedModel(model, False, None, "This ResNet-50 has random weights, as asked (pretrained=False).")
+        return LoadedModel(
+            model, False, None, "This ResNet-50 has random weights, as asked (pretrained=False)."
+        )
     errors: list[Exception] = []
     # Any version already on disk first; then one download, of the preferred version
     # (if that fails for want of a network, the others would fail the same way).
@@ -108,15 +121,24 @@ def load_resnet50(pretrained: bool | str = "auto", *, versions: tuple[str, ...] 
             errors.append(error)
             continue
         model.load_state_dict(state_dict, strict=True)
-        return LoadedModel(model, True, version, f"Loaded torchvision's ImageNet weights ({version}) into the course's ResNet-50.")
-    reason = f"{type(errors[0]).__name__}: {errors[0]}" if errors else "no weight versions were given"
+        return LoadedModel(
+            model,
+            True,
+            version,
+            f"Loaded torchvision's ImageNet weights ({version}) into the course's ResNet-50.",
+        )
+    reason = (
+        f"{type(errors[0]).__name__}: {errors[0]}" if errors else "no weight versions were given"
+    )
     if pretrained is True:
         raise RuntimeError(
             f"torchvision's ImageNet weights could not be loaded ({reason}); connect to the internet, "
             f"or put torchvision's file in {checkpoint_path('x').parent}."
         )
     return LoadedModel(
-        model, False, None,
+        model,
+        False,
+        None,
         f"torchvision's ImageNet weights could not be downloaded ({reason.split(':')[0]}), so this ResNet-50 "
         f"has RANDOM weights and every result below shows an untrained network, not ImageNet features.",
     )
@@ -129,7 +151,9 @@ def imagenet_inputs(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 ``N x 3 x H x W`` images, resized to ``size`` and normalised as the ImageNet weights expect."""
     x = images.float().div(255)
     if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
+        )
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
@@ -140,9 +164,17 @@ def stem_and_stages(model: ResNet, last_stage: str) -> nn.Sequential:
     if last_stage not in model.stage_names:
         raise ValueError(f"no stage {last_stage!r}; the stages are {', '.join(model.stage_names)}.")
     if model.bn1 is None:
-        raise ValueError("stem_and_stages splits post-activation ResNets, whose stem ends in BN and ReLU.")
+        raise ValueError(
+            "stem_and_stages splits post-activation ResNets, whose stem ends in BN and ReLU."
+        )
     stages = model.stage_names[: model.stage_names.index(last_stage) + 1]
-    return nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, *(getattr(model, name) for name in stages))
+    return nn.Sequential(
+        model.conv1,
+        model.bn1,
+        model.relu,
+        model.maxpool,
+        *(getattr(model, name) for name in stages),
+    )
 
 
 def head_after(model: ResNet, last_stage: str, num_classes: int) -> nn.Sequential:
@@ -153,13 +185,21 @@ def head_after(model: ResNet, last_stage: str, num_classes: int) -> nn.Sequentia
     """
     stages = model.stage_names[model.stage_names.index(last_stage) + 1 :]
     return nn.Sequential(
-        *(getattr(model, name) for name in stages), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(model.num_features, num_classes)
+        *(getattr(model, name) for name in stages),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(model.num_features, num_classes),
     )
 
 
 @torch.no_grad()
 def extract_features(
-    network: nn.Module, inputs: torch.Tensor, *, size: int | None = None, batch_size: int = 100, progress: bool = True
+    network: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    size: int | None = None,
+    batch_size: int = 100,
+    progress: bool = True,
 ) -> torch.Tensor:
     """``network``'s output on ``inputs`` in eval mode, batch by batch: a frozen network's features.
 
@@ -167,17 +207,23 @@ def extract_features(
     expect; float tensors (features from an earlier part of a network) go in as they are.
     """
     if inputs.dtype == torch.uint8 and size is None:
-        raise ValueError("give the size to resize the images to, e.g. size=64; the network expects ImageNet-normalised floats.")
+        raise ValueError(
+            "give the size to resize the images to, e.g. size=64; the network expects ImageNet-normalised floats."
+        )
     batches = range(0, len(inputs), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc="features", unit="batch")  # the finished bar stays, as fit's do
+        batches = tqdm(
+            batches, desc="features", unit="batch"
+        )  # the finished bar stays, as fit's do
     with eval_mode(network):
         outputs = []
         for start in batches:
             batch = inputs[start : start + batch_size]
-            outputs.append(network(imagenet_inputs(batch, size) if batch.dtype == torch.uint8 else batch))
+            outputs.append(
+                network(imagenet_inputs(batch, size) if batch.dtype == torch.uint8 else batch)
+            )
         return torch.cat(outputs)
 
 

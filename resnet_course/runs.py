@@ -47,7 +47,12 @@ KEY_VERSION = 1  # bump when the layout of a cache entry changes
 
 def enabled() -> bool:
     """False when ``$RESNET_COURSE_RUN_CACHE`` is 'off', '0', 'no' or 'false'."""
-    return os.environ.get("RESNET_COURSE_RUN_CACHE", "on").strip().lower() not in ("off", "0", "no", "false")
+    return os.environ.get("RESNET_COURSE_RUN_CACHE", "on").strip().lower() not in (
+        "off",
+        "0",
+        "no",
+        "false",
+    )
 
 
 def runs_dir() -> Path:
@@ -75,7 +80,9 @@ def data_fingerprint(data: Dataset) -> str:
         digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.numpy().tobytes())
     fingerprint = digest.hexdigest()
-    object.__setattr__(data, "_fingerprint", fingerprint)  # the tensors are not changed in place by the course
+    object.__setattr__(
+        data, "_fingerprint", fingerprint
+    )  # the tensors are not changed in place by the course
     return fingerprint
 
 
@@ -108,7 +115,9 @@ def run_fields(
     arithmetic = {key: value for key, value in recipe.items() if key not in DISPLAY_OPTIONS}
     for key, value in arithmetic.items():
         if callable(value):
-            raise ValueError(f"the run cache cannot key a function ({key}={value!r}); pass a named schedule or train with fit().")
+            raise ValueError(
+                f"the run cache cannot key a function ({key}={value!r}); pass a named schedule or train with fit()."
+            )
     return {
         "key_version": KEY_VERSION,
         "model": model_name,
@@ -123,7 +132,9 @@ def run_fields(
 
 
 def run_key(fields: dict) -> str:
-    text = json.dumps({k: v for k, v in fields.items() if k != "data_description"}, sort_keys=True, default=str)
+    text = json.dumps(
+        {k: v for k, v in fields.items() if k != "data_description"}, sort_keys=True, default=str
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -179,8 +190,13 @@ def train(
         folder.mkdir(parents=True, exist_ok=True)
         # Written under temporary names and renamed, so a run interrupted mid-write leaves no half entry.
         temporary = folder / f".{key}.{os.getpid()}"
-        torch.save({name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}, f"{temporary}.pt")
-        Path(f"{temporary}.json").write_text(json.dumps({"fields": fields, "created": time.time(), "history": history.to_dict()}))
+        torch.save(
+            {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
+            f"{temporary}.pt",
+        )
+        Path(f"{temporary}.json").write_text(
+            json.dumps({"fields": fields, "created": time.time(), "history": history.to_dict()})
+        )
         os.replace(f"{temporary}.pt", weights_path)
         os.replace(f"{temporary}.json", record_path)
     return model, history

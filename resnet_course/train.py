@@ -183,7 +183,9 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device='cuda' was asked for, but no CUDA GPU is available here; use device='cpu' or leave device unset.")
+            raise ValueError(
+                "device='cuda' was asked for, but no CUDA GPU is available here; use device='cpu' or leave device unset."
+            )
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -215,7 +217,9 @@ class Preset:
     audience: str  # who the preset is for
     budget: str  # the time it is sized to, and how that was measured
     image_size: int  # CIFAR images are shrunk to this many pixels a side
-    train_size: int | None  # CIFAR training images asked for (None: all; an offline slice may hold fewer)
+    train_size: (
+        int | None
+    )  # CIFAR training images asked for (None: all; an offline slice may hold fewer)
     test_size: int | None
     width: int  # base width of CIFAR networks (16 in the paper)
     steps: int  # SGD steps of the chapter 1 and 2 comparisons
@@ -224,7 +228,9 @@ class Preset:
     mlp_steps: int  # optimisation steps of the 2-D toy experiments
     lr: float = 0.1
     schedule: str = "cosine"
-    warmup_epochs: float = 2.0  # linear warm-up: a 56-layer network at lr 0.1 from step 1 stalls at chance
+    warmup_epochs: float = (
+        2.0  # linear warm-up: a 56-layer network at lr 0.1 from step 1 stalls at chance
+    )
 
     def config(self) -> TrainConfig:
         """The recipe of the chapter 1 and 2 comparisons."""
@@ -255,16 +261,43 @@ class Preset:
 
 PRESETS = {
     "book": Preset(
-        "book", "the published book and CI", "the whole book within 10 minutes on 2 CPU cores",
-        image_size=16, train_size=4600, test_size=800, width=8, steps=525, epochs=4, batch_size=128, mlp_steps=400,
+        "book",
+        "the published book and CI",
+        "the whole book within 10 minutes on 2 CPU cores",
+        image_size=16,
+        train_size=4600,
+        test_size=800,
+        width=8,
+        steps=525,
+        epochs=4,
+        batch_size=128,
+        mlp_steps=400,
     ),
     "cpu": Preset(
-        "cpu", "running a chapter on a CPU", "every chapter within 10 minutes on 2 CPU cores",
-        image_size=16, train_size=4600, test_size=800, width=8, steps=1050, epochs=8, batch_size=128, mlp_steps=1500,
+        "cpu",
+        "running a chapter on a CPU",
+        "every chapter within 10 minutes on 2 CPU cores",
+        image_size=16,
+        train_size=4600,
+        test_size=800,
+        width=8,
+        steps=1050,
+        epochs=8,
+        batch_size=128,
+        mlp_steps=1500,
     ),
     "gpu": Preset(
-        "gpu", "running a chapter on a CUDA GPU", "every chapter within 3 minutes on a T4 (estimated, see bench)",
-        image_size=32, train_size=None, test_size=None, width=16, steps=900, epochs=4, batch_size=128, mlp_steps=3000,
+        "gpu",
+        "running a chapter on a CUDA GPU",
+        "every chapter within 3 minutes on a T4 (estimated, see bench)",
+        image_size=32,
+        train_size=None,
+        test_size=None,
+        width=16,
+        steps=900,
+        epochs=4,
+        batch_size=128,
+        mlp_steps=3000,
     ),
 }
 # The names of the first version, still accepted.
@@ -281,7 +314,9 @@ def get_preset(name: str | None = None) -> Preset:
     name = (name or default_preset_name()).strip().lower()
     name = PRESET_ALIASES.get(name, name)
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} (set RESNET_COURSE_PRESET).")
+        raise ValueError(
+            f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} (set RESNET_COURSE_PRESET)."
+        )
     return PRESETS[name]
 
 
@@ -297,7 +332,9 @@ def choose_precision(requested: str, device_type: str, *, bf16_supported: bool) 
         raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}.")
     if requested != "auto":
         if requested == "fp16" and device_type != "cuda":
-            raise ValueError("precision='fp16' needs a CUDA GPU (its gradient scaler is CUDA's); use 'fp32' or 'bf16' here.")
+            raise ValueError(
+                "precision='fp16' needs a CUDA GPU (its gradient scaler is CUDA's); use 'fp32' or 'bf16' here."
+            )
         return requested
     if device_type != "cuda":
         return "fp32"

@@ -18,7 +18,13 @@ def test_gradient_norms_match_autograd_and_leave_grads_alone():
     model = MLP(5, 8)
     x, y = torch.randn(16, 2), torch.randint(0, 2, (16,))
     norms = gradient_norms(model, x, y)
-    assert list(norms) == ["stem.0", "layers.0.linear", "layers.1.linear", "layers.2.linear", "head"]
+    assert list(norms) == [
+        "stem.0",
+        "layers.0.linear",
+        "layers.1.linear",
+        "layers.2.linear",
+        "head",
+    ]
     assert all(p.grad is None for p in model.parameters())
     torch.nn.functional.cross_entropy(model(x), y).backward()
     assert abs(norms["head"] - model.head.weight.grad.norm().item()) < 1e-6

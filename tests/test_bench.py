@@ -62,8 +62,12 @@ def test_first_step_behind_is_where_the_deeper_net_stays_behind():
     shallow = [1.0] * 15
     deep = [0.5] * 5 + [2.0] * 10
     assert first_step_behind(shallow, deep, window=1) == 6
-    assert first_step_behind(shallow, deep, window=3) == 7  # the mean of the last 3 crosses one step later
-    assert first_step_behind(shallow, deep[:5] + [2.0, 0.5] + [2.0] * 8, window=1) == 8  # must stay behind
+    assert (
+        first_step_behind(shallow, deep, window=3) == 7
+    )  # the mean of the last 3 crosses one step later
+    assert (
+        first_step_behind(shallow, deep[:5] + [2.0, 0.5] + [2.0] * 8, window=1) == 8
+    )  # must stay behind
     assert first_step_behind(deep, shallow, window=1) is None
     assert running_mean([1, 2, 3, 4], 2).tolist() == [1.0, 1.5, 2.5, 3.5]
 
@@ -76,7 +80,13 @@ def test_bad_parts_and_models_are_refused(capsys):
 
 
 def test_the_tool_runs_as_python_m_tools_bench():
-    done = subprocess.run([sys.executable, "-m", "tools.bench", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.bench", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("usage: python -m tools.bench") and "--only" in done.stdout
 
@@ -87,8 +97,14 @@ def test_training_steps_on_a_gpu_never_make_the_host_wait():
     # (a pageable copy, .item(), a boolean mask) raises under sync debug mode "error".
     data = synthetic_images(128 * 30, 32)
     run = TrainingRun(
-        create_model("resnet20", width=8), data, epochs=1, batch_size=128, log_every=1000,
-        evaluate=False, progress=False, device="cuda",
+        create_model("resnet20", width=8),
+        data,
+        epochs=1,
+        batch_size=128,
+        log_every=1000,
+        evaluate=False,
+        progress=False,
+        device="cuda",
     )
     steps = iter(run)
     next(steps)  # set-up and the epoch's shuffle happen once, before the first step
@@ -107,36 +123,83 @@ def _notebook(path, source):
 
 @pytest.mark.slow
 def test_bench_end_to_end_at_tiny_sizes(tmp_path, one_thread, capsys):
-    _notebook(tmp_path / "01_ok.ipynb", "import os\nassert os.environ['RESNET_COURSE_PRESET'] == 'book'")
+    _notebook(
+        tmp_path / "01_ok.ipynb", "import os\nassert os.environ['RESNET_COURSE_PRESET'] == 'book'"
+    )
     _notebook(tmp_path / "02_fails.ipynb", "raise RuntimeError('broken chapter')")
     report_path = tmp_path / "bench.json"
-    code = cli([
-        "bench", "--models", "resnet20", "--image-size", "8", "--width", "2", "--batch-size", "16",
-        "--steps", "1", "--repeats", "2", "--warmup", "1", "--notebooks", str(tmp_path / "*.ipynb"),
-        "--train-size", "64", "--test-size", "32", "--epochs", "2", "--window", "2", "--json", str(report_path),
-    ])
+    code = cli(
+        [
+            "bench",
+            "--models",
+            "resnet20",
+            "--image-size",
+            "8",
+            "--width",
+            "2",
+            "--batch-size",
+            "16",
+            "--steps",
+            "1",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--notebooks",
+            str(tmp_path / "*.ipynb"),
+            "--train-size",
+            "64",
+            "--test-size",
+            "32",
+            "--epochs",
+            "2",
+            "--window",
+            "2",
+            "--json",
+            str(report_path),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "Machine:" in printed and "whole book" in printed and "Degradation clock" in printed
 
     report = json.loads(report_path.read_text())
-    assert report["parts"] == ["machine", "memory_format", "throughput", "chapters", "gpu_estimate", "degradation"]
-    assert [(row["model"], row["width"], row["image_size"]) for row in report["memory_format"]] == [("resnet20", 2, 8)]
+    assert report["parts"] == [
+        "machine",
+        "memory_format",
+        "throughput",
+        "chapters",
+        "gpu_estimate",
+        "degradation",
+    ]
+    assert [(row["model"], row["width"], row["image_size"]) for row in report["memory_format"]] == [
+        ("resnet20", 2, 8)
+    ]
     assert all(row["channels_last_speedup"] > 0 for row in report["memory_format"])
-    assert report["gpu_estimate"]["kind"] == "estimate" and set(report["gpu_estimate"]["chapters"]) >= {"01_degradation"}
-    assert {"cpu", "logical_cores", "torch", "torchvision", "device", "load_average"} <= set(report["machine"])
+    assert report["gpu_estimate"]["kind"] == "estimate" and set(
+        report["gpu_estimate"]["chapters"]
+    ) >= {"01_degradation"}
+    assert {"cpu", "logical_cores", "torch", "torchvision", "device", "load_average"} <= set(
+        report["machine"]
+    )
 
     (speed,) = report["throughput"]
     assert speed["model"] == "resnet20" and speed["batch_size"] == 16 and speed["image_size"] == 8
     assert set(speed["images_per_s"]) == {"reference", "course_network", "course_loop", "tutorial"}
-    assert speed["ratio_loop_vs_tutorial"] > 0 and speed["channels_last"]  # channels-last on the CPU too
-    assert all(len(samples) == 2 and min(samples) > 0 for samples in speed["samples_images_per_s"].values())
+    assert (
+        speed["ratio_loop_vs_tutorial"] > 0 and speed["channels_last"]
+    )  # channels-last on the CPU too
+    assert all(
+        len(samples) == 2 and min(samples) > 0 for samples in speed["samples_images_per_s"].values()
+    )
     assert speed["ratio_network"] > 0 and speed["ratio_loop"] > 0
 
     chapters = report["chapters"]
     assert [entry["ok"] for entry in chapters["notebooks"]] == [True, False]
     assert "broken chapter" in chapters["notebooks"][1]["error"] and not chapters["all_ok"]
-    assert chapters["total_seconds"] == pytest.approx(sum(entry["seconds"] for entry in chapters["notebooks"]))
+    assert chapters["total_seconds"] == pytest.approx(
+        sum(entry["seconds"] for entry in chapters["notebooks"])
+    )
 
     clock = report["degradation"]
     assert clock["total_steps"] == 2 * (64 // 16)
@@ -156,6 +219,11 @@ def test_compiling_pays_only_from_the_run_length_that_wins_back_its_compile_time
     assert round(verdict["break_even_steps"]) == 300
     assert verdict["compile_pays_at"] == {"book": False, "cpu": True}
     slower = compile_verdict(30.0, 0.4, 0.5, {"book": 200, "cpu": 100_000})
-    assert slower["break_even_steps"] is None and slower["compile_pays_at"] == {"book": False, "cpu": False}
+    assert slower["break_even_steps"] is None and slower["compile_pays_at"] == {
+        "book": False,
+        "cpu": False,
+    }
     row = {"model": "resnet20", "width": 8, "image_size": 16, **slower}
-    assert "never (not faster per step)" in format_compile([row]) and "cpu (100,000 steps): does not pay" in format_compile([row])
+    assert "never (not faster per step)" in format_compile(
+        [row]
+    ) and "cpu (100,000 steps): does not pay" in format_compile([row])

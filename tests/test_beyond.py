@@ -72,7 +72,9 @@ def test_highway_gate_chooses_between_carrying_and_transforming():
     assert torch.allclose(transform(x), torch.relu(transform.transform(x)), atol=1e-6)
     model = HighwayMLP(6, 8)
     model(torch.randn(5, 2))
-    assert len(model.gate_means()) == 4 and all(0 < g < 0.5 for g in model.gate_means())  # bias -2: mostly carry
+    assert len(model.gate_means()) == 4 and all(
+        0 < g < 0.5 for g in model.gate_means()
+    )  # bias -2: mostly carry
 
 
 def test_dense_block_concatenates_and_grows_quadratically():
@@ -83,7 +85,10 @@ def test_dense_block_concatenates_and_grows_quadratically():
     assert count_parameters(block) == sum(2 * c + 9 * c * 4 for c in (6, 10, 14))
     x = torch.randn(2, 8, 8, 8)
     dense = [saved_activation_bytes(DenseBlock(8, 8, layers), x) for layers in (4, 8)]
-    residual = [saved_activation_bytes(make_stage(PreActBlock, 8, 8, layers // 2, 1)[0], x) for layers in (4, 8)]
+    residual = [
+        saved_activation_bytes(make_stage(PreActBlock, 8, 8, layers // 2, 1)[0], x)
+        for layers in (4, 8)
+    ]
     assert dense[1] > 2.5 * dense[0]  # concatenation: what is kept grows faster than the depth
     assert residual[1] < 2.1 * residual[0]  # addition: it grows with the depth
     with pytest.raises(ValueError, match="at least one layer"):
@@ -92,7 +97,9 @@ def test_dense_block_concatenates_and_grows_quadratically():
 
 def test_matching_width_finds_equal_parameter_networks():
     for depth, width, block in ((20, 16, "basic"), (56, 11, "plain"), (29, 5, "bottleneck")):
-        assert cifar_parameter_count(depth, width, block=block) == count_parameters(cifar_resnet(depth, width=width, block=block))
+        assert cifar_parameter_count(depth, width, block=block) == count_parameters(
+            cifar_resnet(depth, width=width, block=block)
+        )
     assert matching_width(20, cifar_parameter_count(20, 16)) == 16
     target = cifar_parameter_count(110, 16)
     width = matching_width(20, target)

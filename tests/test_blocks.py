@@ -22,7 +22,11 @@ RESIDUAL_BLOCKS = [BasicBlock, Bottleneck, PreActBlock, PreActBottleneck]
 @pytest.mark.parametrize("shortcut", ["A", "B", "C"])
 def test_output_shape(block, stride, shortcut):
     in_channels, planes = 8, 16
-    layer = block(in_channels, planes, stride) if block is PlainBlock else block(in_channels, planes, stride, shortcut=shortcut)
+    layer = (
+        block(in_channels, planes, stride)
+        if block is PlainBlock
+        else block(in_channels, planes, stride, shortcut=shortcut)
+    )
     y = layer(torch.randn(2, in_channels, 8, 8))
     assert y.shape == (2, planes * block.expansion, 8 // stride, 8 // stride)
 
@@ -35,7 +39,10 @@ def test_option_a_has_no_shortcut_parameters(block):
     with_b = block(16, 32, 2, shortcut="B")
     shortcut_params = sum(p.numel() for p in with_b.downsample.parameters())
     assert shortcut_params == 16 * 32 + 2 * 32  # 1x1 conv + BN gamma and beta
-    assert sum(p.numel() for p in with_b.parameters()) - sum(p.numel() for p in layer.parameters()) == shortcut_params
+    assert (
+        sum(p.numel() for p in with_b.parameters()) - sum(p.numel() for p in layer.parameters())
+        == shortcut_params
+    )
 
 
 def test_option_a_pads_with_zeros_and_subsamples():
@@ -92,7 +99,9 @@ def mismatch_message(call) -> str:
 
 
 def test_mismatched_residual_add_names_both_shapes_and_the_fix():
-    message = mismatch_message(lambda: residual_add(torch.zeros(2, 8, 4, 4), torch.zeros(2, 4, 8, 8)))
+    message = mismatch_message(
+        lambda: residual_add(torch.zeros(2, 8, 4, 4), torch.zeros(2, 4, 8, 8))
+    )
     assert re.search(r"\(2, 8, 4, 4\).*\(2, 4, 8, 8\).*projection", message)
 
 
@@ -115,7 +124,9 @@ def test_block_with_a_forgotten_projection_raises_a_clear_error():
 def test_projection_without_the_blocks_stride_names_the_missing_stride():
     # The stride-mismatch bug: a 1x1 projection fixes the channels but forgets to subsample.
     layer = BasicBlock(16, 32, 2, shortcut="B")
-    layer.downsample = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 1, bias=False), torch.nn.BatchNorm2d(32))
+    layer.downsample = torch.nn.Sequential(
+        torch.nn.Conv2d(16, 32, 1, bias=False), torch.nn.BatchNorm2d(32)
+    )
     message = mismatch_message(lambda: layer(torch.randn(1, 16, 8, 8)))
     assert re.search(r"branch is 4x4 pixels, the shortcut 8x8.*stride 2", message)
 
@@ -124,11 +135,23 @@ def test_projection_without_the_blocks_stride_names_the_missing_stride():
     "branch, shortcut, expected",
     [
         # Channels and size both change: a strided projection, or option A.
-        ((1, 32, 4, 4), (1, 16, 8, 8), r"32 channels at 4x4.*16 at 8x8.*projection with stride 2.*shortcut='A'"),
+        (
+            (1, 32, 4, 4),
+            (1, 16, 8, 8),
+            r"32 channels at 4x4.*16 at 8x8.*projection with stride 2.*shortcut='A'",
+        ),
         # Only channels grow: a projection or zero-padding.
-        ((1, 32, 8, 8), (1, 16, 8, 8), r"32 channels, the shortcut 16.*projection \(shortcut='B' or 'C'\) or zero-padding"),
+        (
+            (1, 32, 8, 8),
+            (1, 16, 8, 8),
+            r"32 channels, the shortcut 16.*projection \(shortcut='B' or 'C'\) or zero-padding",
+        ),
         # Fewer channels: option A cannot drop channels, so it is not offered.
-        ((1, 16, 8, 8), (1, 32, 8, 8), r"16 channels, the shortcut 32, so the shortcut needs a projection \(shortcut='B' or 'C'\)\.$"),
+        (
+            (1, 16, 8, 8),
+            (1, 32, 8, 8),
+            r"16 channels, the shortcut 32, so the shortcut needs a projection \(shortcut='B' or 'C'\)\.$",
+        ),
         # An odd size (7 -> 4 with padding) still reads as stride 2.
         ((1, 8, 4, 4), (1, 8, 7, 7), r"stride 2 but the shortcut does not"),
         # The shortcut subsamples, the branch does not.
@@ -157,7 +180,11 @@ def test_grouped_bottleneck_equals_split_transform_merge():
     mid = block.relu(block.bn1(block.conv1(x)))
     per_group = conv.in_channels // 4
     paths = [
-        torch.nn.functional.conv2d(mid[:, g * per_group : (g + 1) * per_group], conv.weight[g * per_group : (g + 1) * per_group], padding=1)
+        torch.nn.functional.conv2d(
+            mid[:, g * per_group : (g + 1) * per_group],
+            conv.weight[g * per_group : (g + 1) * per_group],
+            padding=1,
+        )
         for g in range(4)
     ]
     torch.testing.assert_close(torch.cat(paths, 1), conv(mid), atol=1e-5, rtol=1e-5)
@@ -209,7 +236,9 @@ def _randomise_batch_norms(layer: torch.nn.Module) -> None:
 
 
 @pytest.mark.parametrize("block", RESIDUAL_BLOCKS)
-@pytest.mark.parametrize("in_channels, stride", [(None, 1), (8, 2)])  # an identity shortcut, and a projection
+@pytest.mark.parametrize(
+    "in_channels, stride", [(None, 1), (8, 2)]
+)  # an identity shortcut, and a projection
 def test_zeroing_the_branch_end_leaves_only_the_shortcut(block, in_channels, stride):
     planes = 8
     in_channels = in_channels or planes * block.expansion
@@ -217,7 +246,9 @@ def test_zeroing_the_branch_end_leaves_only_the_shortcut(block, in_channels, str
     _randomise_batch_norms(layer)
     layer.eval()
     x = torch.randn(2, in_channels, 6, 6)
-    shortcut_input = layer.relu(layer.bn1(x)) if block.preact else x  # a v2 projection reads the pre-activated input
+    shortcut_input = (
+        layer.relu(layer.bn1(x)) if block.preact else x
+    )  # a v2 projection reads the pre-activated input
     identity = x if layer.downsample is None else layer.downsample(shortcut_input)
     expected = identity if block.preact else torch.relu(identity)
     assert not torch.allclose(layer(x), expected)  # the branch does contribute
@@ -227,7 +258,11 @@ def test_zeroing_the_branch_end_leaves_only_the_shortcut(block, in_channels, str
     finally:
         handle.remove()
     torch.testing.assert_close(silenced, expected)
-    assert (layer.in_channels, layer.out_channels, layer.stride) == (in_channels, planes * block.expansion, stride)
+    assert (layer.in_channels, layer.out_channels, layer.stride) == (
+        in_channels,
+        planes * block.expansion,
+        stride,
+    )
     assert silenced.shape[1] == layer.out_channels
 
 

@@ -33,7 +33,9 @@ def make_variable(name: str) -> str:
 
 def test_chapters_execute_at_build_time_with_a_cache():
     assert CONFIG["execute"]["execute_notebooks"] == "cache"
-    assert CONFIG["execute"]["timeout"] > 0  # a cell that hangs fails the build instead of hanging it
+    assert (
+        CONFIG["execute"]["timeout"] > 0
+    )  # a cell that hangs fails the build instead of hanging it
 
 
 def test_launch_and_repository_buttons():
@@ -45,8 +47,12 @@ def test_launch_and_repository_buttons():
 def test_book_assets_come_from_the_book_not_a_cdn():
     assets = [SPHINX["mathjax_path"], *SPHINX["nb_ipywidgets_js"]]
     from_network = [asset for asset in assets if "://" in asset]
-    assert not from_network, f"these load from the network, so the book breaks offline: {from_network}"
-    assert any(asset.endswith("require.js") for asset in assets) and any(a.endswith("embed-amd.js") for a in assets)
+    assert not from_network, (
+        f"these load from the network, so the book breaks offline: {from_network}"
+    )
+    assert any(asset.endswith("require.js") for asset in assets) and any(
+        a.endswith("embed-amd.js") for a in assets
+    )
 
 
 def test_config_serves_what_the_makefile_vendors():
@@ -75,7 +81,11 @@ def test_vendored_assets_exist_after_make_book():
     static = ROOT / SPHINX["html_static_path"][0]
     if not static.is_dir():
         pytest.fail(f"{static} is missing: run `make book`, which fetches the offline assets.")
-    missing = [a for a in [SPHINX["mathjax_path"], *SPHINX["nb_ipywidgets_js"]] if not (static / a).is_file()]
+    missing = [
+        a
+        for a in [SPHINX["mathjax_path"], *SPHINX["nb_ipywidgets_js"]]
+        if not (static / a).is_file()
+    ]
     assert not missing, f"configured but not vendored: {missing}"
 
 
@@ -85,7 +95,9 @@ def test_vendored_assets_exist_after_make_book():
 def test_references_page_is_last_and_holds_the_bibliography():
     assert book.toc_files(ROOT / "_toc.yml")[-1] == "references"
     assert "{bibliography}" in (ROOT / "references.md").read_text()
-    assert "{bibliography}" not in (ROOT / "intro.md").read_text()  # one bibliography, or Sphinx warns
+    assert (
+        "{bibliography}" not in (ROOT / "intro.md").read_text()
+    )  # one bibliography, or Sphinx warns
 
 
 def test_intro_links_every_chapter_of_the_toc():
@@ -102,16 +114,32 @@ def test_deploy_workflow_builds_the_book_and_publishes_it():
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
     triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as True
     assert "push" in triggers and "workflow_dispatch" in triggers
-    assert workflow["permissions"]["pages"] == "write" and workflow["permissions"]["id-token"] == "write"
+    assert (
+        workflow["permissions"]["pages"] == "write"
+        and workflow["permissions"]["id-token"] == "write"
+    )
     steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
     uses = {step["uses"].split("@")[0]: step for step in steps if "uses" in step}
-    assert {"actions/checkout", "actions/setup-python", "actions/upload-pages-artifact", "actions/deploy-pages"} <= set(uses)
+    assert {
+        "actions/checkout",
+        "actions/setup-python",
+        "actions/upload-pages-artifact",
+        "actions/deploy-pages",
+    } <= set(uses)
     assert str(uses["actions/setup-python"]["with"]["python-version"]) == "3.11"
     assert uses["actions/upload-pages-artifact"]["with"]["path"] == "_build/html"
     book_command = "make book EXTRAS=book TORCH_INDEX=https://download.pytorch.org/whl/cpu"
-    assert any(step.get("run", "").strip() == book_command for step in steps)  # lean: no test extras, CPU torch
-    build = next(job for job in workflow["jobs"].values() if any(s.get("run") == book_command for s in job["steps"]))
-    assert build["env"]["RESNET_COURSE_PRESET"] == "book"  # a CPU runner builds the published preset
+    assert any(
+        step.get("run", "").strip() == book_command for step in steps
+    )  # lean: no test extras, CPU torch
+    build = next(
+        job
+        for job in workflow["jobs"].values()
+        if any(s.get("run") == book_command for s in job["steps"])
+    )
+    assert (
+        build["env"]["RESNET_COURSE_PRESET"] == "book"
+    )  # a CPU runner builds the published preset
 
 
 # ---------------------------------------------------------------- tools/book.py
@@ -131,11 +159,19 @@ assert "tools.book" in config["extensions"], config["extensions"]
 module = importlib.import_module("tools.book")
 print(Path(module.__file__).resolve())
 """
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": ""})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == str(ROOT / "tools" / "book.py")
-    assert not any(ext.startswith("resnet_course") for ext in CONFIG["sphinx"].get("extra_extensions") or [])
+    assert not any(
+        ext.startswith("resnet_course") for ext in CONFIG["sphinx"].get("extra_extensions") or []
+    )
 
 
 def test_toc_files_reads_parts_sections_and_suffixes(tmp_path):
@@ -166,8 +202,11 @@ def test_unique_scripts_takes_none_and_empty_name_as_one():
 
 
 def test_widget_support_runs_just_before_require_js():
-    scripts = [script("_static/a.js"), script("_static/vendor/requirejs/require.js"),
-               script("_static/vendor/html-manager/embed-amd.js")]
+    scripts = [
+        script("_static/a.js"),
+        script("_static/vendor/requirejs/require.js"),
+        script("_static/vendor/html-manager/embed-amd.js"),
+    ]
     app = SimpleNamespace(add_js_file=lambda filename, **kw: scripts.append(script(filename, **kw)))
     book._fix_page_scripts(app, "page", "page.html", {"script_files": scripts}, None)
     assert [s.filename for s in scripts][1:3] == [None, "_static/vendor/requirejs/require.js"]
@@ -182,8 +221,12 @@ def test_pages_without_widgets_get_no_widget_support():
 
 
 def test_missing_offline_assets_stop_the_build_with_advice(tmp_path):
-    app = SimpleNamespace(confdir=str(tmp_path), config=SimpleNamespace(
-        mathjax_path="vendor/mathjax/tex-chtml.js", html_static_path=["_build/vendor/static"]))
+    app = SimpleNamespace(
+        confdir=str(tmp_path),
+        config=SimpleNamespace(
+            mathjax_path="vendor/mathjax/tex-chtml.js", html_static_path=["_build/vendor/static"]
+        ),
+    )
     with pytest.raises(book.OfflineAssetsMissing, match="run `make book`"):
         book.check_offline_assets(app)
     asset = tmp_path / "_build/vendor/static/vendor/mathjax/tex-chtml.js"
@@ -197,13 +240,31 @@ def test_make_hands_chapters_an_absolute_data_folder_and_the_book_preset(tmp_pat
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     probe = tmp_path / "probe.mk"
-    probe.write_text(f"include {ROOT / 'Makefile'}\nshow:\n\t@echo \"$$RESNET_COURSE_DATA|$$RESNET_COURSE_PRESET\"\n")
+    probe.write_text(
+        f'include {ROOT / "Makefile"}\nshow:\n\t@echo "$$RESNET_COURSE_DATA|$$RESNET_COURSE_PRESET"\n'
+    )
     env = {"PATH": os.environ["PATH"], "RESNET_COURSE_DATA": "../shared/data"}
-    shown = subprocess.run(["make", "-s", "-f", str(probe), "show"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    shown = subprocess.run(
+        ["make", "-s", "-f", str(probe), "show"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     data, preset = shown.stdout.strip().split("|")
-    assert os.path.normpath(data) == os.path.normpath(os.path.join(ROOT, "..", "shared", "data")) and preset == "book"
-    chosen = subprocess.run(["make", "-s", "-f", str(probe), "show"], cwd=ROOT, capture_output=True, text=True, check=True,
-                            env={**env, "RESNET_COURSE_PRESET": "cpu"})
+    assert (
+        os.path.normpath(data) == os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
+        and preset == "book"
+    )
+    chosen = subprocess.run(
+        ["make", "-s", "-f", str(probe), "show"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, "RESNET_COURSE_PRESET": "cpu"},
+    )
     assert chosen.stdout.strip().endswith("|cpu")  # a preset the user sets is kept
 
 
@@ -213,9 +274,23 @@ def test_the_book_is_executed_again_only_when_what_chapters_import_changes(tmp_p
         pytest.skip("make is not installed")
     probe = tmp_path / "probe.mk"
     probe.write_text(f"include {ROOT / 'Makefile'}\nshow:\n\t@echo $(CHAPTER_CODE)\n")
-    shown = subprocess.run(["make", "-s", "-f", str(probe), "show"], cwd=ROOT, capture_output=True, text=True, check=True,
-                           env={"PATH": os.environ["PATH"]})
+    shown = subprocess.run(
+        ["make", "-s", "-f", str(probe), "show"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ["PATH"]},
+    )
     watched = set(shown.stdout.split())
-    assert {"resnet_course/__init__.py", "resnet_course/train.py", "resnet_course/evidence.py"} <= watched
-    assert not {path for path in watched if not path.startswith("resnet_course/") or "/grading/" in path}
-    assert "$(CHAPTER_CODE) pyproject.toml" in MAKEFILE  # the stamp that drops the cache depends on exactly these
+    assert {
+        "resnet_course/__init__.py",
+        "resnet_course/train.py",
+        "resnet_course/evidence.py",
+    } <= watched
+    assert not {
+        path for path in watched if not path.startswith("resnet_course/") or "/grading/" in path
+    }
+    assert (
+        "$(CHAPTER_CODE) pyproject.toml" in MAKEFILE
+    )  # the stamp that drops the cache depends on exactly these

@@ -31,7 +31,12 @@ from tools.book import source_of, toc_files
 ROOT = Path(__file__).resolve().parents[1]
 SITE = Path(os.environ.get("RESNET_COURSE_SITE", ROOT / "_build" / "html")).resolve()
 # The book the site was built from: by default the folder that holds `_build/html`.
-BOOK = Path(os.environ.get("RESNET_COURSE_BOOK", SITE.parent.parent if (SITE.parent.parent / "_config.yml").is_file() else ROOT))
+BOOK = Path(
+    os.environ.get(
+        "RESNET_COURSE_BOOK",
+        SITE.parent.parent if (SITE.parent.parent / "_config.yml").is_file() else ROOT,
+    )
+)
 TOC = Path(os.environ.get("RESNET_COURSE_TOC", BOOK / "_toc.yml"))
 SCREENSHOTS = SITE.parent / "screenshots"
 
@@ -101,7 +106,9 @@ def expected_launch_links(page: str) -> dict[str, str]:
 
 def widgets_on_page(html: str) -> tuple[int, set[str]]:
     """How many widget views the page displays, and the control models they reach."""
-    states = re.findall(rf'<script type="{re.escape(WIDGET_STATE)}">(.*?)</script>', html, re.DOTALL)
+    states = re.findall(
+        rf'<script type="{re.escape(WIDGET_STATE)}">(.*?)</script>', html, re.DOTALL
+    )
     views = re.findall(rf'<script type="{re.escape(WIDGET_VIEW)}">(.*?)</script>', html, re.DOTALL)
     if not views:
         return 0, set()
@@ -137,7 +144,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def site_url():
     if not (SITE / "index.html").is_file():
-        pytest.fail(f"The built book is missing ({SITE / 'index.html'} does not exist): run `make book` first.")
+        pytest.fail(
+            f"The built book is missing ({SITE / 'index.html'} does not exist): run `make book` first."
+        )
     handler = functools.partial(_QuietHandler, directory=str(SITE))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -159,10 +168,14 @@ def browser():
         reason = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
     if reason:
         if required:
-            pytest.fail(f"{reason}, and RESNET_COURSE_REQUIRE_BROWSER=1 requires the browser check.")
+            pytest.fail(
+                f"{reason}, and RESNET_COURSE_REQUIRE_BROWSER=1 requires the browser check."
+            )
         pytest.skip(reason)
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         yield chromium
         chromium.close()
 
@@ -201,7 +214,9 @@ _VISIBLE = """selector => Array.from(document.querySelectorAll(selector))
     .filter(el => { const box = el.getBoundingClientRect(); return box.width > 0 && box.height > 0; }).length"""
 
 
-def wait_for(page, expression: str, what: str, problems: list[str], timeout_ms: int = 20_000) -> bool:
+def wait_for(
+    page, expression: str, what: str, problems: list[str], timeout_ms: int = 20_000
+) -> bool:
     """Wait until ``expression`` is true in the page; on timeout, note the problem and go on."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -241,10 +256,23 @@ def check_page(browser, site_url: str, page_name: str) -> list[str]:
     context.route("**/*", guard)
     page = context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
-    page.on("console", lambda msg: problems.append(f"console error: {msg.text}") if msg.type == "error" else None)
+    page.on(
+        "console",
+        lambda msg: problems.append(f"console error: {msg.text}") if msg.type == "error" else None,
+    )
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("requestfailed", lambda request: problems.append(f"failed request: {request.url} ({request.failure})"))
-    page.on("response", lambda response: problems.append(f"HTTP {response.status}: {response.url}") if response.status >= 400 else None)
+    page.on(
+        "requestfailed",
+        lambda request: problems.append(f"failed request: {request.url} ({request.failure})"),
+    )
+    page.on(
+        "response",
+        lambda response: (
+            problems.append(f"HTTP {response.status}: {response.url}")
+            if response.status >= 400
+            else None
+        ),
+    )
     try:
         page.goto(f"{site_url}/{page_name}.html", wait_until="load")
 
@@ -252,11 +280,18 @@ def check_page(browser, site_url: str, page_name: str) -> list[str]:
         if source_has_math(source_of(BOOK, page_name)) or 'class="math' in html:
             if "mathjax" not in html.lower():
                 problems.append("the page has math but does not load MathJax")
-            elif wait_for(page, "() => window.MathJax && MathJax.startup && MathJax.startup.promise", "MathJax to start", problems):
+            elif wait_for(
+                page,
+                "() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                "MathJax to start",
+                problems,
+            ):
                 page.evaluate("() => MathJax.startup.promise.then(() => true)")
                 math = page.evaluate(_MATH_REPORT)
                 if math["elements"] == 0 or math["rendered"] == 0:
-                    problems.append(f"math is not rendered ({math['elements']} math elements, {math['rendered']} mjx-container)")
+                    problems.append(
+                        f"math is not rendered ({math['elements']} math elements, {math['rendered']} mjx-container)"
+                    )
                 if math["unrendered"]:
                     problems.append(f"math left unrendered: {math['unrendered']}")
                 if math["errors"]:
@@ -267,7 +302,9 @@ def check_page(browser, site_url: str, page_name: str) -> list[str]:
         # Tables: displayed Markdown tables (markdown_table) must be real tables.
         raw_tables = page.evaluate(_RAW_TABLES)
         if raw_tables:
-            problems.append(f"{raw_tables} Markdown table rule(s) shown as text: a table output was not parsed")
+            problems.append(
+                f"{raw_tables} Markdown table rule(s) shown as text: a table output was not parsed"
+            )
 
         # Widgets: the stored state must render, every displayed view as visible controls.
         views, control_models = widgets_on_page(html)
@@ -295,8 +332,14 @@ def check_page(browser, site_url: str, page_name: str) -> list[str]:
         source = source_of(BOOK, page_name)
         if source is not None and source.suffix == ".ipynb":
             for service, expected in expected_launch_links(page_name).items():
-                prefix = expected.split("/github/")[0] if service == "Colab" else expected.split("/v2/")[0]
-                links = page.eval_on_selector_all(f'a[href^="{prefix}"]', "els => els.map(a => a.href)")
+                prefix = (
+                    expected.split("/github/")[0]
+                    if service == "Colab"
+                    else expected.split("/v2/")[0]
+                )
+                links = page.eval_on_selector_all(
+                    f'a[href^="{prefix}"]', "els => els.map(a => a.href)"
+                )
                 if links != [expected]:
                     problems.append(f"{service} link is {links}, expected [{expected!r}]")
 
@@ -305,9 +348,12 @@ def check_page(browser, site_url: str, page_name: str) -> list[str]:
             notebooks = sorted(path.name for path in (BOOK / "exercises").glob("*.ipynb"))
             links = page.eval_on_selector_all(
                 'article a[href^="https://colab.research.google.com/github/"]',
-                "els => els.filter(a => a.getBoundingClientRect().width > 0).map(a => a.href)")
+                "els => els.filter(a => a.getBoundingClientRect().width > 0).map(a => a.href)",
+            )
             if sorted(link.rsplit("/", 1)[-1] for link in links) != notebooks:
-                problems.append(f"Open-in-Colab links on the Exercises page: {links}, expected one per {notebooks}")
+                problems.append(
+                    f"Open-in-Colab links on the Exercises page: {links}, expected one per {notebooks}"
+                )
 
         page.wait_for_load_state("networkidle")
         screenshot = SCREENSHOTS / f"{page_name}.png"
@@ -332,7 +378,9 @@ def test_source_has_math_ignores_code_and_prices(tmp_path):
     with_math = tmp_path / "a.md"
     with_math.write_text("The gradient is $1 + \\partial F/\\partial x$.\n")
     without = tmp_path / "b.md"
-    without.write_text("Set `$RESNET_COURSE_PRESET`; it costs $5 and $6 more.\n\n```bash\necho $$\n```\n")
+    without.write_text(
+        "Set `$RESNET_COURSE_PRESET`; it costs $5 and $6 more.\n\n```bash\necho $$\n```\n"
+    )
     assert source_has_math(with_math)
     assert not source_has_math(without)
 

@@ -18,27 +18,65 @@ def test_expect_names_the_claim_and_the_numbers():
     with pytest.raises(ClaimNotShown) as error:
         expect(40.1 > 52.3, "plain-56 ends above plain-20", plain20=52.3, plain56=40.1)
     message = str(error.value)
-    assert "plain-56 ends above plain-20" in message and "plain20=52.3" in message and "plain56=40.1" in message
+    assert (
+        "plain-56 ends above plain-20" in message
+        and "plain20=52.3" in message
+        and "plain56=40.1" in message
+    )
 
 
 def test_compare_writes_the_sentence_from_the_numbers():
     assert compare("resnet-56", 40.0, "resnet-20", 45.0, what="training error") == (
-        "resnet-56 ends below resnet-20 in training error (40.0% against 45.0%)")
+        "resnet-56 ends below resnet-20 in training error (40.0% against 45.0%)"
+    )
     assert "above" in compare("a", 50.0, "b", 45.0, what="x")
     assert "within 1 point" in compare("a", 45.2, "b", 45.0, what="x")
 
 
 def _notebook(path: Path, claim_holds: bool) -> None:
     cells = [
-        {"cell_type": "markdown", "id": "title", "metadata": {}, "source": ["# A page with a guarded claim"]},
-        {"cell_type": "code", "id": "run", "metadata": {}, "execution_count": None, "outputs": [],
-         "source": ["from resnet_course.claims import expect\n", f"deep, shallow = {40.0 if claim_holds else 61.0}, 48.5\n"]},
-        {"cell_type": "markdown", "id": "claim", "metadata": {}, "source": ["The deep network ends below the shallow one."]},
-        {"cell_type": "code", "id": "guard", "metadata": {"tags": ["remove-cell"]}, "execution_count": None, "outputs": [],
-         "source": ["expect(deep < shallow, 'the deep network ends below the shallow one', deep=deep, shallow=shallow)"]},
+        {
+            "cell_type": "markdown",
+            "id": "title",
+            "metadata": {},
+            "source": ["# A page with a guarded claim"],
+        },
+        {
+            "cell_type": "code",
+            "id": "run",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": [
+                "from resnet_course.claims import expect\n",
+                f"deep, shallow = {40.0 if claim_holds else 61.0}, 48.5\n",
+            ],
+        },
+        {
+            "cell_type": "markdown",
+            "id": "claim",
+            "metadata": {},
+            "source": ["The deep network ends below the shallow one."],
+        },
+        {
+            "cell_type": "code",
+            "id": "guard",
+            "metadata": {"tags": ["remove-cell"]},
+            "execution_count": None,
+            "outputs": [],
+            "source": [
+                "expect(deep < shallow, 'the deep network ends below the shallow one', deep=deep, shallow=shallow)"
+            ],
+        },
     ]
-    notebook = {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-                "nbformat": 4, "nbformat_minor": 5}
+    notebook = {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     path.write_text(json.dumps(notebook))
 
 
@@ -48,8 +86,12 @@ def _build(book: Path) -> subprocess.CompletedProcess:
     )
     (book / "_toc.yml").write_text("format: jb-book\nroot: page\n")
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    return subprocess.run([str(jupyter_book), "build", str(book), "-W", "-n", "--keep-going"],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [str(jupyter_book), "build", str(book), "-W", "-n", "--keep-going"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -61,9 +103,15 @@ def test_a_book_whose_run_breaks_a_claim_fails_to_build(tmp_path):
     failed = _build(broken)
     assert failed.returncode != 0
     # The build names the page; its execution report names the claim and the numbers.
-    report = "".join(path.read_text() for path in (broken / "_build" / "html" / "reports").glob("*.err.log"))
+    report = "".join(
+        path.read_text() for path in (broken / "_build" / "html" / "reports").glob("*.err.log")
+    )
     assert "page" in failed.stdout + failed.stderr
-    assert "ClaimNotShown" in report and "the deep network ends below the shallow one" in report and "deep=61" in report
+    assert (
+        "ClaimNotShown" in report
+        and "the deep network ends below the shallow one" in report
+        and "deep=61" in report
+    )
     passed = _build(sound)
     assert passed.returncode == 0, passed.stdout[-2000:] + passed.stderr[-2000:]
 
@@ -77,9 +125,15 @@ def _history(label, error, loss):
 def test_the_degradation_verdict_needs_both_networks_trained_and_the_deep_one_behind():
     from resnet_course.claims import degradation_verdict
 
-    text, shown = degradation_verdict(_history("plain-20", 50.0, 1.4), _history("plain-56", 75.0, 1.9), trained_error=80.0)
+    text, shown = degradation_verdict(
+        _history("plain-20", 50.0, 1.4), _history("plain-56", 75.0, 1.9), trained_error=80.0
+    )
     assert shown and "degradation, in this run" in text and "25.0 points" in text
-    text, shown = degradation_verdict(_history("plain-20", 50.0, 1.4), _history("plain-56", 88.0, 2.29), trained_error=80.0)
+    text, shown = degradation_verdict(
+        _history("plain-20", 50.0, 1.4), _history("plain-56", 88.0, 2.29), trained_error=80.0
+    )
     assert not shown and "plain-56 ended above 80% training error" in text
-    text, shown = degradation_verdict(_history("plain-20", 50.0, 1.4), _history("plain-56", 45.0, 1.3), trained_error=80.0)
+    text, shown = degradation_verdict(
+        _history("plain-20", 50.0, 1.4), _history("plain-56", 45.0, 1.3), trained_error=80.0
+    )
     assert not shown and "does not show degradation" in text

@@ -56,7 +56,9 @@ def test_npz_with_pickled_objects_is_refused(tmp_path, monkeypatch):
     objects = np.array([{"not": "an image"}], dtype=object)
     np.savez(tmp_path / "bad.npz", x_train=objects, y_train=objects, x_test=objects, y_test=objects)
     monkeypatch.setenv("RESNET_COURSE_DATA", str(tmp_path))
-    with pytest.raises(DataUnavailableError, match="never unpickles") as error:  # DataUnavailableError is a RuntimeError
+    with pytest.raises(
+        DataUnavailableError, match="never unpickles"
+    ) as error:  # DataUnavailableError is a RuntimeError
         load_cifar10()
     assert "allow_pickle" not in str(error.value)  # no advice to turn the protection off
 
@@ -106,7 +108,9 @@ def test_random_crop_flip_is_a_shifted_window_of_the_padded_image():
 
 def test_batches_cover_the_epoch_and_normalise():
     data = make_spirals(100)
-    seen = sum(len(y) for _, y in data.train_batches(32, generator=torch.Generator().manual_seed(0)))
+    seen = sum(
+        len(y) for _, y in data.train_batches(32, generator=torch.Generator().manual_seed(0))
+    )
     assert seen == len(data.x_train) // 32 * 32
 
 
@@ -122,5 +126,7 @@ def test_the_cpu_crop_picks_exactly_the_pixels_of_the_gpu_gather(size):
     generator = torch.Generator().manual_seed(7)
     offsets = torch.randint(0, 2 * padding + 1, (2, 64), generator=generator)
     flips = torch.rand(64, generator=generator) < 0.5
-    assert torch.equal(_crop_by_slices(padded, offsets, flips, (size, size)),
-                       _crop_by_gather(padded, offsets, flips, (size, size)))
+    assert torch.equal(
+        _crop_by_slices(padded, offsets, flips, (size, size)),
+        _crop_by_gather(padded, offsets, flips, (size, size)),
+    )

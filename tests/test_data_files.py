@@ -113,8 +113,13 @@ def test_a_batch_file_that_would_run_code_is_refused(tmp_path):
 
 def test_info_names_a_broken_file_in_one_sentence(tmp_path):
     (tmp_path / "class.npz").write_bytes(b"garbage")
-    done = subprocess.run([sys.executable, "-m", "resnet_course", "info"], capture_output=True, text=True,
-                          env={"RESNET_COURSE_DATA": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet_course", "info"],
+        capture_output=True,
+        text=True,
+        env={"RESNET_COURSE_DATA": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     assert done.returncode == 0 and "Traceback" not in done.stderr
     assert "class.npz could not be read" in done.stdout
 

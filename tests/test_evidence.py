@@ -10,21 +10,55 @@ from resnet_course import evidence
 
 def _summary(tmp_path):
     verdict = {
-        "claim": "degradation", "config": "c1", "seeds": [0, 1, 2], "first": "plain20", "second": "plain56",
-        "metric": "final_train_error", "first_values": [50.0, 51.0, 52.0], "second_values": [70.0, 72.0, 71.0],
-        "mean_difference_points": 20.0, "seed_spread_points": 0.8, "shown": True, "seconds_per_seed": 160.0,
-        "device": "cpu (2 threads)", "steps": 1050,
+        "claim": "degradation",
+        "config": "c1",
+        "seeds": [0, 1, 2],
+        "first": "plain20",
+        "second": "plain56",
+        "metric": "final_train_error",
+        "first_values": [50.0, 51.0, 52.0],
+        "second_values": [70.0, 72.0, 71.0],
+        "mean_difference_points": 20.0,
+        "seed_spread_points": 0.8,
+        "shown": True,
+        "seconds_per_seed": 160.0,
+        "device": "cpu (2 threads)",
+        "steps": 1050,
     }
     summary = {
-        "verdicts": [verdict, {**verdict, "config": "c2", "shown": False, "seconds_per_seed": 50.0, "steps": 124}],
-        "claims": {"degradation": {"labels": ["plain-20", "plain-56"], "metric": "final_train_error"},
-                   "lesion": {"labels": ["ResNet-20", "plain-20"], "metric": "lesion_mean_drop_points"}},
-        "metrics": {"final_train_error": "training error (%)",
-                    "lesion_mean_drop_points": "test accuracy lost when one block is deleted (points, mean)"},
-        "configs": {"c1": {"width": 8, "image_size": 16, "steps": 1050, "batch_size": 128, "schedule": "cosine",
-                           "lr": 0.1, "warmup_epochs": 2.0, "train_size": 4600}},
-        "provenance": {"cpu": "Some CPU", "device": "cpu (2 threads)", "torch": "2.14.1", "commit": "a" * 40,
-                       "data": "Dataset('cifar10@16px': 4600 train / 800 test)", "data_sha256": "b" * 64, "date": "2026-12-02"},
+        "verdicts": [
+            verdict,
+            {**verdict, "config": "c2", "shown": False, "seconds_per_seed": 50.0, "steps": 124},
+        ],
+        "claims": {
+            "degradation": {"labels": ["plain-20", "plain-56"], "metric": "final_train_error"},
+            "lesion": {"labels": ["ResNet-20", "plain-20"], "metric": "lesion_mean_drop_points"},
+        },
+        "metrics": {
+            "final_train_error": "training error (%)",
+            "lesion_mean_drop_points": "test accuracy lost when one block is deleted (points, mean)",
+        },
+        "configs": {
+            "c1": {
+                "width": 8,
+                "image_size": 16,
+                "steps": 1050,
+                "batch_size": 128,
+                "schedule": "cosine",
+                "lr": 0.1,
+                "warmup_epochs": 2.0,
+                "train_size": 4600,
+            }
+        },
+        "provenance": {
+            "cpu": "Some CPU",
+            "device": "cpu (2 threads)",
+            "torch": "2.14.1",
+            "commit": "a" * 40,
+            "data": "Dataset('cifar10@16px': 4600 train / 800 test)",
+            "data_sha256": "b" * 64,
+            "date": "2026-12-02",
+        },
     }
     path = tmp_path / "summary.json"
     path.write_text(json.dumps(summary))
@@ -35,21 +69,40 @@ def test_the_table_lists_every_configuration_cheapest_first_with_its_verdict(tmp
     study = evidence.load_study(_summary(tmp_path))
     rows = evidence.table_rows(study, "degradation")
     assert [row[0] for row in rows] == ["c2", "c1"]
-    assert rows[1][3] == "50.0 / 51.0 / 52.0" and rows[1][5] == "+20.0" and rows[1][7] == "yes" and rows[0][7] == "no"
+    assert (
+        rows[1][3] == "50.0 / 51.0 / 52.0"
+        and rows[1][5] == "+20.0"
+        and rows[1][7] == "yes"
+        and rows[0][7] == "no"
+    )
     header = evidence.table_header(study, "degradation")
     assert len(rows[0]) == len(header)
-    assert header[3:6] == ["plain-20: training error (%)", "plain-56: training error (%)", "plain-56 - plain-20 (points)"]
-    assert evidence.table_header(study, "lesion")[3] == "ResNet-20: test accuracy lost when one block is deleted (points)"
+    assert header[3:6] == [
+        "plain-20: training error (%)",
+        "plain-56: training error (%)",
+        "plain-56 - plain-20 (points)",
+    ]
+    assert (
+        evidence.table_header(study, "lesion")[3]
+        == "ResNet-20: test accuracy lost when one block is deleted (points)"
+    )
 
 
 def test_the_provenance_names_machine_versions_commit_and_data_hash(tmp_path):
     line = evidence.provenance_line(evidence.load_study(_summary(tmp_path)))
-    assert "Some CPU" in line and "2.14.1" in line and "aaaaaaaaaa" in line and "bbbbbbbbbbbb" in line
+    assert (
+        "Some CPU" in line and "2.14.1" in line and "aaaaaaaaaa" in line and "bbbbbbbbbbbb" in line
+    )
 
 
 def test_the_configuration_is_described_in_words(tmp_path):
     text = evidence.describe_config(evidence.load_study(_summary(tmp_path)), "c1")
-    assert "width 8" in text and "16x16" in text and "1,050 steps" in text and "4,600 training images" in text
+    assert (
+        "width 8" in text
+        and "16x16" in text
+        and "1,050 steps" in text
+        and "4,600 training images" in text
+    )
 
 
 def test_without_the_repository_the_note_says_where_the_archive_is(tmp_path, monkeypatch):
@@ -59,7 +112,9 @@ def test_without_the_repository_the_note_says_where_the_archive_is(tmp_path, mon
 
 def test_the_repository_holds_a_summary_the_chapters_can_read():
     study = evidence.load_study()
-    assert study is not None, "results/scale-study/summary.json is missing: run python -m tools.scale_study summary"
+    assert study is not None, (
+        "results/scale-study/summary.json is missing: run python -m tools.scale_study summary"
+    )
     for claim in ("degradation", "residual_depth"):
         assert evidence.table_rows(study, claim), f"the archive has no runs for {claim}"
     for claim in study["claims"]:
@@ -74,15 +129,25 @@ def test_the_archive_sentence_follows_the_verdicts(tmp_path):
     for v in study["verdicts"]:
         v["shown"], v["tie_within_spread"] = False, v["config"] == "c1"
     sentence = evidence.claim_sentence(study, "degradation")
-    assert sentence.startswith("Not shown by any of the 2 archived configurations") and "tied within the seed spread" in sentence
+    assert (
+        sentence.startswith("Not shown by any of the 2 archived configurations")
+        and "tied within the seed spread" in sentence
+    )
     assert "opposite" not in sentence
-    study["verdicts"][0].update(tie_within_spread=False, opposite_shown=True, mean_difference_points=-20.0)
+    study["verdicts"][0].update(
+        tie_within_spread=False, opposite_shown=True, mean_difference_points=-20.0
+    )
     sentence = evidence.claim_sentence(study, "degradation")
-    assert "The opposite held in 1 of them" in sentence and "plain-56 minus plain-20 is -20.0 points" in sentence
+    assert (
+        "The opposite held in 1 of them" in sentence
+        and "plain-56 minus plain-20 is -20.0 points" in sentence
+    )
     assert evidence.table_rows(study, "degradation")[1][7] == "opposite"
 
 
-def test_results_are_found_from_the_working_directory_its_parent_or_the_environment(tmp_path, monkeypatch):
+def test_results_are_found_from_the_working_directory_its_parent_or_the_environment(
+    tmp_path, monkeypatch
+):
     # The package never looks next to its own files: a chapter runs in chapters/, the tests in the root.
     study = tmp_path / "repo" / "results" / "scale-study"
     study.mkdir(parents=True)
@@ -117,12 +182,21 @@ def test_a_chapter_shows_the_archive_as_markdown_or_says_where_it_is(tmp_path, m
 def test_the_provenance_of_a_claim_comes_from_its_own_runs(tmp_path):
     study = evidence.load_study(_summary(tmp_path))
     for v, day in zip(study["verdicts"], ("2026-12-01", "2026-12-02")):
-        v["origin"] = {"cpu": ["Other CPU"], "device": ["cpu (1 threads)"], "torch": ["2.14.1"], "commit": ["c" * 40, "d" * 40],
-                       "data": ["Dataset('cifar10@16px')"], "data_sha256": ["e" * 64], "dates": [day + "T10:00", day + "T11:00"]}
+        v["origin"] = {
+            "cpu": ["Other CPU"],
+            "device": ["cpu (1 threads)"],
+            "torch": ["2.14.1"],
+            "commit": ["c" * 40, "d" * 40],
+            "data": ["Dataset('cifar10@16px')"],
+            "data_sha256": ["e" * 64],
+            "dates": [day + "T10:00", day + "T11:00"],
+        }
     line = evidence.provenance_line(study, "degradation")
     assert "Other CPU" in line and "Some CPU" not in line and "cccccccccc, dddddddddd" in line
     assert "2026-12-01 to 2026-12-02" in line and "eeeeeeeeeeee..." in line
-    assert "Some CPU" in evidence.provenance_line(study)  # no claim: the study's first record, as before
+    assert "Some CPU" in evidence.provenance_line(
+        study
+    )  # no claim: the study's first record, as before
 
 
 def test_the_readme_says_what_the_archive_shows():
@@ -132,24 +206,42 @@ def test_the_readme_says_what_the_archive_shows():
 
     def check(claim, config, outcome):
         v = evidence.verdict(study, claim, config)
-        assert v is not None and len(v["seeds"]) >= 3, f"{claim} at {config} has no three-seed verdict"
-        found = {"shown": v["shown"], "tie": v["tie_within_spread"], "opposite": v.get("opposite_shown"),
-                 "not trained": not v["both_trained"]}[outcome]
-        assert found, f"README.md says {claim} at {config} is '{outcome}'; the archive says otherwise: {v}"
+        assert v is not None and len(v["seeds"]) >= 3, (
+            f"{claim} at {config} has no three-seed verdict"
+        )
+        found = {
+            "shown": v["shown"],
+            "tie": v["tie_within_spread"],
+            "opposite": v.get("opposite_shown"),
+            "not trained": not v["both_trained"],
+        }[outcome]
+        assert found, (
+            f"README.md says {claim} at {config} is '{outcome}'; the archive says otherwise: {v}"
+        )
 
-    assert "degradation (plain-56 above plain-20 in training error, both trained) is shown from 1,050" in readme
+    assert (
+        "degradation (plain-56 above plain-20 in training error, both trained) is shown from 1,050"
+        in readme
+    )
     check("degradation", "w8-16px-1050st-cos", "shown")
     check("degradation", "w8-16px-525st-cos", "not trained")
-    assert "ResNet-56 is behind ResNet-20 in every seed at 525 steps, tied with it at 1,050" in readme
+    assert (
+        "ResNet-56 is behind ResNet-20 in every seed at 525 steps, tied with it at 1,050" in readme
+    )
     check("residual_depth", "w8-16px-525st-cos", "opposite")
     check("residual_depth", "w8-16px-1050st-cos", "tie")
     check("residual_depth", "w8-16px-2100st-cos", "shown")
-    assert "transformer with and without residuals are shown at the `book` preset's length" in readme
+    assert (
+        "transformer with and without residuals are shown at the `book` preset's length" in readme
+    )
     check("lesion", "w8-16px-525st-cos", "shown")
     check("transformer_residual", "sort6-d4-2ep", "shown")
     assert "at 60 and 200 steps" in readme
     check("preact_depth", "w8-16px-60st-b32-const", "shown")
     check("preact_depth", "w8-16px-200st-b32-const", "shown")
-    assert "option B is tied with option A, and option C ends behind B in every seed, at 525 steps" in readme
+    assert (
+        "option B is tied with option A, and option C ends behind B in every seed, at 525 steps"
+        in readme
+    )
     check("shortcut_b", "w8-16px-525st-cos", "tie")
     check("shortcut_c", "w8-16px-525st-cos", "opposite")

@@ -31,8 +31,14 @@ def environment() -> dict:
 
 
 def grade(*arguments, timeout=900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "resnet_course", "grade", *map(str, arguments)],
-                          capture_output=True, text=True, cwd=ROOT, env=environment(), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "resnet_course", "grade", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environment(),
+        timeout=timeout,
+    )
 
 
 def table_row(stdout: str, notebook: Path) -> list[str]:
@@ -59,7 +65,9 @@ def test_every_student_notebook_as_shipped_fails_each_of_its_checks(name):
     assert len(result.checks) == len(EXERCISES[name].checks)
     for check in result.checks:
         assert check.total == check.cell.item_count
-        assert check.passed < check.total, f"`{check.cell.call}` passes on the stub: it checks nothing"
+        assert check.passed < check.total, (
+            f"`{check.cell.call}` passes on the stub: it checks nothing"
+        )
     assert not result.all_passed and result.points < EXERCISES[name].points
 
 
@@ -99,25 +107,48 @@ def test_a_forged_check_cell_cannot_pass(tmp_path, keep_identity):
 def test_an_error_and_a_hang_each_get_one_sentence(tmp_path):
     notebook = nbformat.read(EXERCISE_DIR / "solutions" / f"{FAST}.ipynb", as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell('raise RuntimeError("something broke")'))
-    notebook.cells.append(nbformat.v4.new_code_cell("import time\nwhile True:  # never returns\n    time.sleep(1)"))
+    notebook.cells.append(
+        nbformat.v4.new_code_cell("import time\nwhile True:  # never returns\n    time.sleep(1)")
+    )
     path = tmp_path / f"{FAST}.ipynb"
     nbformat.write(notebook, path)
     result = grade(path, "--timeout", "30")
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
-    assert f"code cell {code_cells - 1} (`raise RuntimeError(\"something broke\")`) raised RuntimeError: something broke." in result.stdout
+    assert (
+        f'code cell {code_cells - 1} (`raise RuntimeError("something broke")`) raised RuntimeError: something broke.'
+        in result.stdout
+    )
     assert f"code cell {code_cells} (`import time`) did not finish within 30 s" in result.stdout
     # The checks themselves still passed: the problems are reported besides the score.
-    assert table_row(result.stdout, path)[2] == f"{EXERCISES[FAST].item_count}/{EXERCISES[FAST].item_count}"
+    assert (
+        table_row(result.stdout, path)[2]
+        == f"{EXERCISES[FAST].item_count}/{EXERCISES[FAST].item_count}"
+    )
 
 
-@pytest.mark.parametrize("folder, passes", [("solutions", True), ("", False)], ids=["solution", "student"])
+@pytest.mark.parametrize(
+    "folder, passes", [("solutions", True), ("", False)], ids=["solution", "student"]
+)
 def test_plain_nbval_passes_a_solution_and_fails_the_shipped_stub(folder, passes):
     """What a student runs: pytest --nbval-lax on the notebook as it is."""
     notebook = EXERCISE_DIR / folder / f"{FAST}.ipynb"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", str(notebook)],
-        capture_output=True, text=True, cwd=ROOT, env=environment(), timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            str(notebook),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environment(),
+        timeout=600,
     )
     assert (result.returncode == 0) == passes, result.stdout[-3000:]

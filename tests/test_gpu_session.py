@@ -23,9 +23,9 @@ def commands() -> list[list[str]]:
     text = SCRIPT.read_text().replace("\\\n", " ")
     found = []
     for line in text.splitlines():
-        if '-m tools.' in line and not line.lstrip().startswith("#"):
+        if "-m tools." in line and not line.lstrip().startswith("#"):
             words = shlex.split(line)
-            found.append(words[words.index("-m") + 1:])
+            found.append(words[words.index("-m") + 1 :])
     return found
 
 
@@ -46,12 +46,18 @@ def test_every_step_is_a_command_the_tools_accept():
             study_args = words[1:]
             configs = study_args[study_args.index("--configs") + 1].split(",")
             claims = study_args[study_args.index("--claims") + 1].split(",")
-            assert set(configs) <= set(scale_study.CONFIGS) and set(claims) <= set(scale_study.CLAIMS)
+            assert set(configs) <= set(scale_study.CONFIGS) and set(claims) <= set(
+                scale_study.CLAIMS
+            )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_without_a_gpu_it_stops_with_one_sentence():
-    result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
+    result = subprocess.run(
+        ["bash", str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
+    )
     assert result.returncode == 1 and "no CUDA GPU here" in result.stderr
     assert "==" not in result.stdout  # no step started

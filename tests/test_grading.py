@@ -42,7 +42,11 @@ def test_report_text_round_trips_through_the_parser():
 
     report = check.run()
     assert report.text().splitlines() == [
-        "Check demo: 1/2 passed", "  [pass] passes", "  [FAIL] fails", "         got 3, expected 4.", "         hint: look here",
+        "Check demo: 1/2 passed",
+        "  [pass] passes",
+        "  [FAIL] fails",
+        "         got 3, expected 4.",
+        "         hint: look here",
     ]
     parsed = parse_report("some output before\n" + report.text())
     assert (parsed.check, parsed.passed, parsed.total) == ("demo", 1, 2)
@@ -70,7 +74,9 @@ def test_items_are_isolated_seeded_and_silent():
     expected_next = torch.rand(1).item()
     torch.manual_seed(123)
     first, second = check.run(), check.run()
-    assert torch.rand(1).item() == expected_next, "a check must leave the caller's random state alone"
+    assert torch.rand(1).item() == expected_next, (
+        "a check must leave the caller's random state alone"
+    )
     assert draws[0] == draws[1], "every item starts from the same seed"
     assert first.text() == second.text()
     assert "student output" not in first.text()
@@ -88,19 +94,25 @@ def projection_shortcut(in_channels, out_channels, stride):
 def grouped_bottleneck(in_channels, out_channels, stride=1, cardinality=32, group_width=4):
     """The course's ResNeXt bottleneck in exercise 6's signature: its 3x3 has cardinality * group_width channels."""
     planes = out_channels // 4
-    return blocks.Bottleneck(in_channels, planes, stride, groups=cardinality, width_per_group=group_width * 64 // planes)
+    return blocks.Bottleneck(
+        in_channels, planes, stride, groups=cardinality, width_per_group=group_width * 64 // planes
+    )
 
 
 def ungrouped_bottleneck(in_channels, out_channels, stride=1, cardinality=32, group_width=4):
     """As wide, but one group: the same shapes, not the same block."""
     planes = out_channels // 4
-    return blocks.Bottleneck(in_channels, planes, stride, width_per_group=cardinality * group_width * 64 // planes)
+    return blocks.Bottleneck(
+        in_channels, planes, stride, width_per_group=cardinality * group_width * 64 // planes
+    )
 
 
 def course_cifar_net(depth, *, residual, width=8, num_classes=10):
     from resnet_course import cifar_resnet
 
-    return cifar_resnet(depth, block="basic" if residual else "plain", width=width, num_classes=num_classes)
+    return cifar_resnet(
+        depth, block="basic" if residual else "plain", width=width, num_classes=num_classes
+    )
 
 
 def wide_cifar_net(depth, *, residual, width=8, num_classes=10):
@@ -111,12 +123,23 @@ TRUSTED_AND_BROKEN = {
     "basic_block": (dict(BasicBlock=blocks.BasicBlock), dict(BasicBlock=blocks.PlainBlock)),
     "preact_block": (dict(PreActBlock=blocks.PreActBlock), dict(PreActBlock=blocks.BasicBlock)),
     "bottleneck": (dict(Bottleneck=blocks.Bottleneck), dict(Bottleneck=blocks.BasicBlock)),
-    "shortcuts": (dict(ZeroPadShortcut=blocks.ZeroPadShortcut, ProjectionShortcut=projection_shortcut),
-                  dict(ZeroPadShortcut=projection_shortcut, ProjectionShortcut=blocks.ZeroPadShortcut)),
-    "option_b_cost": (dict(option_b_extra=(16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)), dict(option_b_extra=None)),
-    "resnext_block": (dict(ResNeXtBlock=grouped_bottleneck), dict(ResNeXtBlock=ungrouped_bottleneck)),
+    "shortcuts": (
+        dict(ZeroPadShortcut=blocks.ZeroPadShortcut, ProjectionShortcut=projection_shortcut),
+        dict(ZeroPadShortcut=projection_shortcut, ProjectionShortcut=blocks.ZeroPadShortcut),
+    ),
+    "option_b_cost": (
+        dict(option_b_extra=(16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)),
+        dict(option_b_extra=None),
+    ),
+    "resnext_block": (
+        dict(ResNeXtBlock=grouped_bottleneck),
+        dict(ResNeXtBlock=ungrouped_bottleneck),
+    ),
     "cifar_nets": (dict(make_cifar_net=course_cifar_net), dict(make_cifar_net=wide_cifar_net)),
-    **{f"fixed_block_{n}": (dict(Block=blocks.BasicBlock), dict(Block=blocks.PreActBlock)) for n in range(1, 5)},
+    **{
+        f"fixed_block_{n}": (dict(Block=blocks.BasicBlock), dict(Block=blocks.PreActBlock))
+        for n in range(1, 5)
+    },
 }
 
 
@@ -158,8 +181,16 @@ def finished_run(final_loss, **changes):
     from resnet_course import History, cifar_resnet, count_parameters
 
     setup = checks.PLAIN_VS_RESIDUAL
-    config = {**setup.fit_options(), "parameters": count_parameters(cifar_resnet(setup.depth, width=setup.width)), **changes}
-    return History(train_loss=[2.3] * (setup.epochs - 1) + [final_loss], epochs=list(range(1, setup.epochs + 1)), config=config)
+    config = {
+        **setup.fit_options(),
+        "parameters": count_parameters(cifar_resnet(setup.depth, width=setup.width)),
+        **changes,
+    }
+    return History(
+        train_loss=[2.3] * (setup.epochs - 1) + [final_loss],
+        epochs=list(range(1, setup.epochs + 1)),
+        config=config,
+    )
 
 
 def test_plain_vs_residual_check_trains_the_networks_itself():
@@ -167,7 +198,9 @@ def test_plain_vs_residual_check_trains_the_networks_itself():
     check = checks.plain_vs_residual
 
     def run(histories):
-        return check.run(own_code_required=False, histories=histories, make_cifar_net=course_cifar_net)
+        return check.run(
+            own_code_required=False, histories=histories, make_cifar_net=course_cifar_net
+        )
 
     # Losses no run of this set-up ends at (it ends near 2): written by hand, not trained.
     made_up = run({"residual": finished_run(0.8), "plain": finished_run(1.2)})
@@ -178,7 +211,9 @@ def test_plain_vs_residual_check_trains_the_networks_itself():
 
     record = check.probe(0, histories={}, make_cifar_net=course_cifar_net)
     losses = _checker_losses(record)
-    assert all(0.5 < loss < 2.31 for loss in losses.values()), losses  # trained, from ln 10 = 2.303 downwards
+    assert all(0.5 < loss < 2.31 for loss in losses.values()), (
+        losses
+    )  # trained, from ln 10 = 2.303 downwards
     honest = run({kind: finished_run(loss) for kind, loss in losses.items()})
     assert honest.all_passed, honest.text()
     other_lr = run({"residual": finished_run(1.9, lr=0.05), "plain": finished_run(2.1)})
@@ -202,7 +237,9 @@ def test_fixed_block_checks_catch_each_bug_of_the_bug_hunt():
 
 
 def test_split_transform_merge_equals_a_grouped_bottleneck():
-    block = checks.randomise_batch_norm(grouped_bottleneck(64, 64, cardinality=8, group_width=4)).eval()
+    block = checks.randomise_batch_norm(
+        grouped_bottleneck(64, 64, cardinality=8, group_width=4)
+    ).eval()
     x = torch.randn(2, 64, 6, 6)
     with torch.no_grad():
         paths = torch.relu(checks.split_transform_merge(block, x, 8) + x)
@@ -213,24 +250,42 @@ def test_split_transform_merge_equals_a_grouped_bottleneck():
 
 
 def test_student_code_replaces_regions_with_stubs():
-    source = "\n".join([
-        "def f(x):",
-        "    # BEGIN SOLUTION",
-        "    return x + 1",
-        "    # END SOLUTION",
-        "",
-        "# BEGIN SOLUTION",
-        "y = f(1)",
-        "# END SOLUTION",
-        "# STUB: y = None  # compute it",
-    ])
+    source = "\n".join(
+        [
+            "def f(x):",
+            "    # BEGIN SOLUTION",
+            "    return x + 1",
+            "    # END SOLUTION",
+            "",
+            "# BEGIN SOLUTION",
+            "y = f(1)",
+            "# END SOLUTION",
+            "# STUB: y = None  # compute it",
+        ]
+    )
     assert build_exercises.student_code(source).splitlines() == [
-        "def f(x):", "    # Your code here.", "    raise NotImplementedError", "", "y = None  # compute it",
+        "def f(x):",
+        "    # Your code here.",
+        "    raise NotImplementedError",
+        "",
+        "y = None  # compute it",
     ]
-    assert build_exercises.solution_code(source).splitlines() == ["def f(x):", "    return x + 1", "", "y = f(1)"]
+    assert build_exercises.solution_code(source).splitlines() == [
+        "def f(x):",
+        "    return x + 1",
+        "",
+        "y = f(1)",
+    ]
 
 
-@pytest.mark.parametrize("source", ["# BEGIN SOLUTION\nx = 1", "x = 1\n# END SOLUTION", "# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "# BEGIN SOLUTION\nx = 1",
+        "x = 1\n# END SOLUTION",
+        "# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION",
+    ],
+)
 def test_malformed_regions_are_refused(source):
     with pytest.raises(build_exercises.SolutionError):
         build_exercises.student_code(source)
@@ -242,13 +297,20 @@ def test_shipped_notebooks_are_in_sync_with_the_solutions(tmp_path):
     assert len(files) == 3 * len(EXERCISES)
     for path, text in files.items():
         shipped = EXERCISE_DIR / path.relative_to(tmp_path)
-        assert shipped.exists(), f"{shipped} is missing; run python -m resnet_course.grading.build_exercises"
-        assert shipped.read_text() == text, f"{shipped} is out of date; run python -m resnet_course.grading.build_exercises"
+        assert shipped.exists(), (
+            f"{shipped} is missing; run python -m resnet_course.grading.build_exercises"
+        )
+        assert shipped.read_text() == text, (
+            f"{shipped} is out of date; run python -m resnet_course.grading.build_exercises"
+        )
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_shipped_notebooks_follow_the_grading_protocol(name):
-    for path, is_solution in ((EXERCISE_DIR / f"{name}.ipynb", False), (EXERCISE_DIR / "solutions" / f"{name}.ipynb", True)):
+    for path, is_solution in (
+        (EXERCISE_DIR / f"{name}.ipynb", False),
+        (EXERCISE_DIR / "solutions" / f"{name}.ipynb", True),
+    ):
         notebook = nbformat.read(path, as_version=4)
         nbformat.validate(notebook)
         assert notebook.metadata["resnet_course"]["exercise"] == name
@@ -259,10 +321,16 @@ def test_shipped_notebooks_follow_the_grading_protocol(name):
             assert cell.source == check.source and CHECK_TAG in cell.metadata["tags"]
             assert cell.execution_count is not None, "nbval compares only cells that have been run"
             assert [o["data"]["text/plain"] for o in cell.outputs] == [check.expected_output]
-        others = [cell for cell in code_cells if cell.id not in {c.id for c in EXERCISES[name].checks}]
-        assert all(not cell.outputs and cell.execution_count is None for cell in others), "only check cells store outputs"
+        others = [
+            cell for cell in code_cells if cell.id not in {c.id for c in EXERCISES[name].checks}
+        ]
+        assert all(not cell.outputs and cell.execution_count is None for cell in others), (
+            "only check cells store outputs"
+        )
         regions = [cell for cell in others if "BEGIN SOLUTION" in cell.source]
-        assert bool(regions) == is_solution, "solutions mark the student's part; student notebooks do not show it"
+        assert bool(regions) == is_solution, (
+            "solutions mark the student's part; student notebooks do not show it"
+        )
 
 
 # --- the grader's restore step and its errors --------------------------------------------------
@@ -276,7 +344,9 @@ def test_a_tampered_or_deleted_check_cell_is_put_back_or_reported(tmp_path):
     notebook.cells[index].outputs = []
     positions = restore_check_cells(notebook, exercise)
     assert notebook.cells[index].source == exercise.checks[0].source
-    assert notebook.cells[index].outputs[0]["data"]["text/plain"] == exercise.checks[0].expected_output
+    assert (
+        notebook.cells[index].outputs[0]["data"]["text/plain"] == exercise.checks[0].expected_output
+    )
     assert set(positions) == {"check-preact-block"}
 
     del notebook.cells[index]
@@ -305,11 +375,20 @@ def test_the_exercise_is_found_from_metadata_or_file_name(tmp_path):
         identify_exercise(empty, tmp_path / "mine.ipynb")
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda d: d / "missing.ipynb", "does not exist"),
-    (lambda d: (d / "notes.txt").write_text("hi") and d / "notes.txt", "is not a Jupyter notebook"),
-    (lambda d: (d / "broken.ipynb").write_text("{not json") and d / "broken.ipynb", "could not be read as a notebook"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.ipynb", "does not exist"),
+        (
+            lambda d: (d / "notes.txt").write_text("hi") and d / "notes.txt",
+            "is not a Jupyter notebook",
+        ),
+        (
+            lambda d: (d / "broken.ipynb").write_text("{not json") and d / "broken.ipynb",
+            "could not be read as a notebook",
+        ),
+    ],
+)
 def test_unreadable_notebooks_get_one_sentence(tmp_path, make, message):
     with pytest.raises(GradingError, match=message):
         read_notebook(make(tmp_path))
@@ -318,8 +397,18 @@ def test_unreadable_notebooks_get_one_sentence(tmp_path, make, message):
 def test_grade_on_a_missing_file_or_a_non_notebook_prints_one_sentence(tmp_path):
     (tmp_path / "notes.txt").write_text("not a notebook")
     result = subprocess.run(
-        [sys.executable, "-m", "resnet_course", "grade", str(tmp_path / "missing.ipynb"), str(tmp_path / "notes.txt")],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "resnet_course",
+            "grade",
+            str(tmp_path / "missing.ipynb"),
+            str(tmp_path / "notes.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
@@ -336,5 +425,7 @@ def test_an_item_that_needs_data_the_grader_lacks_says_so():
 
     result = Check._run_item(Item("retrains your networks", needs_cifar, "hint"), {}, 0)
     assert not result.passed
-    assert result.detail == ("this item needs CIFAR-10 on the grading machine, which could not load it: "
-                             "CIFAR-10 is not in /nowhere and there is no network.")
+    assert result.detail == (
+        "this item needs CIFAR-10 on the grading machine, which could not load it: "
+        "CIFAR-10 is not in /nowhere and there is no network."
+    )

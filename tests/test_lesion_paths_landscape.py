@@ -39,15 +39,24 @@ def _trained_looking(model: nn.Module) -> nn.Module:
 
 def _images(n=4, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, 16, 16, generator=generator), torch.randint(0, 10, (n,), generator=generator)
+    return torch.randn(n, 3, 16, 16, generator=generator), torch.randint(
+        0, 10, (n,), generator=generator
+    )
 
 
-@pytest.mark.parametrize("block, name, stand_in", [
-    ("basic", "layer1.1", nn.Identity()),
-    ("basic", "layer2.0", ZeroPadShortcut(4, 8, 2)),  # option A: the shortcut subsamples and pads
-    ("plain", "layer1.1", nn.Identity()),
-    ("plain", "layer3.0", ZeroPadShortcut(8, 16, 2)),
-])
+@pytest.mark.parametrize(
+    "block, name, stand_in",
+    [
+        ("basic", "layer1.1", nn.Identity()),
+        (
+            "basic",
+            "layer2.0",
+            ZeroPadShortcut(4, 8, 2),
+        ),  # option A: the shortcut subsamples and pads
+        ("plain", "layer1.1", nn.Identity()),
+        ("plain", "layer3.0", ZeroPadShortcut(8, 16, 2)),
+    ],
+)
 def test_a_deleted_block_computes_its_shortcut_and_comes_back_afterwards(block, name, stand_in):
     torch.manual_seed(0)
     model = _trained_looking(cifar_resnet(20, block=block, width=4))
@@ -74,7 +83,16 @@ def _tiny_cifar(n_test=64) -> Dataset:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n_test, 3, 16, 16), dtype=torch.uint8, generator=generator)
     labels = torch.randint(0, 10, (n_test,), generator=generator)
-    return Dataset(images, labels, images, labels, classes=tuple("abcdefghij"), name="tiny", mean=(0.5,) * 3, std=(0.25,) * 3)
+    return Dataset(
+        images,
+        labels,
+        images,
+        labels,
+        classes=tuple("abcdefghij"),
+        name="tiny",
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+    )
 
 
 def test_lesion_study_deletes_every_block_once():
@@ -115,7 +133,11 @@ def test_path_gradients_add_up_to_the_whole_gradient():
     loss = F.cross_entropy(model(x), y)
     handle.remove()
     (whole,) = torch.autograd.grad(loss, leaf["x"])
-    parts = [path_gradient(model, x, y, set(chosen)) for k in range(4) for chosen in itertools.combinations(range(3), k)]
+    parts = [
+        path_gradient(model, x, y, set(chosen))
+        for k in range(4)
+        for chosen in itertools.combinations(range(3), k)
+    ]
     assert len(parts) == 8
     assert torch.allclose(sum(parts), whole, atol=1e-6)
     assert all(part.norm() > 0 for part in parts)
@@ -140,7 +162,10 @@ def test_filter_normalized_direction_matches_each_filter_norm():
     d = direction["layer2.0.conv1.weight"]
     assert torch.allclose(d.flatten(1).norm(dim=1), weight.flatten(1).norm(dim=1), rtol=1e-4)
     assert not torch.allclose(d, weight)
-    assert torch.count_nonzero(direction["layer2.0.bn1.weight"]) == 0 and torch.count_nonzero(direction["fc.bias"]) == 0
+    assert (
+        torch.count_nonzero(direction["layer2.0.bn1.weight"]) == 0
+        and torch.count_nonzero(direction["fc.bias"]) == 0
+    )
 
 
 def test_loss_slice_matches_moved_weights_and_leaves_the_model_alone():

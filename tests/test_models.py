@@ -49,7 +49,12 @@ def test_cifar_models_match_the_paper():
     # 10.33M parameters in all; 10.2M is its count without BatchNorm's scales and shifts (10.18M).
     assert round(count_parameters(create_model("preact_resnet164")) / 1e6, 1) == 1.7
     resnet1001 = create_model("preact_resnet1001")
-    batchnorm = sum(p.numel() for m in resnet1001.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
+    batchnorm = sum(
+        p.numel()
+        for m in resnet1001.modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+        for p in m.parameters()
+    )
     assert round((count_parameters(resnet1001) - batchnorm) / 1e6, 1) == 10.2
     assert round(count_parameters(resnet1001) / 1e6, 1) == 10.3
     # Xie et al. 2017, Table 7: ResNeXt-29 8x64d has 34.4M parameters.
@@ -79,7 +84,9 @@ def test_a_network_names_the_block_it_is_built_from_without_storing_it():
     assert create_model("resnet18").block.__name__ == "BasicBlock"
     assert create_model("resnet50").block.__name__ == "Bottleneck"
     assert cifar_resnet(20, block="preact").block.__name__ == "PreActBlock"
-    assert "block" not in vars(create_model("resnet18"))  # derived from the stages, so it cannot drift
+    assert "block" not in vars(
+        create_model("resnet18")
+    )  # derived from the stages, so it cannot drift
 
 
 def test_width_gives_cpu_scale_variants():
@@ -109,11 +116,29 @@ def test_unknown_keyword_is_refused_with_the_accepted_ones():
 
 def test_list_models_contains_both_families():
     names = list_models()
-    for name in ("resnet20", "resnet1202", "plain56", "preact_resnet1001", "resnext29_8x64d", "resnet152", "resnext50_32x4d", "mlp"):
+    for name in (
+        "resnet20",
+        "resnet1202",
+        "plain56",
+        "preact_resnet1001",
+        "resnext29_8x64d",
+        "resnet152",
+        "resnext50_32x4d",
+        "mlp",
+    ):
         assert name in names
 
 
-@pytest.mark.parametrize("name, gflops", [("resnet18", 1.814), ("resnet34", 3.664), ("resnet50", 4.089), ("resnet101", 7.801), ("resnet152", 11.514)])
+@pytest.mark.parametrize(
+    "name, gflops",
+    [
+        ("resnet18", 1.814),
+        ("resnet34", 3.664),
+        ("resnet50", 4.089),
+        ("resnet101", 7.801),
+        ("resnet152", 11.514),
+    ],
+)
 def test_flop_counts_match_torchvision(name, gflops):
     counted = count_flops(create_model(name)) / 1e9
     assert abs(counted - gflops) / gflops < 0.01
@@ -127,15 +152,21 @@ def test_mlps_plain_and_residual_share_parameters():
         MLP(1)
 
 
-@pytest.mark.parametrize("build", [
-    lambda depth: MLP(depth, 16),
-    lambda depth: create_model("mlp", depth=depth),
-    lambda depth: create_model("residual_mlp", depth=depth),
-    lambda depth: cifar_resnext(depth=depth),
-], ids=["MLP", "mlp", "residual_mlp", "cifar_resnext"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda depth: MLP(depth, 16),
+        lambda depth: create_model("mlp", depth=depth),
+        lambda depth: create_model("residual_mlp", depth=depth),
+        lambda depth: cifar_resnext(depth=depth),
+    ],
+    ids=["MLP", "mlp", "residual_mlp", "cifar_resnext"],
+)
 @pytest.mark.parametrize("depth", ["8", 8.0, True])
 def test_a_depth_that_is_not_an_integer_gets_one_sentence(build, depth):
-    with pytest.raises(ValueError, match=r"^depth must be a whole number of layers such as [^,]+, got .*\)\.$"):
+    with pytest.raises(
+        ValueError, match=r"^depth must be a whole number of layers such as [^,]+, got .*\)\.$"
+    ):
         build(depth)
 
 

@@ -46,7 +46,9 @@ def ids(paths):
 @pytest.mark.parametrize("path", CHAPTERS, ids=ids(CHAPTERS))
 def test_chapter_is_stored_without_outputs(path):
     found = stored_outputs(read(path))
-    assert not found, f"{path.name} has stored outputs (clear them; the book executes chapters): {found}"
+    assert not found, (
+        f"{path.name} has stored outputs (clear them; the book executes chapters): {found}"
+    )
 
 
 @pytest.mark.parametrize("path", CHAPTERS + EXERCISES, ids=ids(CHAPTERS + EXERCISES))
@@ -60,7 +62,9 @@ def test_first_code_cell_is_the_colab_setup_cell(path):
 @pytest.mark.parametrize("path", CHAPTERS, ids=ids(CHAPTERS))
 def test_chapter_runs_on_the_python3_kernel(path):
     kernel = read(path).metadata.get("kernelspec", {}).get("name")
-    assert kernel == "python3", f"{path.name} names kernel {kernel!r}; the book and Colab expect 'python3'"
+    assert kernel == "python3", (
+        f"{path.name} names kernel {kernel!r}; the book and Colab expect 'python3'"
+    )
 
 
 def test_every_page_in_the_toc_exists():
@@ -70,7 +74,11 @@ def test_every_page_in_the_toc_exists():
 
 def test_every_chapter_on_disk_is_in_the_toc():
     listed = set(toc_files(ROOT / "_toc.yml"))
-    unlisted = [path.name for path in CHAPTERS if path.relative_to(ROOT).with_suffix("").as_posix() not in listed]
+    unlisted = [
+        path.name
+        for path in CHAPTERS
+        if path.relative_to(ROOT).with_suffix("").as_posix() not in listed
+    ]
     assert not unlisted, f"chapters missing from _toc.yml (only listed pages are built): {unlisted}"
 
 
@@ -79,7 +87,10 @@ def test_every_chapter_on_disk_is_in_the_toc():
 
 def test_checks_catch_a_broken_notebook():
     notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("import torch", execution_count=3)]
+        cells=[
+            nbformat.v4.new_markdown_cell("# Title"),
+            nbformat.v4.new_code_cell("import torch", execution_count=3),
+        ]
     )
     notebook.cells[1].outputs = [nbformat.v4.new_output("stream", text="hi")]
     assert first_code_source(notebook) != COLAB_SETUP_SOURCE
@@ -92,7 +103,9 @@ def test_checks_catch_a_broken_notebook():
 # kept in reserve. tests/test_book_site.py checks the rendered pages.
 CODE_COLUMNS = 76
 DROPDOWN_CODE_COLUMNS = 72
-SOLUTION_CODE = sorted((ROOT / "exercises" / "solutions").glob("*.py"))  # shown on the Exercises page
+SOLUTION_CODE = sorted(
+    (ROOT / "exercises" / "solutions").glob("*.py")
+)  # shown on the Exercises page
 _FENCE = re.compile(r"^(`{3,}|~{3,})(.*)$")
 
 
@@ -103,7 +116,11 @@ def fenced_code(text: str) -> list[str]:
         match = _FENCE.match(line.strip())
         if fence is None:
             if match:
-                fence, is_code, lines = match.group(1), not match.group(2).strip().startswith("{"), []
+                fence, is_code, lines = (
+                    match.group(1),
+                    not match.group(2).strip().startswith("{"),
+                    [],
+                )
         elif match and match.group(1) == fence and not match.group(2).strip():
             if is_code:
                 blocks.append("\n".join(lines))
@@ -114,8 +131,11 @@ def fenced_code(text: str) -> list[str]:
 
 
 def long_lines(text: str, where: str, columns: int = CODE_COLUMNS) -> list[str]:
-    return [f"{where}, line {number}: {len(line)} characters" for number, line in enumerate(text.splitlines(), 1)
-            if len(line) > columns]
+    return [
+        f"{where}, line {number}: {len(line)} characters"
+        for number, line in enumerate(text.splitlines(), 1)
+        if len(line) > columns
+    ]
 
 
 def code_shown_by(path: Path) -> list[tuple[str, str]]:
@@ -127,26 +147,46 @@ def code_shown_by(path: Path) -> list[tuple[str, str]]:
         blocks = []
     else:
         notebook = read(path)
-        blocks = [(f"{path.name} cell {i}", cell.source) for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
-        texts = [(f"{path.name} cell {i}", cell.source) for i, cell in enumerate(notebook.cells) if cell.cell_type == "markdown"]
+        blocks = [
+            (f"{path.name} cell {i}", cell.source)
+            for i, cell in enumerate(notebook.cells)
+            if cell.cell_type == "code"
+        ]
+        texts = [
+            (f"{path.name} cell {i}", cell.source)
+            for i, cell in enumerate(notebook.cells)
+            if cell.cell_type == "markdown"
+        ]
     for where, text in texts:
         blocks += [(f"{where} (fenced code)", code) for code in fenced_code(text)]
     return blocks
 
 
-PAGES_WITH_CODE = CHAPTERS + EXERCISES + SOLUTION_CODE + [ROOT / "intro.md", ROOT / "exercises" / "index.md"]
+PAGES_WITH_CODE = (
+    CHAPTERS + EXERCISES + SOLUTION_CODE + [ROOT / "intro.md", ROOT / "exercises" / "index.md"]
+)
 
 
 @pytest.mark.parametrize("path", PAGES_WITH_CODE, ids=ids(PAGES_WITH_CODE))
 def test_code_fits_the_page_column(path):
     columns = DROPDOWN_CODE_COLUMNS if path in SOLUTION_CODE else CODE_COLUMNS
-    found = [problem for where, code in code_shown_by(path) for problem in long_lines(code, where, columns)]
+    found = [
+        problem
+        for where, code in code_shown_by(path)
+        for problem in long_lines(code, where, columns)
+    ]
     assert not found, f"code lines wider than the page's {columns} columns (wrap them): {found}"
 
 
 def test_the_width_check_finds_a_long_line(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("Text may be as long as it likes. " * 5 + "\n\n```python\nx = 1\n" + "y = " + "1 + " * 30 + "1\n```\n"
-                    "\n```{note}\n" + "A note is prose, not code. " * 5 + "\n```\n")
+    page.write_text(
+        "Text may be as long as it likes. " * 5
+        + "\n\n```python\nx = 1\n"
+        + "y = "
+        + "1 + " * 30
+        + "1\n```\n"
+        "\n```{note}\n" + "A note is prose, not code. " * 5 + "\n```\n"
+    )
     found = [problem for where, code in code_shown_by(page) for problem in long_lines(code, where)]
     assert found == ["page.md (fenced code), line 2: 125 characters"]

@@ -10,7 +10,9 @@ def test_glue_hands_over_plain_python_numbers_for_numpy_and_tensor_scalars(monke
     glued = {}
     import myst_nb
 
-    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=False: glued.__setitem__(name, value))
+    monkeypatch.setattr(
+        myst_nb, "glue", lambda name, value, display=False: glued.__setitem__(name, value)
+    )
     glue("numpy", np.float64(0.905))
     glue("tensor", torch.tensor(2.5))
     glue("integer", np.int64(4))

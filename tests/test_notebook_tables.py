@@ -8,7 +8,12 @@ from resnet_course.notebooks import markdown_table
 def test_markdown_table_has_a_header_a_rule_and_one_line_per_row():
     table = markdown_table(["model", "parameters"], [["resnet18", "11.7M"], ["resnet50", "25.6M"]])
     lines = table.data.splitlines()
-    assert lines == ["| model | parameters |", "|---|---|", "| resnet18 | 11.7M |", "| resnet50 | 25.6M |"]
+    assert lines == [
+        "| model | parameters |",
+        "|---|---|",
+        "| resnet18 | 11.7M |",
+        "| resnet50 | 25.6M |",
+    ]
 
 
 def test_markdown_table_escapes_pipes_inside_cells():

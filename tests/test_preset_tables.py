@@ -22,10 +22,14 @@ def _rows(path: Path) -> dict[str, str]:
 @pytest.mark.parametrize("page", ["README.md", "intro.md"])
 def test_every_preset_has_a_row_that_states_its_budget_and_sizes(page):
     rows = _rows(ROOT / page)
-    assert set(rows) == set(PRESETS), f"{page} lists presets {sorted(rows)}, the package has {sorted(PRESETS)}"
+    assert set(rows) == set(PRESETS), (
+        f"{page} lists presets {sorted(rows)}, the package has {sorted(PRESETS)}"
+    )
     for name, preset in PRESETS.items():
         row = rows[name]
-        assert f"width {preset.width}" in row and f"{preset.image_size}x{preset.image_size}" in row, (page, name, row)
+        assert (
+            f"width {preset.width}" in row and f"{preset.image_size}x{preset.image_size}" in row
+        ), (page, name, row)
         assert f"{preset.steps:,} steps" in row, (page, name, row)
         images = "all 50,000" if preset.train_size is None else f"up to {preset.train_size:,}"
         assert images in row, (page, name, row)

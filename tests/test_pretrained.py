@@ -41,12 +41,18 @@ def test_offline_falls_back_to_random_weights_and_says_so(empty_hub):
         pretrained.load_resnet50(pretrained="yes")
 
 
-def test_cached_torchvision_weights_load_strictly_and_give_torchvisions_outputs(empty_hub, torchvision_resnet50):
+def test_cached_torchvision_weights_load_strictly_and_give_torchvisions_outputs(
+    empty_hub, torchvision_resnet50
+):
     empty_hub.mkdir(parents=True)
     # torchvision's own constructor makes the state_dict; the file name is the one its V1 weights use.
     torch.save(torchvision_resnet50.state_dict(), empty_hub / "resnet50-0676ba61.pth")
     loaded = pretrained.load_resnet50()
-    assert loaded.pretrained and loaded.weights == "IMAGENET1K_V1" and "IMAGENET1K_V1" in loaded.message
+    assert (
+        loaded.pretrained
+        and loaded.weights == "IMAGENET1K_V1"
+        and "IMAGENET1K_V1" in loaded.message
+    )
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert (loaded.model.eval()(x) - torchvision_resnet50(x)).abs().max() < 1e-5
@@ -96,7 +102,9 @@ def test_split_network_recomposes_to_the_whole():
     features = pretrained.extract_features(bottom, images, size=64, batch_size=2, progress=False)
     with torch.no_grad():
         assert torch.allclose(features, bottom(pretrained.imagenet_inputs(images, 64)), atol=1e-5)
-        assert torch.allclose(pretrained.extract_features(top, features, progress=False), top(features), atol=1e-5)
+        assert torch.allclose(
+            pretrained.extract_features(top, features, progress=False), top(features), atol=1e-5
+        )
     with pytest.raises(ValueError, match="size"):
         pretrained.extract_features(bottom, images)
     with pytest.raises(ValueError, match="layer1, layer2"):

@@ -26,7 +26,9 @@ def setup_cell_url(source: str) -> str | None:
     return match.group(1) if match else None
 
 
-def repository_urls(config_text: str, setup_source: str, package_url: str, pyproject_text: str) -> dict[str, str | None]:
+def repository_urls(
+    config_text: str, setup_source: str, package_url: str, pyproject_text: str
+) -> dict[str, str | None]:
     """Every place that states the repository URL, by name."""
     config = yaml.safe_load(config_text)
     homepage = re.search(r'^Homepage\s*=\s*"([^"]*)"', pyproject_text, re.MULTILINE)
@@ -41,7 +43,11 @@ def repository_urls(config_text: str, setup_source: str, package_url: str, pypro
 def disagreements(urls: dict[str, str | None]) -> list[str]:
     """One line per place whose URL differs from _config.yml's (the book's own)."""
     reference = urls["_config.yml repository.url"]
-    return [f"{place} says {url!r}, _config.yml says {reference!r}" for place, url in urls.items() if url != reference]
+    return [
+        f"{place} says {url!r}, _config.yml says {reference!r}"
+        for place, url in urls.items()
+        if url != reference
+    ]
 
 
 def current_texts() -> dict[str, str]:
@@ -61,7 +67,9 @@ def test_every_place_states_the_same_repository_url():
 def test_repository_url_is_a_github_repository():
     # Colab's and Binder's launch links are built from a github.com/OWNER/REPO address.
     url = repository_urls(**current_texts())["_config.yml repository.url"]
-    assert url and GITHUB_REPOSITORY.fullmatch(url), f"repository.url {url!r} is not https://github.com/OWNER/REPO"
+    assert url and GITHUB_REPOSITORY.fullmatch(url), (
+        f"repository.url {url!r} is not https://github.com/OWNER/REPO"
+    )
 
 
 def test_setup_cell_installs_without_reinstalling_torch():
@@ -74,17 +82,26 @@ def test_setup_cell_installs_without_reinstalling_torch():
 @pytest.mark.parametrize("place", ["config_text", "setup_source", "package_url", "pyproject_text"])
 def test_changing_one_place_alone_is_caught(place):
     texts = current_texts()
-    texts[place] = texts[place].replace(notebooks.REPOSITORY_URL, "https://github.com/someone-else/fork")
+    texts[place] = texts[place].replace(
+        notebooks.REPOSITORY_URL, "https://github.com/someone-else/fork"
+    )
     assert texts[place] != current_texts()[place], f"the URL was not found in {place}"
     assert disagreements(repository_urls(**texts)), f"a changed URL in {place} alone went unnoticed"
 
 
 def test_every_exercise_opens_in_colab_from_the_one_repository_url():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    url, branch = config["repository"]["url"].rstrip("/"), config["repository"].get("branch", "main")
+    url, branch = (
+        config["repository"]["url"].rstrip("/"),
+        config["repository"].get("branch", "main"),
+    )
     owner_repo = url.removeprefix("https://github.com/")
     page = (ROOT / "exercises" / "index.md").read_text()
     links = re.findall(r"\[Open in Colab\]\((\S+?)\)", page)
-    expected = [f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/exercises/{path.name}"
-                for path in sorted((ROOT / "exercises").glob("*.ipynb"))]
-    assert links == expected, "the Exercises page's Colab links must follow _config.yml's repository URL, one per exercise"
+    expected = [
+        f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/exercises/{path.name}"
+        for path in sorted((ROOT / "exercises").glob("*.ipynb"))
+    ]
+    assert links == expected, (
+        "the Exercises page's Colab links must follow _config.yml's repository URL, one per exercise"
+    )

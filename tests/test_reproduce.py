@@ -34,19 +34,26 @@ def test_paper_schedule_divides_by_ten_at_32k_and_48k():
     plan = training_plan(RECIPES["paper"], "resnet56", steps_per_epoch=390)
     schedule = plan["config"].schedule
     assert plan["config"].steps == 64_000 and plan["config"].batch_size == 128
-    assert [schedule(i) for i in (0, 31_999, 32_000, 47_999, 48_000, 63_999)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert [schedule(i) for i in (0, 31_999, 32_000, 47_999, 48_000, 63_999)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    )
     assert plan["config"].momentum == 0.9 and plan["config"].weight_decay == 1e-4
 
 
 def test_resnet110_warms_up_at_001_for_400_iterations_and_only_it():
     schedule = training_plan(RECIPES["paper"], "resnet110", steps_per_epoch=390)["config"].schedule
     assert [schedule(i) for i in (0, 399, 400, 32_000)] == pytest.approx([0.01, 0.01, 0.1, 0.01])
-    assert training_plan(RECIPES["paper"], "resnet56", steps_per_epoch=390)["config"].schedule(0) == 0.1
+    assert (
+        training_plan(RECIPES["paper"], "resnet56", steps_per_epoch=390)["config"].schedule(0)
+        == 0.1
+    )
 
 
 def test_a_shortened_recipe_keeps_its_schedule_in_proportion():
     plan = training_plan(RECIPES["paper"], "resnet110", steps_per_epoch=390, iterations=6_400)
-    assert plan["record"]["milestones"] == [3_200, 4_800] and plan["record"]["warmup_iterations"] == 40
+    assert (
+        plan["record"]["milestones"] == [3_200, 4_800] and plan["record"]["warmup_iterations"] == 40
+    )
     fast = training_plan(RECIPES["fast"], "resnet20", steps_per_epoch=390)
     assert fast["record"]["iterations"] == 60 * 390 and fast["config"].schedule == "cosine"
     assert fast["config"].warmup_epochs == pytest.approx(1.0)
@@ -55,18 +62,31 @@ def test_a_shortened_recipe_keeps_its_schedule_in_proportion():
 
 
 def test_the_training_loop_follows_a_schedule_function():
-    run = TrainingRun(MLP(3, 8), make_spirals(64), epochs=2, batch_size=51, schedule=StepSchedule(0.1, (2, 3)), progress=False)
+    run = TrainingRun(
+        MLP(3, 8),
+        make_spirals(64),
+        epochs=2,
+        batch_size=51,
+        schedule=StepSchedule(0.1, (2, 3)),
+        progress=False,
+    )
     rates = [run.optimizer.param_groups[0]["lr"] for _ in run]
     assert rates == pytest.approx([0.1, 0.1, 0.01, 0.001])
     assert "StepSchedule" in run.history.config["schedule"]
 
 
 def test_long_histories_keep_bin_means_of_their_step_losses():
-    history = {"steps": list(range(1, 2501)), "step_loss": [float(i) for i in range(1, 2501)], "epochs": [1.0]}
+    history = {
+        "steps": list(range(1, 2501)),
+        "step_loss": [float(i) for i in range(1, 2501)],
+        "epochs": [1.0],
+    }
     thinned = thin_step_losses(history, max_points=1000)
     assert thinned["step_loss_bin"] == 3 and len(thinned["steps"]) == 834
     assert thinned["steps"][:2] == [3, 6] and thinned["step_loss"][:2] == [2.0, 5.0]
-    assert thinned["steps"][-1] == 2500 and thinned["step_loss"][-1] == 2500.0  # the last, short bin
+    assert (
+        thinned["steps"][-1] == 2500 and thinned["step_loss"][-1] == 2500.0
+    )  # the last, short bin
     assert thin_step_losses(history, max_points=5000)["step_loss"] == history["step_loss"]
 
 
@@ -79,7 +99,13 @@ def test_bad_options_are_refused(capsys):
 
 
 def test_the_tool_runs_as_python_m_tools_reproduce():
-    done = subprocess.run([sys.executable, "-m", "tools.reproduce", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.reproduce", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("usage: python -m tools.reproduce") and "--recipe" in done.stdout
 
@@ -88,18 +114,48 @@ def test_outside_a_clone_the_delegating_commands_say_where_the_tools_are(tmp_pat
     # From another folder `tools` is not importable (the wheel does not ship it): one sentence, exit 2.
     script = "import sys; from resnet_course.__main__ import main; sys.exit(main(sys.argv[1:]))"
     for command in ("bench", "reproduce"):
-        done = subprocess.run([sys.executable, "-c", script, command], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=120, env={**os.environ, "PYTHONPATH": ""})
+        done = subprocess.run(
+            [sys.executable, "-c", script, command],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": ""},
+        )
         assert done.returncode == 2, done.stderr[-2000:]
-        assert f"tools/{command}.py" in done.stderr and "clone" in done.stderr and "Traceback" not in done.stderr
+        assert (
+            f"tools/{command}.py" in done.stderr
+            and "clone" in done.stderr
+            and "Traceback" not in done.stderr
+        )
 
 
-def test_tiny_run_writes_json_and_png_with_provenance_and_reads_back(tmp_path, cifar_available, one_thread):
+def test_tiny_run_writes_json_and_png_with_provenance_and_reads_back(
+    tmp_path, cifar_available, one_thread
+):
     out = tmp_path / "results"
-    code = cli([
-        "reproduce", "--models", "resnet20", "--iterations", "20", "--width", "4", "--image-size", "16",
-        "--train-size", "512", "--test-size", "128", "--validation-size", "64", "--out", str(out), "--no-progress",
-    ])
+    code = cli(
+        [
+            "reproduce",
+            "--models",
+            "resnet20",
+            "--iterations",
+            "20",
+            "--width",
+            "4",
+            "--image-size",
+            "16",
+            "--train-size",
+            "512",
+            "--test-size",
+            "128",
+            "--validation-size",
+            "64",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     (json_path,) = out.glob("*.json")
     (png_path,) = out.glob("*.png")
@@ -109,14 +165,24 @@ def test_tiny_run_writes_json_and_png_with_provenance_and_reads_back(tmp_path, c
     assert record["model"] == "resnet20" and record["recipe"]["name"] == "paper"
     assert record["history"]["steps"] == list(range(1, 21)) and record["plan"]["iterations"] == 20
     assert record["plan"]["milestones"] == [10, 15]
-    assert not record["full_scale"] and any("20 iterations" in note for note in record["scale_notes"])
+    assert not record["full_scale"] and any(
+        "20 iterations" in note for note in record["scale_notes"]
+    )
     assert any("width 4" in note for note in record["scale_notes"])
     assert record["data"] == {
-        "name": record["data"]["name"], "source": record["data"]["source"], "sha256": record["data"]["sha256"],
-        "image_size": 16, "train_images": 448, "validation_images": 64, "test_images": 128,
+        "name": record["data"]["name"],
+        "source": record["data"]["source"],
+        "sha256": record["data"]["sha256"],
+        "image_size": 16,
+        "train_images": 448,
+        "validation_images": 64,
+        "test_images": 128,
     }
     # The file by its name and its content's hash, never by a path on the machine that made it.
-    assert "/" not in record["data"]["source"] and os.environ["RESNET_COURSE_DATA"] not in json_path.read_text()
+    assert (
+        "/" not in record["data"]["source"]
+        and os.environ["RESNET_COURSE_DATA"] not in json_path.read_text()
+    )
     assert len(record["data"]["sha256"]) == 64
     assert 0 <= record["final_test_error"] <= 100 and 0 <= record["final_validation_error"] <= 100
     assert record["paper_test_error"] == 8.75 and record["processes"] == 1
@@ -127,7 +193,12 @@ def test_tiny_run_writes_json_and_png_with_provenance_and_reads_back(tmp_path, c
     # A foreign JSON is skipped; the record comes back as a row with its provenance.
     (out / "bench.json").write_text(json.dumps({"throughput": []}))
     (row,) = load_results(out)
-    assert (row.model, row.recipe, row.iterations, row.full_scale) == ("resnet20", "paper", 20, False)
+    assert (row.model, row.recipe, row.iterations, row.full_scale) == (
+        "resnet20",
+        "paper",
+        20,
+        False,
+    )
     assert row.test_error == record["final_test_error"] and row.path == str(json_path)
     assert "reduced" in row.provenance and record["device"] in row.provenance
     assert "| resnet20 | paper |" in format_results([row])
@@ -145,8 +216,15 @@ def test_tiny_run_writes_json_and_png_with_provenance_and_reads_back(tmp_path, c
 def _train_spirals(distributed: bool) -> TrainingRun:
     set_seed(0)
     run = TrainingRun(
-        MLP(4, 16), make_spirals(96, seed=1), epochs=2, batch_size=32, lr=0.1, schedule="constant",
-        device="cpu", progress=False, distributed=distributed,
+        MLP(4, 16),
+        make_spirals(96, seed=1),
+        epochs=2,
+        batch_size=32,
+        lr=0.1,
+        schedule="constant",
+        device="cpu",
+        progress=False,
+        distributed=distributed,
     )
     for _ in run:
         pass
@@ -159,7 +237,14 @@ def _ddp_worker(rank: int, rendezvous: str, out: str) -> None:
     try:
         run = _train_spirals(distributed=True)
         history = run.history
-        torch.save({"state": run.model.state_dict(), "train_loss": history.train_loss, "step_loss": history.step_loss}, f"{out}/rank{rank}.pt")
+        torch.save(
+            {
+                "state": run.model.state_dict(),
+                "train_loss": history.train_loss,
+                "step_loss": history.step_loss,
+            },
+            f"{out}/rank{rank}.pt",
+        )
     finally:
         dist.destroy_process_group()
 
@@ -167,7 +252,9 @@ def _ddp_worker(rank: int, rendezvous: str, out: str) -> None:
 @pytest.mark.slow
 def test_two_processes_each_on_half_of_every_batch_train_like_one(tmp_path, one_thread):
     # An MLP without BatchNorm: the mean of the two half-batch gradients is the full batch's.
-    mp.spawn(_ddp_worker, args=(f"file://{tmp_path}/rendezvous", str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(
+        _ddp_worker, args=(f"file://{tmp_path}/rendezvous", str(tmp_path)), nprocs=2, join=True
+    )
     single = _train_spirals(distributed=False)
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
     for saved in ranks:
@@ -184,9 +271,28 @@ def test_two_processes_each_on_half_of_every_batch_train_like_one(tmp_path, one_
 def test_torchrun_with_two_processes_writes_one_record(tmp_path, cifar_available):
     out = tmp_path / "results"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "tools.reproduce", "--models", "plain20", "--iterations", "4", "--width", "2",
-        "--image-size", "8", "--train-size", "256", "--test-size", "64", "--out", str(out), "--no-progress",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "tools.reproduce",
+        "--models",
+        "plain20",
+        "--iterations",
+        "4",
+        "--width",
+        "2",
+        "--image-size",
+        "8",
+        "--train-size",
+        "256",
+        "--test-size",
+        "64",
+        "--out",
+        str(out),
+        "--no-progress",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

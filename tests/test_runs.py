@@ -33,7 +33,9 @@ def test_an_identical_run_is_read_back_with_the_same_weights_and_history(cache):
     assert len(list(cache.glob("*.json"))) == 1 and len(list(cache.glob("*.pt"))) == 1
 
 
-@pytest.mark.parametrize("change", [{"lr": 0.06}, {"seed": 1}, {"steps": 7}, {"schedule": "cosine"}])
+@pytest.mark.parametrize(
+    "change", [{"lr": 0.06}, {"seed": 1}, {"steps": 7}, {"schedule": "cosine"}]
+)
 def test_anything_that_changes_the_result_changes_the_key(cache, change):
     _, first = _spiral_run()
     _, other = _spiral_run(**change)
@@ -42,8 +44,12 @@ def test_anything_that_changes_the_result_changes_the_key(cache, change):
 
 def test_other_data_or_other_model_options_are_other_runs(cache):
     _, first = _spiral_run()
-    _, wider = runs.train("mlp", make_spirals(100), model_options={"depth": 4, "width": 17}, **RECIPE)
-    _, other_data = runs.train("mlp", make_spirals(100, seed=3), model_options={"depth": 4, "width": 16}, **RECIPE)
+    _, wider = runs.train(
+        "mlp", make_spirals(100), model_options={"depth": 4, "width": 17}, **RECIPE
+    )
+    _, other_data = runs.train(
+        "mlp", make_spirals(100, seed=3), model_options={"depth": 4, "width": 16}, **RECIPE
+    )
     keys = {first.config["run_key"], wider.config["run_key"], other_data.config["run_key"]}
     assert len(keys) == 3
 
@@ -66,7 +72,9 @@ def test_the_cache_can_be_turned_off(cache, monkeypatch):
     monkeypatch.setenv("RESNET_COURSE_RUN_CACHE", "off")
     _, uncached = _spiral_run()
     assert uncached.config["cached"] is False
-    _, explicit = runs.train("mlp", make_spirals(100), model_options={"depth": 4, "width": 16}, cache=False, **RECIPE)
+    _, explicit = runs.train(
+        "mlp", make_spirals(100), model_options={"depth": 4, "width": 16}, cache=False, **RECIPE
+    )
     assert explicit.config["cached"] is False
 
 
@@ -113,14 +121,38 @@ def test_a_config_is_keyed_as_the_keywords_that_say_the_same(cache):
     _, by_keywords = _spiral_run()
     arithmetic = {key: value for key, value in RECIPE.items() if key != "progress"}
     config = TrainConfig(**arithmetic)
-    _, by_config = runs.train("mlp", make_spirals(100), model_options={"depth": 4, "width": 16}, config=config, progress=False)
-    assert by_config.config["cached"] is True and by_config.config["run_key"] == by_keywords.config["run_key"]
+    _, by_config = runs.train(
+        "mlp",
+        make_spirals(100),
+        model_options={"depth": 4, "width": 16},
+        config=config,
+        progress=False,
+    )
+    assert (
+        by_config.config["cached"] is True
+        and by_config.config["run_key"] == by_keywords.config["run_key"]
+    )
     # A keyword beside the config replaces its field, in the run and in the key alike.
-    _, faster = runs.train("mlp", make_spirals(100), model_options={"depth": 4, "width": 16}, config=config, lr=0.06, progress=False)
+    _, faster = runs.train(
+        "mlp",
+        make_spirals(100),
+        model_options={"depth": 4, "width": 16},
+        config=config,
+        lr=0.06,
+        progress=False,
+    )
     _, keyword_faster = _spiral_run(lr=0.06)
     assert faster.config["cached"] is False and keyword_faster.config["cached"] is True
     # The config's seed is the run's seed, unless one is given beside it.
-    _, seeded = runs.train("mlp", make_spirals(100), model_options={"depth": 4, "width": 16}, config=config.replace(seed=1),
-                           progress=False)
+    _, seeded = runs.train(
+        "mlp",
+        make_spirals(100),
+        model_options={"depth": 4, "width": 16},
+        config=config.replace(seed=1),
+        progress=False,
+    )
     _, keyword_seeded = _spiral_run(seed=1)
-    assert keyword_seeded.config["cached"] is True and keyword_seeded.config["run_key"] == seeded.config["run_key"]
+    assert (
+        keyword_seeded.config["cached"] is True
+        and keyword_seeded.config["run_key"] == seeded.config["run_key"]
+    )

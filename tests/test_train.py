@@ -20,7 +20,9 @@ from resnet_course.train import (
 def test_fit_lowers_the_loss_on_spirals():
     set_seed(0)
     data = make_spirals(200)
-    history = fit(MLP(4, 64), data, epochs=60, lr=0.1, batch_size=32, schedule="constant", progress=False)
+    history = fit(
+        MLP(4, 64), data, epochs=60, lr=0.1, batch_size=32, schedule="constant", progress=False
+    )
     assert history.train_loss[-1] < 0.7 * history.train_loss[0]
     assert len(history.epochs) == 60 and len(history.test_acc) == 60
     assert history.images_per_s[-1] > 0 and not history.stopped
@@ -28,7 +30,14 @@ def test_fit_lowers_the_loss_on_spirals():
 
 def test_fit_on_cifar_lowers_the_loss(cifar_available):
     set_seed(0)
-    history = fit(create_model("resnet20", width=4), cifar_available, epochs=3, lr=0.05, progress=False, label="resnet20")
+    history = fit(
+        create_model("resnet20", width=4),
+        cifar_available,
+        epochs=3,
+        lr=0.05,
+        progress=False,
+        label="resnet20",
+    )
     assert history.train_loss[-1] < history.train_loss[0]
     assert "resnet20" in history.summary()
 
@@ -37,7 +46,11 @@ def test_same_seed_same_history():
     runs = []
     for _ in range(2):
         set_seed(1)
-        runs.append(fit(MLP(4, 16), make_spirals(100), epochs=2, batch_size=32, progress=False, seed=5).step_loss)
+        runs.append(
+            fit(
+                MLP(4, 16), make_spirals(100), epochs=2, batch_size=32, progress=False, seed=5
+            ).step_loss
+        )
     assert runs[0] == runs[1]
 
 
@@ -49,7 +62,9 @@ def test_stop_mid_epoch_keeps_the_history():
         if len(history.steps) == 7:
             stop.set()
 
-    history = fit(MLP(4, 16), data, epochs=5, batch_size=16, stop=stop, on_step=request_stop, progress=False)
+    history = fit(
+        MLP(4, 16), data, epochs=5, batch_size=16, stop=stop, on_step=request_stop, progress=False
+    )
     assert history.stopped
     assert history.steps == list(range(1, 8))
     assert len(history.epochs) == 1 and history.epochs[0] < 1  # the partial epoch is summarised
@@ -57,7 +72,14 @@ def test_stop_mid_epoch_keeps_the_history():
 
 def test_stop_as_a_callable_and_iterating_a_run():
     data = make_spirals(100)
-    run = TrainingRun(MLP(3, 8), data, epochs=10, batch_size=10, stop=lambda: len(run.history.steps) >= 3, progress=False)
+    run = TrainingRun(
+        MLP(3, 8),
+        data,
+        epochs=10,
+        batch_size=10,
+        stop=lambda: len(run.history.steps) >= 3,
+        progress=False,
+    )
     steps = list(run)
     assert steps == [1, 2, 3] and run.history.stopped
 
@@ -70,8 +92,12 @@ def test_schedule_divides_lr_at_milestones():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"epochs": 0}, "epochs"), ({"epochs": 1, "lr": -1}, "learning rate"), ({"epochs": 1, "schedule": "linear"}, "schedule"),
-     ({"epochs": 1, "batch_size": 10**6}, "batch_size")],
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": 1, "lr": -1}, "learning rate"),
+        ({"epochs": 1, "schedule": "linear"}, "schedule"),
+        ({"epochs": 1, "batch_size": 10**6}, "batch_size"),
+    ],
 )
 def test_bad_options_are_refused_clearly(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -80,7 +106,9 @@ def test_bad_options_are_refused_clearly(kwargs, match):
 
 def test_presets_and_device(monkeypatch):
     assert get_preset("book") is PRESETS["book"]
-    assert get_preset("quick") is PRESETS["book"] and get_preset("full") is PRESETS["gpu"]  # the first version's names
+    assert (
+        get_preset("quick") is PRESETS["book"] and get_preset("full") is PRESETS["gpu"]
+    )  # the first version's names
     with pytest.raises(ValueError, match="book, cpu, gpu"):
         get_preset("huge")
     monkeypatch.delenv("RESNET_COURSE_PRESET", raising=False)
@@ -101,11 +129,22 @@ def test_a_learning_rate_that_is_not_finite_and_positive_is_refused(lr):
 
 def test_a_diverging_run_stops_within_a_few_steps_and_says_so():
     set_seed(0)
-    history = fit(MLP(4, 32), make_spirals(200), epochs=50, lr=1e6, batch_size=32, schedule="constant", progress=False)
+    history = fit(
+        MLP(4, 32),
+        make_spirals(200),
+        epochs=50,
+        lr=1e6,
+        batch_size=32,
+        schedule="constant",
+        progress=False,
+    )
     assert history.diverged and history.diverged_at_step <= 5
     assert len(history.steps) == history.diverged_at_step  # nothing trained after the bad step
     assert "diverged" in history.message and "lower the learning rate" in history.message
-    assert history.summary().count("diverged") == 1 and "nan" not in history.summary().split("became")[0]
+    assert (
+        history.summary().count("diverged") == 1
+        and "nan" not in history.summary().split("became")[0]
+    )
     assert not history.stopped  # diverging is not a Stop click
 
 
@@ -133,15 +172,25 @@ def test_precision_is_bf16_where_supported_else_fp16_on_cuda_and_fp32_elsewhere(
 
 
 def test_image_models_run_channels_last_on_the_cpu(cifar_available):
-    run = TrainingRun(create_model("resnet20", width=4), cifar_available, steps=1, device="cpu", progress=False)
+    run = TrainingRun(
+        create_model("resnet20", width=4), cifar_available, steps=1, device="cpu", progress=False
+    )
     assert run.channels_last and run.history.precision == "fp32"
-    points = TrainingRun(MLP(3, 8), make_spirals(50), steps=1, batch_size=16, device="cpu", progress=False)
+    points = TrainingRun(
+        MLP(3, 8), make_spirals(50), steps=1, batch_size=16, device="cpu", progress=False
+    )
     assert not points.channels_last
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_fp16_with_a_gradient_scaler_trains_on_cuda(cifar_available):
-    history = fit(create_model("resnet20", width=4), cifar_available, steps=8, precision="fp16", progress=False)
+    history = fit(
+        create_model("resnet20", width=4),
+        cifar_available,
+        steps=8,
+        precision="fp16",
+        progress=False,
+    )
     assert history.precision == "fp16" and all(map(lambda v: v == v, history.step_loss))
 
 
@@ -174,39 +223,58 @@ def test_keywords_given_beside_a_config_replace_its_fields():
     # A length beside the config replaces the config's length, whichever way each gives it.
     shorter = _spiral_fit(config=config, steps=4)
     assert shorter.steps[-1] == 4 and shorter.config["steps"] == 4
-    assert _numbers(_spiral_fit(config=config, lr=0.02)) == _numbers(_spiral_fit(config=config.replace(lr=0.02)))
-    with pytest.raises(TypeError, match="label_smoothing"):  # an option the loop does not have is refused, not ignored
+    assert _numbers(_spiral_fit(config=config, lr=0.02)) == _numbers(
+        _spiral_fit(config=config.replace(lr=0.02))
+    )
+    with pytest.raises(
+        TypeError, match="label_smoothing"
+    ):  # an option the loop does not have is refused, not ignored
         _spiral_fit(config=config, label_smoothing=0.1)
 
 
 def test_steps_and_epochs_of_the_same_length_are_the_same_run():
     # 200 examples in batches of 32: 6 steps an epoch.
     for epochs, steps in ((2, 20), (2.5, 25)):
-        by_epochs, by_steps = _spiral_fit(epochs=epochs, schedule="cosine"), _spiral_fit(steps=steps, schedule="cosine")
+        by_epochs, by_steps = (
+            _spiral_fit(epochs=epochs, schedule="cosine"),
+            _spiral_fit(steps=steps, schedule="cosine"),
+        )
         assert by_steps.steps == by_epochs.steps and by_steps.step_loss == by_epochs.step_loss
         assert by_steps.epochs == by_epochs.epochs and by_steps.lr == by_epochs.lr
         assert by_steps.config["epochs"] == pytest.approx(epochs)
     # The first version's "N steps": epochs=N with max_steps=N.
     capped = _spiral_fit(epochs=9, max_steps=9, schedule="cosine")
-    assert capped.step_loss == _spiral_fit(steps=9, schedule="cosine").step_loss and capped.config["steps"] == 9
+    assert (
+        capped.step_loss == _spiral_fit(steps=9, schedule="cosine").step_loss
+        and capped.config["steps"] == 9
+    )
 
 
 def test_the_schedule_at_warmup_end_milestones_and_cosine_end():
     step = dict(total_steps=100, lr=0.1, schedule="step", milestone_steps=(50, 75), warmup_steps=10)
     assert learning_rate(0, **step) == pytest.approx(0.01)  # the ramp starts at lr / warmup_steps
     assert learning_rate(9, **step) == 0.1  # and reaches lr on the warm-up's last step
-    assert [learning_rate(s, **step) for s in (49, 50, 74, 75, 99)] == pytest.approx([0.1, 0.01, 0.01, 0.001, 0.001])
-    assert learning_rate(5, **{**step, "warmup_lr": 0.01}) == 0.01  # a constant warm-up, as the paper's ResNet-110
+    assert [learning_rate(s, **step) for s in (49, 50, 74, 75, 99)] == pytest.approx(
+        [0.1, 0.01, 0.01, 0.001, 0.001]
+    )
+    assert (
+        learning_rate(5, **{**step, "warmup_lr": 0.01}) == 0.01
+    )  # a constant warm-up, as the paper's ResNet-110
     cosine = dict(total_steps=100, lr=0.1, schedule="cosine", warmup_steps=20)
     assert learning_rate(20, **cosine) == pytest.approx(0.1)
     assert learning_rate(60, **cosine) == pytest.approx(0.05)  # half-way through the decay
-    assert learning_rate(100, **cosine) == pytest.approx(0.0, abs=1e-12) and 0 < learning_rate(99, **cosine) < 1e-3
+    assert (
+        learning_rate(100, **cosine) == pytest.approx(0.0, abs=1e-12)
+        and 0 < learning_rate(99, **cosine) < 1e-3
+    )
     assert learning_rate(99, total_steps=100, lr=0.3, schedule="constant") == 0.3
 
 
 def test_milestones_as_fractions_drop_where_the_fraction_of_the_run_is_passed():
     for total in (7, 10, 33, 64_000):
-        rates = TrainConfig(epochs=1, milestones=(0.3, 0.5, 0.75)).learning_rates(total, steps_per_epoch=total)
+        rates = TrainConfig(epochs=1, milestones=(0.3, 0.5, 0.75)).learning_rates(
+            total, steps_per_epoch=total
+        )
         for s in range(0, total, max(1, total // 500)):
             drops = sum(s >= fraction * total for fraction in (0.3, 0.5, 0.75))
             assert rates(s) == 0.1 * 0.1**drops, (total, s)
@@ -216,8 +284,12 @@ def test_a_config_spells_itself_as_fit_keywords():
     config = TrainConfig(steps=6, lr=0.05)
     assert config.options() == {"steps": 6, "lr": 0.05}
     assert config.options("steps", "seed") == {"steps": 6, "seed": 0}
-    assert config.replace(epochs=2) == TrainConfig(epochs=2, lr=0.05)  # the new length replaces the old
-    for preset in PRESETS.values():  # what chapters pass to fit and to runs.train, and the run cache keys
+    assert config.replace(epochs=2) == TrainConfig(
+        epochs=2, lr=0.05
+    )  # the new length replaces the old
+    for (
+        preset
+    ) in PRESETS.values():  # what chapters pass to fit and to runs.train, and the run cache keys
         recipe = preset.recipe()
         assert set(recipe) == {"steps", "lr", "schedule", "warmup_epochs", "batch_size"}
         assert TrainConfig(**recipe) == preset.config() and recipe["steps"] == preset.steps
@@ -239,4 +311,6 @@ def test_one_evaluate_for_the_loop_and_the_analysis():
     frozen = run.model.layers[1]
     frozen.eval()
     evaluate(run.model, data)
-    assert run.model.training and not frozen.training and not any(m.training for m in frozen.modules())
+    assert (
+        run.model.training and not frozen.training and not any(m.training for m in frozen.modules())
+    )

@@ -30,8 +30,19 @@ from resnet_course.widgets import run_config as run_config_module
 ROOT = Path(__file__).resolve().parents[1]
 
 # CIFAR-10 at a size that trains in about a second per epoch on a busy CPU.
-TINY = Preset("tiny", "tests", "seconds", image_size=8, train_size=256, test_size=128, width=4, steps=8, epochs=1,
-              batch_size=64, mlp_steps=30)
+TINY = Preset(
+    "tiny",
+    "tests",
+    "seconds",
+    image_size=8,
+    train_size=256,
+    test_size=128,
+    width=4,
+    steps=8,
+    epochs=1,
+    batch_size=64,
+    mlp_steps=30,
+)
 
 
 def tiny_spirals_dashboard(**options):
@@ -70,7 +81,10 @@ def test_train_click_trains_in_the_background_and_redraws():
     assert len(residual.epochs) == 5 and len(residual.test_acc) == 5
     assert dashboard.redraws >= redraws_before + 2
     # Both runs overlaid on the same axes, labelled.
-    assert [line.get_label() for line in dashboard.live.axes[0].lines] == ["plain-mlp-4", "residual-mlp-4"]
+    assert [line.get_label() for line in dashboard.live.axes[0].lines] == [
+        "plain-mlp-4",
+        "residual-mlp-4",
+    ]
     assert len(dashboard.live.axes[1].lines) == 2
     assert not dashboard.running
     assert "Done" in dashboard.message.value
@@ -94,12 +108,16 @@ def test_stop_ends_the_run_at_the_next_step_and_keeps_the_curve():
     history = dashboard.histories[0]
     # Stop acts at the next step: counted in steps, which a loaded CI machine does not change; the
     # seconds bound is only a generous backstop (a step here takes milliseconds).
-    assert len(history.steps) - steps_at_click <= 2, f"{len(history.steps) - steps_at_click} steps ran after Stop"
+    assert len(history.steps) - steps_at_click <= 2, (
+        f"{len(history.steps) - steps_at_click} steps ran after Stop"
+    )
     assert elapsed < 10.0, f"Stop took {elapsed:.2f} s"
     assert dashboard.last_stop_latency_s is not None and dashboard.last_stop_latency_s < 10.0
     assert history.stopped and len(history.steps) >= 20
     assert len(history.steps) < dashboard.epochs.value * (800 // TINY.batch_size)
-    assert len(dashboard.live.axes[0].lines[0].get_xdata()) == len(history.steps)  # the partial curve is drawn
+    assert len(dashboard.live.axes[0].lines[0].get_xdata()) == len(
+        history.steps
+    )  # the partial curve is drawn
     assert "Stopped" in dashboard.message.value and not dashboard.running
 
 
@@ -165,12 +183,18 @@ def test_check_config_accepts_what_can_run():
     assert check_config(RunConfig(data="spirals", depth=7, block="basic")) is None
     assert "spirals" in check_config(RunConfig(data="spirals", block="preact"))
     assert "depth" in check_config(RunConfig(data="spirals", depth=1))
-    assert "'post'" in check_config(RunConfig(data="cifar10", block="post"))  # a control's value is not a block
+    assert "'post'" in check_config(
+        RunConfig(data="cifar10", block="post")
+    )  # a control's value is not a block
     assert "negative" in check_config(RunConfig(steps=-1))
 
 
 def test_the_controls_name_one_block_and_refuse_a_plain_pre_activation_network():
-    assert [block_for(False, "post"), block_for(True, "post"), block_for(True, "pre")] == ["plain", "basic", "preact"]
+    assert [block_for(False, "post"), block_for(True, "post"), block_for(True, "pre")] == [
+        "plain",
+        "basic",
+        "preact",
+    ]
     with pytest.raises(ValueError, match="plain network has no pre-activation"):
         block_for(False, "pre")
     dashboard = degradation_explorer(preset=TINY, data="cifar10", residual=True, block="pre")
@@ -282,7 +306,10 @@ def test_gradient_flow_measures_every_layer_of_both_stacks():
     for stage in ("init", "trained"):
         assert set(dashboard.results[stage]) == {"plain-mlp-6", "residual-mlp-6"}
         # Six weight layers, input to output, every norm positive and finite.
-        assert all(len(norms) == 6 and all(0 < n < float("inf") for n in norms) for norms in dashboard.results[stage].values())
+        assert all(
+            len(norms) == 6 and all(0 < n < float("inf") for n in norms)
+            for norms in dashboard.results[stage].values()
+        )
     assert dashboard.results["init"] != dashboard.results["trained"]
     assert [len(h.steps) for h in dashboard.histories] == [5, 5]
     assert dashboard.redraws > redraws_before
@@ -335,7 +362,9 @@ def test_in_a_notebook_run_default_shows_one_figure_and_the_widget_state_is_save
         colab_setup=False,
     )
     # The kernel starts in the repository, so it imports this checkout's package.
-    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
     dashboard_outputs, default_outputs = notebook.cells[0].outputs, notebook.cells[1].outputs
     assert [o.output_type for o in dashboard_outputs] == ["display_data"]
     assert "application/vnd.jupyter.widget-view+json" in dashboard_outputs[0].data
@@ -343,7 +372,9 @@ def test_in_a_notebook_run_default_shows_one_figure_and_the_widget_state_is_save
     assert len(figures) == 1, [o.output_type for o in default_outputs]
     # The saved widget state holds the dashboard's own figure too, so the static page shows the controls and curves.
     state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    outputs = [m["state"].get("outputs") for m in state.values() if m["model_name"] == "OutputModel"]
+    outputs = [
+        m["state"].get("outputs") for m in state.values() if m["model_name"] == "OutputModel"
+    ]
     assert any(out and "image/png" in out[0]["data"] for out in outputs)
 
 
@@ -389,12 +420,18 @@ def test_a_real_kernel_handles_a_click_within_one_step():
                 if message["msg_type"] == "stream":
                     printed.append(message["content"]["text"])
                 assert message["msg_type"] != "error", message["content"]
-                if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                if (
+                    message["msg_type"] == "status"
+                    and message["content"]["execution_state"] == "idle"
+                ):
                     return "".join(printed)
 
         def click(comm_id: str) -> None:
             # What the browser sends when a Button is clicked.
-            content = {"comm_id": comm_id, "data": {"method": "custom", "content": {"event": "click"}}}
+            content = {
+                "comm_id": comm_id,
+                "data": {"method": "custom", "content": {"event": "click"}},
+            }
             client.shell_channel.send(client.session.msg("comm_msg", content))
 
         train_id, stop_id = execute(KERNEL_DASHBOARD).split()
@@ -406,14 +443,18 @@ def test_a_real_kernel_handles_a_click_within_one_step():
         # message overhead the baseline measured (a few of them, for a machine whose load varies).
         bound_s = 2 * 0.5 + 3 * round_trip_s
         click(train_id)
-        assert execute("print(dashboard.running)").strip() == "True"  # the kernel answers while it trains
+        assert (
+            execute("print(dashboard.running)").strip() == "True"
+        )  # the kernel answers while it trains
         pressed = time.perf_counter()
         click(stop_id)
         # Messages are handled in order, so this cell runs only after the click has been.
         execute("print(dashboard.running)")
         handled_s = time.perf_counter() - pressed
-        assert handled_s < bound_s, (f"the click waited {handled_s:.2f} s, more than the 0.5 s step in progress "
-                                     f"(bound {bound_s:.2f} s with a {round_trip_s:.3f} s round trip)")
+        assert handled_s < bound_s, (
+            f"the click waited {handled_s:.2f} s, more than the 0.5 s step in progress "
+            f"(bound {bound_s:.2f} s with a {round_trip_s:.3f} s round trip)"
+        )
         deadline = time.perf_counter() + 10 + 10 * round_trip_s
         while execute("print(dashboard.running)").strip() == "True":
             assert time.perf_counter() < deadline, "the run did not stop"

@@ -44,7 +44,9 @@ DASHBOARD_CALL = "degradation_explorer("
 
 def _require_browser():
     if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} is missing; install it with: apt-get install -y chromium chromium-driver"
+        message = (
+            f"{CHROMIUM} is missing; install it with: apt-get install -y chromium chromium-driver"
+        )
         if os.environ.get("RESNET_COURSE_REQUIRE_BROWSER") == "1":
             pytest.fail(message)
         pytest.skip(message)
@@ -61,7 +63,10 @@ def _write_settings(settings_dir: Path) -> None:
     """JupyterLab user settings: every cell in the DOM, and no news or update prompts."""
     overrides = {
         "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
     }
     for name, values in overrides.items():
         path = settings_dir / name
@@ -113,10 +118,16 @@ def jupyterlab(notebook, tmp_path):
         PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     )
     command = [
-        sys.executable, "-m", "jupyterlab",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        "--IdentityProvider.token=", "--ServerApp.password=",
-        f"--ServerApp.root_dir={notebook.parent}", "--ServerApp.open_browser=False",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        f"--ServerApp.root_dir={notebook.parent}",
+        "--ServerApp.open_browser=False",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--ServerApp.allow_root=True",  # containers and CI often run as root
         "--ServerApp.terminals_enabled=False",
@@ -132,7 +143,9 @@ def jupyterlab(notebook, tmp_path):
                     break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"JupyterLab did not start: {(tmp_path / 'jupyterlab.log').read_text()[-2000:]}")
+                    pytest.fail(
+                        f"JupyterLab did not start: {(tmp_path / 'jupyterlab.log').read_text()[-2000:]}"
+                    )
                 time.sleep(0.5)
         yield base
     finally:
@@ -163,11 +176,15 @@ def _train_then_stop(page, plot_image, *, label: str) -> float:
     page.locator(".widget-button", has_text="Train").first.click()
     running = page.locator(".widget-html", has_text=re.compile(rf"{label}.*step [0-9,]+ of")).first
     running.wait_for()
-    page.wait_for_function("before => document.querySelector('.resnet-course-plot img').src !== before", arg=src_before)
+    page.wait_for_function(
+        "before => document.querySelector('.resnet-course-plot img').src !== before", arg=src_before
+    )
     page.locator(".widget-button", has_text="Stop").first.click()
     pressed = time.perf_counter()
     # The dashboard says "Stopped ..." after its last redraw, so the plot is final when this shows.
-    page.locator(".widget-html", has_text=re.compile(r"Stopped [0-9.]+ s after")).first.wait_for(timeout=60_000)
+    page.locator(".widget-html", has_text=re.compile(r"Stopped [0-9.]+ s after")).first.wait_for(
+        timeout=60_000
+    )
     latency = time.perf_counter() - pressed
     assert latency < 10, f"Stop took {latency:.1f} s to show"
     return latency
@@ -179,7 +196,9 @@ def test_sliders_drive_training_in_jupyterlab(notebook, jupyterlab):
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
 
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.set_default_timeout(int(os.environ.get("RESNET_COURSE_BROWSER_TIMEOUT_MS", "180000")))
         try:
@@ -201,7 +220,9 @@ def test_sliders_drive_training_in_jupyterlab(notebook, jupyterlab):
 
             # Move the depth slider in the browser: drag its handle to the right.
             before_depth = _slider_readout(page, "depth (layers)")
-            handle = page.locator(".widget-slider", has=page.locator(".widget-label", has_text="depth (layers)")).first.locator(".noUi-handle")
+            handle = page.locator(
+                ".widget-slider", has=page.locator(".widget-label", has_text="depth (layers)")
+            ).first.locator(".noUi-handle")
             box = handle.bounding_box()
             page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             page.mouse.down()
@@ -221,14 +242,20 @@ def test_sliders_drive_training_in_jupyterlab(notebook, jupyterlab):
             # Train: the kernel must see the new depth, and the plot must change. Stop it, then
             # train the residual twin, so the screenshot shows the two runs overlaid.
             latency = _train_then_stop(page, plot_image, label=rf"plain-[a-z-]*{new_depth}\b")
-            print(f"browser: plain run stopped and shown {latency:.2f} s after Stop (depth {before_depth} -> {new_depth})")
+            print(
+                f"browser: plain run stopped and shown {latency:.2f} s after Stop (depth {before_depth} -> {new_depth})"
+            )
             page.locator(".widget-toggle-button", has_text="residual").first.click()
-            latency = _train_then_stop(page, plot_image, label=rf"(resnet|residual)-[a-z-]*{new_depth}\b")
+            latency = _train_then_stop(
+                page, plot_image, label=rf"(resnet|residual)-[a-z-]*{new_depth}\b"
+            )
             print(f"browser: residual run stopped and shown {latency:.2f} s after Stop")
             page.screenshot(path=str(SCREENSHOT), full_page=False)
         except Exception:
             # What the page showed when it went wrong, for whoever reads the failure.
-            page.screenshot(path=str(SCREENSHOT.with_name("widgets_jupyterlab_failure.png")), full_page=True)
+            page.screenshot(
+                path=str(SCREENSHOT.with_name("widgets_jupyterlab_failure.png")), full_page=True
+            )
             raise
         finally:
             browser.close()

@@ -60,10 +60,23 @@ from resnet_course.models import create_model, valid_cifar_depth
 from resnet_course.plots import running_mean
 from resnet_course.train import TrainingRun, describe_device, get_preset, pick_device, set_seed
 
-PARTS = ("machine", "memory_format", "compile", "throughput", "chapters", "gpu_estimate", "degradation")
+PARTS = (
+    "machine",
+    "memory_format",
+    "compile",
+    "throughput",
+    "chapters",
+    "gpu_estimate",
+    "degradation",
+)
 # compile is asked for by name (--only machine,compile): it compiles two networks, a minute or more on a CPU.
 DEFAULT_PARTS = tuple(part for part in PARTS if part != "compile")
-GOALS = {"throughput_ratio": 0.95, "tutorial_ratio": 1.3, "book_seconds": 600.0, "degradation_seconds": 60.0}
+GOALS = {
+    "throughput_ratio": 0.95,
+    "tutorial_ratio": 1.3,
+    "book_seconds": 600.0,
+    "degradation_seconds": 60.0,
+}
 
 
 # --- the reference: a CIFAR ResNet written the way torchvision writes resnet.py ----------------
@@ -91,7 +104,9 @@ class ShortcutA(nn.Module):
 class ReferenceBasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ):
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -121,7 +136,9 @@ class ReferenceBasicBlock(nn.Module):
 
 
 class ReferenceResNet(nn.Module):
-    def __init__(self, block: type[nn.Module], layers: list[int], num_classes: int = 10, width: int = 16):
+    def __init__(
+        self, block: type[nn.Module], layers: list[int], num_classes: int = 10, width: int = 16
+    ):
         super().__init__()
         self.inplanes = width
         self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=3, stride=1, padding=1, bias=False)
@@ -140,7 +157,9 @@ class ReferenceResNet(nn.Module):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
-    def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[nn.Module], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = ShortcutA(stride, planes * block.expansion - self.inplanes)
@@ -168,7 +187,9 @@ class ReferenceResNet(nn.Module):
         return x
 
 
-def reference_cifar_resnet(depth: int, *, width: int = 16, num_classes: int = 10) -> ReferenceResNet:
+def reference_cifar_resnet(
+    depth: int, *, width: int = 16, num_classes: int = 10
+) -> ReferenceResNet:
     """The reference ResNet-``depth`` for CIFAR (6n+2 layers: n basic blocks per stage)."""
     if not valid_cifar_depth(depth):
         raise ValueError(f"depth {depth} is not 6n+2 (20, 32, 44, 56, 110, ...).")
@@ -212,7 +233,9 @@ def describe_machine(device: torch.device) -> dict:
 
 def format_machine(machine: dict) -> str:
     load = machine["load_average"]
-    load_text = f", load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)" if load else ""
+    load_text = (
+        f", load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)" if load else ""
+    )
     return (
         f"Machine: {machine['cpu']}, {machine['logical_cores']} logical cores ({machine['usable_cores']} usable), "
         f"torch {machine['torch']} with {machine['torch_threads']} threads, torchvision {machine['torchvision']}, "
@@ -234,19 +257,34 @@ def _synchronize(device: torch.device) -> None:
 def synthetic_images(count: int, image_size: int, *, seed: int = 0) -> Dataset:
     """Random uint8 images and labels: speed does not depend on what the pixels show."""
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 256, (count, 3, image_size, image_size), dtype=torch.uint8, generator=generator)
+    x = torch.randint(
+        0, 256, (count, 3, image_size, image_size), dtype=torch.uint8, generator=generator
+    )
     y = torch.randint(0, 10, (count,), generator=generator)
     return Dataset(
-        x, y, x[:1], y[:1], classes=tuple(str(i) for i in range(10)), name="synthetic", source="random",
-        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+        x,
+        y,
+        x[:1],
+        y[:1],
+        classes=tuple(str(i) for i in range(10)),
+        name="synthetic",
+        source="random",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
     )
 
 
-def plain_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bf16: bool) -> Callable[[], None]:
+def plain_training_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bf16: bool
+) -> Callable[[], None]:
     """One SGD step on a fixed batch, written the usual way: the loop the reference would be trained with."""
     cuda = x.device.type == "cuda"
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, **({"fused": True} if cuda else {"foreach": True})
+        model.parameters(),
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        **({"fused": True} if cuda else {"foreach": True}),
     )
     model.train()
 
@@ -261,7 +299,9 @@ def plain_training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, b
     return step
 
 
-def tutorial_training_step(model: nn.Module, data: Dataset, *, batch_size: int, device: torch.device) -> Callable[[], None]:
+def tutorial_training_step(
+    model: nn.Module, data: Dataset, *, batch_size: int, device: torch.device
+) -> Callable[[], None]:
     """The usual tutorial pipeline: a ``Dataset`` of PIL images with torchvision transforms and a ``DataLoader``.
 
     Per image: crop with 4-pixel padding, flip, ``ToTensor``, ``Normalize``; then batches of
@@ -275,12 +315,14 @@ def tutorial_training_step(model: nn.Module, data: Dataset, *, batch_size: int, 
     images = data.x_train.permute(0, 2, 3, 1).numpy()  # HWC uint8, as CIFAR10 hands them over
     labels = data.y_train.tolist()
     size = images.shape[1]
-    transform = transforms.Compose([
-        transforms.RandomCrop(size, padding=max(1, round(4 * size / 32))),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(data.mean, data.std),
-    ])
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(size, padding=max(1, round(4 * size / 32))),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(data.mean, data.std),
+        ]
+    )
 
     class TutorialDataset(torch.utils.data.Dataset):
         def __len__(self) -> int:
@@ -289,9 +331,17 @@ def tutorial_training_step(model: nn.Module, data: Dataset, *, batch_size: int, 
         def __getitem__(self, index: int):
             return transform(Image.fromarray(images[index])), labels[index]
 
-    loader = torch.utils.data.DataLoader(TutorialDataset(), batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True)
+    loader = torch.utils.data.DataLoader(
+        TutorialDataset(), batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True
+    )
     cuda = device.type == "cuda"
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, **({"fused": True} if cuda else {"foreach": True}))
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        **({"fused": True} if cuda else {"foreach": True}),
+    )
     model.train()
     batches = iter(())
 
@@ -312,7 +362,13 @@ def tutorial_training_step(model: nn.Module, data: Dataset, *, batch_size: int, 
 
 
 def time_interleaved(
-    trainers: dict[str, Callable[[], object]], *, steps: int, repeats: int, warmup: int, batch_size: int, device: torch.device
+    trainers: dict[str, Callable[[], object]],
+    *,
+    steps: int,
+    repeats: int,
+    warmup: int,
+    batch_size: int,
+    device: torch.device,
 ) -> dict[str, list[float]]:
     """Images/s of each trainer in each repetition; the trainers take turns, in a rotating order."""
     for train_step in trainers.values():
@@ -348,7 +404,9 @@ def measure_throughput(
     """Training images/s of the course's ``model_name`` (a CIFAR ``resnetN``) against the reference."""
     depth = _resnet_depth(model_name)
     if min(steps, repeats) < 1 or warmup < 0:
-        raise ValueError(f"steps and repeats must be at least 1 and warmup at least 0, got {steps}, {repeats}, {warmup}.")
+        raise ValueError(
+            f"steps and repeats must be at least 1 and warmup at least 0, got {steps}, {repeats}, {warmup}."
+        )
     device = pick_device(device)
     data = synthetic_images(batch_size * (warmup + steps * repeats + 1), image_size, seed=seed)
 
@@ -362,8 +420,15 @@ def measure_throughput(
 
     # The course's loop, on one long epoch (no epoch ends or test passes inside the measurement).
     run = TrainingRun(
-        loop_model, data, epochs=1, batch_size=batch_size, schedule="constant", device=device,
-        evaluate=False, progress=False, seed=seed,
+        loop_model,
+        data,
+        epochs=1,
+        batch_size=batch_size,
+        schedule="constant",
+        device=device,
+        evaluate=False,
+        progress=False,
+        seed=seed,
     )
     loop_steps = iter(run)
     # The plain loops run with the same precision and memory format the course's loop chose.
@@ -373,12 +438,20 @@ def measure_throughput(
     tutorial_model = create_model(model_name, width=width)
     tutorial_model.load_state_dict(loop_model.state_dict())
     trainers = {
-        "reference": plain_training_step(reference.to(device, memory_format=memory_format), x, y, bf16=run.use_bf16),
-        "course_network": plain_training_step(network_model.to(device, memory_format=memory_format), x, y, bf16=run.use_bf16),
+        "reference": plain_training_step(
+            reference.to(device, memory_format=memory_format), x, y, bf16=run.use_bf16
+        ),
+        "course_network": plain_training_step(
+            network_model.to(device, memory_format=memory_format), x, y, bf16=run.use_bf16
+        ),
         "course_loop": lambda: next(loop_steps),
-        "tutorial": tutorial_training_step(tutorial_model.to(device), data, batch_size=batch_size, device=device),
+        "tutorial": tutorial_training_step(
+            tutorial_model.to(device), data, batch_size=batch_size, device=device
+        ),
     }
-    samples = time_interleaved(trainers, steps=steps, repeats=repeats, warmup=warmup, batch_size=batch_size, device=device)
+    samples = time_interleaved(
+        trainers, steps=steps, repeats=repeats, warmup=warmup, batch_size=batch_size, device=device
+    )
 
     def paired_ratio(name: str) -> float:
         return statistics.median(c / r for c, r in zip(samples[name], samples["reference"]))
@@ -400,7 +473,9 @@ def measure_throughput(
         "ratio_network": paired_ratio("course_network"),
         "ratio_loop": paired_ratio("course_loop"),
         # fit against the usual tutorial pipeline, paired the same way.
-        "ratio_loop_vs_tutorial": statistics.median(c / t for c, t in zip(samples["course_loop"], samples["tutorial"])),
+        "ratio_loop_vs_tutorial": statistics.median(
+            c / t for c, t in zip(samples["course_loop"], samples["tutorial"])
+        ),
         # On a busy machine other work only ever slows a repetition down, so the fastest
         # repetitions are a second, less noisy view of the same comparison.
         "best_images_per_s": {name: max(values) for name, values in samples.items()},
@@ -411,8 +486,12 @@ def measure_throughput(
 
 def _resnet_depth(model_name: str) -> int:
     digits = model_name.removeprefix("resnet")
-    if not (model_name.startswith("resnet") and digits.isdigit() and valid_cifar_depth(int(digits))):
-        raise ValueError(f"the throughput benchmark compares CIFAR ResNets (resnet20, resnet32, resnet44, resnet56, resnet110), not {model_name!r}.")
+    if not (
+        model_name.startswith("resnet") and digits.isdigit() and valid_cifar_depth(int(digits))
+    ):
+        raise ValueError(
+            f"the throughput benchmark compares CIFAR ResNets (resnet20, resnet32, resnet44, resnet56, resnet110), not {model_name!r}."
+        )
     return int(digits)
 
 
@@ -439,11 +518,22 @@ def format_throughput(results: list[dict]) -> str:
 
 # --- memory format ------------------------------------------------------------------------------
 
-MEMORY_FORMAT_SIZES = (("resnet20", 8, 16), ("resnet56", 8, 16), ("resnet20", 16, 32), ("resnet56", 16, 32))
+MEMORY_FORMAT_SIZES = (
+    ("resnet20", 8, 16),
+    ("resnet56", 8, 16),
+    ("resnet20", 16, 32),
+    ("resnet56", 16, 32),
+)
 
 
-def measure_memory_format(*, device: str | torch.device | None = "cpu", batch_size: int = 128, steps: int = 3,
-                          repeats: int = 3, sizes=MEMORY_FORMAT_SIZES) -> list[dict]:
+def measure_memory_format(
+    *,
+    device: str | torch.device | None = "cpu",
+    batch_size: int = 128,
+    steps: int = 3,
+    repeats: int = 3,
+    sizes=MEMORY_FORMAT_SIZES,
+) -> list[dict]:
     """Images/s of a plain training step, contiguous (NCHW) against channels-last (NHWC), paired per repetition.
 
     The table behind :func:`resnet_course.train.use_channels_last`.
@@ -453,36 +543,59 @@ def measure_memory_format(*, device: str | torch.device | None = "cpu", batch_si
     for model_name, width, image_size in sizes:
         x_data = synthetic_images(batch_size, image_size)
         trainers = {}
-        for memory_format, name in ((torch.contiguous_format, "contiguous"), (torch.channels_last, "channels_last")):
+        for memory_format, name in (
+            (torch.contiguous_format, "contiguous"),
+            (torch.channels_last, "channels_last"),
+        ):
             set_seed(0)
             model = create_model(model_name, width=width).to(device, memory_format=memory_format)
             x = x_data.normalise(x_data.x_train).to(device).contiguous(memory_format=memory_format)
             trainers[name] = plain_training_step(model, x, x_data.y_train.to(device), bf16=False)
-        samples = time_interleaved(trainers, steps=steps, repeats=repeats, warmup=2, batch_size=batch_size, device=device)
-        rows.append({
-            "model": model_name, "width": width, "image_size": image_size, "batch_size": batch_size,
-            "device": describe_device(device),
-            "images_per_s": {name: statistics.median(values) for name, values in samples.items()},
-            "channels_last_speedup": statistics.median(c / n for c, n in zip(samples["channels_last"], samples["contiguous"])),
-        })
+        samples = time_interleaved(
+            trainers, steps=steps, repeats=repeats, warmup=2, batch_size=batch_size, device=device
+        )
+        rows.append(
+            {
+                "model": model_name,
+                "width": width,
+                "image_size": image_size,
+                "batch_size": batch_size,
+                "device": describe_device(device),
+                "images_per_s": {
+                    name: statistics.median(values) for name, values in samples.items()
+                },
+                "channels_last_speedup": statistics.median(
+                    c / n for c, n in zip(samples["channels_last"], samples["contiguous"])
+                ),
+            }
+        )
     return rows
 
 
 def format_memory_format(rows: list[dict]) -> str:
-    lines = ["Memory format, plain training step (images/s; speed-up = channels_last / contiguous, median of paired repeats):"]
+    lines = [
+        "Memory format, plain training step (images/s; speed-up = channels_last / contiguous, median of paired repeats):"
+    ]
     for row in rows:
         speed = row["images_per_s"]
-        lines.append(f"  {row['model']:<9} width {row['width']:<3} {row['image_size']}x{row['image_size']:<3} "
-                     f"contiguous {speed['contiguous']:8.1f}  channels_last {speed['channels_last']:8.1f}  "
-                     f"speed-up {row['channels_last_speedup']:.2f}")
+        lines.append(
+            f"  {row['model']:<9} width {row['width']:<3} {row['image_size']}x{row['image_size']:<3} "
+            f"contiguous {speed['contiguous']:8.1f}  channels_last {speed['channels_last']:8.1f}  "
+            f"speed-up {row['channels_last_speedup']:.2f}"
+        )
     return "\n".join(lines)
 
 
 COMPILE_SIZES = (("resnet20", 8, 16), ("resnet20", 16, 32))
 
 
-def measure_compile(*, device: str | torch.device | None = "cpu", batch_size: int = 128, steps: int = 10,
-                    sizes=COMPILE_SIZES) -> list[dict]:
+def measure_compile(
+    *,
+    device: str | torch.device | None = "cpu",
+    batch_size: int = 128,
+    steps: int = 10,
+    sizes=COMPILE_SIZES,
+) -> list[dict]:
     """``torch.compile`` against eager: its one-off compile time, its time per training step, and the
     run length from which it pays, set against each preset's comparison length on this kind of device.
 
@@ -494,7 +607,11 @@ def measure_compile(*, device: str | torch.device | None = "cpu", batch_size: in
     from resnet_course.train import PRESETS, use_channels_last
 
     device = pick_device(device)
-    memory_format = torch.channels_last if use_channels_last(device.type, is_image=True) else torch.contiguous_format
+    memory_format = (
+        torch.channels_last
+        if use_channels_last(device.type, is_image=True)
+        else torch.contiguous_format
+    )
     rows = []
     for model_name, width, image_size in sizes:
         data = synthetic_images(batch_size, image_size)
@@ -505,7 +622,9 @@ def measure_compile(*, device: str | torch.device | None = "cpu", batch_size: in
             torch._dynamo.reset()  # no graph compiled for an earlier size may be reused
             set_seed(0)
             model = create_model(model_name, width=width).to(device, memory_format=memory_format)
-            step = plain_training_step(torch.compile(model) if mode == "compiled" else model, x, y, bf16=False)
+            step = plain_training_step(
+                torch.compile(model) if mode == "compiled" else model, x, y, bf16=False
+            )
             start = time.perf_counter()
             step()
             _synchronize(device)
@@ -517,37 +636,68 @@ def measure_compile(*, device: str | torch.device | None = "cpu", batch_size: in
                 step()
             _synchronize(device)
             step_s[mode] = (time.perf_counter() - start) / steps
-        preset_steps = {name: preset.steps for name, preset in PRESETS.items()
-                        if (name == "gpu") == (device.type == "cuda")}
-        rows.append({
-            "model": model_name, "width": width, "image_size": image_size, "batch_size": batch_size,
-            "device": describe_device(device), "steps_timed": steps,
-            **compile_verdict(first_step_s["compiled"] - first_step_s["eager"], step_s["eager"], step_s["compiled"],
-                              preset_steps),
-        })
+        preset_steps = {
+            name: preset.steps
+            for name, preset in PRESETS.items()
+            if (name == "gpu") == (device.type == "cuda")
+        }
+        rows.append(
+            {
+                "model": model_name,
+                "width": width,
+                "image_size": image_size,
+                "batch_size": batch_size,
+                "device": describe_device(device),
+                "steps_timed": steps,
+                **compile_verdict(
+                    first_step_s["compiled"] - first_step_s["eager"],
+                    step_s["eager"],
+                    step_s["compiled"],
+                    preset_steps,
+                ),
+            }
+        )
     return rows
 
 
-def compile_verdict(compile_seconds: float, eager_step_s: float, compiled_step_s: float, preset_steps: dict) -> dict:
+def compile_verdict(
+    compile_seconds: float, eager_step_s: float, compiled_step_s: float, preset_steps: dict
+) -> dict:
     """From which run length compiling pays, and whether it does at each preset's number of steps."""
     saving_s = eager_step_s - compiled_step_s
     break_even = compile_seconds / saving_s if saving_s > 0 else None
     return {
-        "eager_step_s": eager_step_s, "compiled_step_s": compiled_step_s, "compiled_speedup": eager_step_s / compiled_step_s,
-        "compile_seconds": compile_seconds, "break_even_steps": break_even, "preset_steps": preset_steps,
-        "compile_pays_at": {name: break_even is not None and n > break_even for name, n in preset_steps.items()},
+        "eager_step_s": eager_step_s,
+        "compiled_step_s": compiled_step_s,
+        "compiled_speedup": eager_step_s / compiled_step_s,
+        "compile_seconds": compile_seconds,
+        "break_even_steps": break_even,
+        "preset_steps": preset_steps,
+        "compile_pays_at": {
+            name: break_even is not None and n > break_even for name, n in preset_steps.items()
+        },
     }
 
 
 def format_compile(rows: list[dict]) -> str:
-    lines = ["torch.compile against eager, plain training step (seconds; pays from = compile time / time saved per step):"]
+    lines = [
+        "torch.compile against eager, plain training step (seconds; pays from = compile time / time saved per step):"
+    ]
     for row in rows:
-        pays = "never (not faster per step)" if row["break_even_steps"] is None else f"{row['break_even_steps']:,.0f} steps"
-        presets = ", ".join(f"{name} ({n:,} steps): {'pays' if row['compile_pays_at'][name] else 'does not pay'}"
-                            for name, n in row["preset_steps"].items())
-        lines.append(f"  {row['model']:<9} width {row['width']:<3} {row['image_size']}x{row['image_size']:<3} "
-                     f"eager {row['eager_step_s']:.3f} s/step  compiled {row['compiled_step_s']:.3f} s/step "
-                     f"(x{row['compiled_speedup']:.2f})  compile {row['compile_seconds']:.0f} s  pays from {pays}; {presets}")
+        pays = (
+            "never (not faster per step)"
+            if row["break_even_steps"] is None
+            else f"{row['break_even_steps']:,.0f} steps"
+        )
+        presets = ", ".join(
+            f"{name} ({n:,} steps): {'pays' if row['compile_pays_at'][name] else 'does not pay'}"
+            for name, n in row["preset_steps"].items()
+        )
+        lines.append(
+            f"  {row['model']:<9} width {row['width']:<3} {row['image_size']}x{row['image_size']:<3} "
+            f"eager {row['eager_step_s']:.3f} s/step  compiled {row['compiled_step_s']:.3f} s/step "
+            f"(x{row['compiled_speedup']:.2f})  compile {row['compile_seconds']:.0f} s  pays from {pays}; {presets}"
+        )
     return "\n".join(lines)
 
 
@@ -563,7 +713,9 @@ def default_notebooks() -> list[Path]:
     return []
 
 
-def time_notebooks(paths: list[Path], *, preset: str = "book", timeout: int = 1800, kernel_name: str | None = None) -> dict:
+def time_notebooks(
+    paths: list[Path], *, preset: str = "book", timeout: int = 1800, kernel_name: str | None = None
+) -> dict:
     """Execute each notebook with nbclient, one after another, and time it (kernel start included).
 
     The chapters share one empty run cache, as on a fresh machine: a later chapter reads back
@@ -580,21 +732,37 @@ def time_notebooks(paths: list[Path], *, preset: str = "book", timeout: int = 18
     data_cache = Path(saved["RESNET_COURSE_CACHE"] or Path.home() / ".cache" / "resnet_course")
     # The downloaded CIFAR-10 is kept (a link into the fresh cache); only the runs start empty.
     if (data_cache / "cifar-10-batches-py").is_dir():
-        os.symlink(data_cache / "cifar-10-batches-py", Path(fresh_cache.name) / "cifar-10-batches-py")
+        os.symlink(
+            data_cache / "cifar-10-batches-py", Path(fresh_cache.name) / "cifar-10-batches-py"
+        )
     os.environ["RESNET_COURSE_PRESET"] = preset  # kernels inherit this process's environment
     os.environ["RESNET_COURSE_CACHE"] = fresh_cache.name
     try:
         for path in paths:
             notebook = nbformat.read(path, as_version=4)
             options = {"kernel_name": kernel_name} if kernel_name else {}
-            client = NotebookClient(notebook, timeout=timeout, resources={"metadata": {"path": str(Path(path).parent)}}, **options)
+            client = NotebookClient(
+                notebook,
+                timeout=timeout,
+                resources={"metadata": {"path": str(Path(path).parent)}},
+                **options,
+            )
             start = time.perf_counter()
             error = None
             try:
                 client.execute()
-            except Exception as failure:  # a failing cell, a timeout, a dead kernel: record it, time the rest
+            except (
+                Exception
+            ) as failure:  # a failing cell, a timeout, a dead kernel: record it, time the rest
                 error = f"{type(failure).__name__}: {str(failure).strip().splitlines()[-1] if str(failure).strip() else ''}"
-            results.append({"notebook": str(path), "seconds": time.perf_counter() - start, "ok": error is None, "error": error})
+            results.append(
+                {
+                    "notebook": str(path),
+                    "seconds": time.perf_counter() - start,
+                    "ok": error is None,
+                    "error": error,
+                }
+            )
     finally:
         for name, value in saved.items():
             if value is None:
@@ -602,15 +770,22 @@ def time_notebooks(paths: list[Path], *, preset: str = "book", timeout: int = 18
             else:
                 os.environ[name] = value
         fresh_cache.cleanup()
-    return {"preset": preset, "notebooks": results, "total_seconds": sum(r["seconds"] for r in results), "all_ok": all(r["ok"] for r in results)}
+    return {
+        "preset": preset,
+        "notebooks": results,
+        "total_seconds": sum(r["seconds"] for r in results),
+        "all_ok": all(r["ok"] for r in results),
+    }
 
 
 def format_chapters(chapters: dict) -> str:
     if not chapters["notebooks"]:
         return "Chapters: no chapters/*.ipynb found."
     budget = get_preset(chapters["preset"]).budget
-    lines = [f"Chapters executed with the '{chapters['preset']}' preset ({budget}), one after another, from an empty "
-             "run cache (seconds, kernel start included):"]
+    lines = [
+        f"Chapters executed with the '{chapters['preset']}' preset ({budget}), one after another, from an empty "
+        "run cache (seconds, kernel start included):"
+    ]
     for entry in chapters["notebooks"]:
         state = "" if entry["ok"] else f"  FAILED: {entry['error']}"
         lines.append(f"  {Path(entry['notebook']).name:<40} {entry['seconds']:8.1f}{state}")
@@ -635,7 +810,9 @@ GPU_CHAPTER_RUNS = {
 }
 
 
-def estimate_gpu_seconds(preset_name: str = "gpu", *, macs_per_s: float = T4_ASSUMED_MACS_PER_S) -> dict:
+def estimate_gpu_seconds(
+    preset_name: str = "gpu", *, macs_per_s: float = T4_ASSUMED_MACS_PER_S
+) -> dict:
     """Seconds of training arithmetic per chapter at ``preset_name`` on a T4: an estimate, labelled so.
 
     A training step costs about three forward passes (forward, and backward through activations
@@ -646,21 +823,28 @@ def estimate_gpu_seconds(preset_name: str = "gpu", *, macs_per_s: float = T4_ASS
     preset = get_preset(preset_name)
     images = preset.steps * preset.batch_size
     size = (1, 3, preset.image_size, preset.image_size)
-    per_model = {name: 3 * count_macs(create_model(name, width=preset.width), size) * images / macs_per_s
-                 for name in {m for models in GPU_CHAPTER_RUNS.values() for m in models}}
+    per_model = {
+        name: 3 * count_macs(create_model(name, width=preset.width), size) * images / macs_per_s
+        for name in {m for models in GPU_CHAPTER_RUNS.values() for m in models}
+    }
     return {
         "kind": "estimate",
         "preset": preset.name,
         "assumed_macs_per_s": macs_per_s,
         "images_per_run": images,
         "seconds_per_run": per_model,
-        "chapters": {chapter: sum(per_model[m] for m in models) for chapter, models in GPU_CHAPTER_RUNS.items()},
+        "chapters": {
+            chapter: sum(per_model[m] for m in models)
+            for chapter, models in GPU_CHAPTER_RUNS.items()
+        },
     }
 
 
 def format_gpu_estimate(estimate: dict) -> str:
-    lines = [f"GPU preset '{estimate['preset']}' on a T4, ESTIMATED (not measured): training arithmetic only, at an assumed "
-             f"{estimate['assumed_macs_per_s'] / 1e12:.2f} TMAC/s, {estimate['images_per_run']:,} images per run"]
+    lines = [
+        f"GPU preset '{estimate['preset']}' on a T4, ESTIMATED (not measured): training arithmetic only, at an assumed "
+        f"{estimate['assumed_macs_per_s'] / 1e12:.2f} TMAC/s, {estimate['images_per_run']:,} images per run"
+    ]
     for chapter, seconds in estimate["chapters"].items():
         lines.append(f"  {chapter:<40} {seconds:8.0f} s (estimate)")
     return "\n".join(lines)
@@ -696,8 +880,15 @@ def degradation_clock(
     for name in ("plain20", "plain56"):
         set_seed(seed)
         runs[name] = TrainingRun(
-            create_model(name, width=width), data, epochs=epochs, batch_size=batch_size, device=device,
-            log_every=1, progress=False, label=name, seed=seed,
+            create_model(name, width=width),
+            data,
+            epochs=epochs,
+            batch_size=batch_size,
+            device=device,
+            log_every=1,
+            progress=False,
+            label=name,
+            seed=seed,
         )
     steps = {name: iter(run) for name, run in runs.items()}
     elapsed, clock = 0.0, []  # clock[s - 1]: seconds both networks took to train s steps each
@@ -729,14 +920,24 @@ def degradation_clock(
         "total_seconds": elapsed,
         "behind_from_step": step,
         "seconds_to_behind": clock[step - 1] if step is not None else None,
-        "final_running_loss": {name: float(running_mean(values, window)[-1]) for name, values in losses.items() if values},
-        "final_epoch_train_loss": {name: run.history.train_loss[-1] for name, run in runs.items() if run.history.train_loss},
-        "final_test_acc": {name: run.history.test_acc[-1] for name, run in runs.items() if run.history.test_acc},
+        "final_running_loss": {
+            name: float(running_mean(values, window)[-1])
+            for name, values in losses.items()
+            if values
+        },
+        "final_epoch_train_loss": {
+            name: run.history.train_loss[-1] for name, run in runs.items() if run.history.train_loss
+        },
+        "final_test_acc": {
+            name: run.history.test_acc[-1] for name, run in runs.items() if run.history.test_acc
+        },
     }
 
 
 def format_degradation(result: dict) -> str:
-    losses = ", ".join(f"{name} {value:.3f}" for name, value in result["final_running_loss"].items())
+    losses = ", ".join(
+        f"{name} {value:.3f}" for name, value in result["final_running_loss"].items()
+    )
     if result["behind_from_step"] is None:
         verdict = f"plain-56 is NOT behind plain-20 at the end of training (final running losses: {losses})"
     else:
@@ -755,34 +956,74 @@ def format_degradation(result: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--only", default=",".join(DEFAULT_PARTS),
-                        help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all but compile)")
+    parser.add_argument(
+        "--only",
+        default=",".join(DEFAULT_PARTS),
+        help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all but compile)",
+    )
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out")
-    parser.add_argument("--no-chapters", action="store_true", help="leave out executing the chapters (it takes minutes)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure to this JSON file")
-    parser.add_argument("--device", default="cpu", help="device for throughput and degradation (default cpu; 'auto' picks CUDA, MPS, CPU)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, one per core)")
-    parser.add_argument("--preset", help="preset whose sizes are used (default: $RESNET_COURSE_PRESET, else by device)")
+    parser.add_argument(
+        "--no-chapters",
+        action="store_true",
+        help="leave out executing the chapters (it takes minutes)",
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write every figure to this JSON file"
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="device for throughput and degradation (default cpu; 'auto' picks CUDA, MPS, CPU)",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's choice, one per core)"
+    )
+    parser.add_argument(
+        "--preset",
+        help="preset whose sizes are used (default: $RESNET_COURSE_PRESET, else by device)",
+    )
     parser.add_argument("--image-size", type=int, help="override the preset's image size")
     parser.add_argument("--width", type=int, help="override the preset's network width")
     parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    parser.add_argument("--models", default="resnet20,resnet56", help="CIFAR ResNets whose throughput is measured")
+    parser.add_argument(
+        "--models", default="resnet20,resnet56", help="CIFAR ResNets whose throughput is measured"
+    )
     parser.add_argument("--steps", type=int, default=3, help="training steps timed per repetition")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (the median is reported)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed repetitions (the median is reported)"
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
     parser.add_argument("--notebooks", help="glob of notebooks to time (default: chapters/*.ipynb)")
-    parser.add_argument("--chapter-presets", default="book", help="comma-separated presets the chapters are executed with, "
-                        "each from an empty run cache (default book; 'book,cpu' times both budgets)")
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds one notebook cell may take")
-    parser.add_argument("--epochs", type=float, help="override the preset's epochs in the degradation clock")
-    parser.add_argument("--train-size", type=int, help="override the preset's training images in the degradation clock")
-    parser.add_argument("--test-size", type=int, help="override the preset's test images in the degradation clock")
-    parser.add_argument("--window", type=int, default=10, help="steps averaged when comparing the two losses")
+    parser.add_argument(
+        "--chapter-presets",
+        default="book",
+        help="comma-separated presets the chapters are executed with, "
+        "each from an empty run cache (default book; 'book,cpu' times both budgets)",
+    )
+    parser.add_argument(
+        "--timeout", type=int, default=1800, help="seconds one notebook cell may take"
+    )
+    parser.add_argument(
+        "--epochs", type=float, help="override the preset's epochs in the degradation clock"
+    )
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        help="override the preset's training images in the degradation clock",
+    )
+    parser.add_argument(
+        "--test-size", type=int, help="override the preset's test images in the degradation clock"
+    )
+    parser.add_argument(
+        "--window", type=int, default=10, help="steps averaged when comparing the two losses"
+    )
 
 
 def _parts(args: argparse.Namespace) -> list[str]:
     chosen = [part.strip() for part in args.only.split(",") if part.strip()]
-    skipped = {part.strip() for part in args.skip.split(",") if part.strip()} | ({"chapters"} if args.no_chapters else set())
+    skipped = {part.strip() for part in args.skip.split(",") if part.strip()} | (
+        {"chapters"} if args.no_chapters else set()
+    )
     unknown = sorted((set(chosen) | skipped) - set(PARTS))
     if unknown:
         raise ValueError(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}.")
@@ -796,29 +1037,43 @@ def goals(report: dict) -> list[str]:
         for kind in ("network", "loop"):
             ratio = result[f"ratio_{kind}"]
             met = "met" if ratio >= GOALS["throughput_ratio"] else "MISSED"
-            lines.append(f"{result['model']} throughput ratio ({kind}) {ratio:.3f} >= {GOALS['throughput_ratio']}: {met}")
+            lines.append(
+                f"{result['model']} throughput ratio ({kind}) {ratio:.3f} >= {GOALS['throughput_ratio']}: {met}"
+            )
         if "ratio_loop_vs_tutorial" in result:
             ratio = result["ratio_loop_vs_tutorial"]
             met = "met" if ratio >= GOALS["tutorial_ratio"] else "MISSED"
-            lines.append(f"{result['model']} fit against the tutorial pipeline {ratio:.3f} >= {GOALS['tutorial_ratio']}: {met}")
+            lines.append(
+                f"{result['model']} fit against the tutorial pipeline {ratio:.3f} >= {GOALS['tutorial_ratio']}: {met}"
+            )
     for preset_name, chapters in report.get("chapters_by_preset", {}).items():
         if not chapters["notebooks"]:
             continue
         if preset_name == "book":
             total = chapters["total_seconds"]
             met = "met" if total <= GOALS["book_seconds"] and chapters["all_ok"] else "MISSED"
-            lines.append(f"whole book at the book preset {total:.0f} s <= {GOALS['book_seconds']:.0f} s, every chapter ran: {met}")
+            lines.append(
+                f"whole book at the book preset {total:.0f} s <= {GOALS['book_seconds']:.0f} s, every chapter ran: {met}"
+            )
         elif preset_name == "cpu":
             slowest = max(chapters["notebooks"], key=lambda entry: entry["seconds"])
-            met = "met" if slowest["seconds"] <= GOALS["book_seconds"] and chapters["all_ok"] else "MISSED"
-            lines.append(f"slowest chapter at the cpu preset ({Path(slowest['notebook']).name}) {slowest['seconds']:.0f} s "
-                         f"<= {GOALS['book_seconds']:.0f} s, every chapter ran: {met}")
+            met = (
+                "met"
+                if slowest["seconds"] <= GOALS["book_seconds"] and chapters["all_ok"]
+                else "MISSED"
+            )
+            lines.append(
+                f"slowest chapter at the cpu preset ({Path(slowest['notebook']).name}) {slowest['seconds']:.0f} s "
+                f"<= {GOALS['book_seconds']:.0f} s, every chapter ran: {met}"
+            )
     clock = report.get("degradation")
     if clock and "error" not in clock:
         seconds = clock["seconds_to_behind"]
         met = "met" if seconds is not None and seconds <= GOALS["degradation_seconds"] else "MISSED"
         shown = "never" if seconds is None else f"{seconds:.1f} s"
-        lines.append(f"plain-56 behind plain-20 after {shown} <= {GOALS['degradation_seconds']:.0f} s: {met}")
+        lines.append(
+            f"plain-56 behind plain-20 after {shown} <= {GOALS['degradation_seconds']:.0f} s: {met}"
+        )
     return lines
 
 
@@ -846,29 +1101,52 @@ def main(args: argparse.Namespace) -> int:
 
     if "memory_format" in parts:
         # The preset-sized table by default; the sizes asked for when --image-size or --width is given.
-        sizes = MEMORY_FORMAT_SIZES if not (args.image_size or args.width) else tuple(
-            (m.strip(), width, image_size) for m in args.models.split(",") if m.strip())
-        report["memory_format"] = measure_memory_format(device=device, batch_size=batch_size, sizes=sizes,
-                                                        steps=args.steps, repeats=args.repeats)
+        sizes = (
+            MEMORY_FORMAT_SIZES
+            if not (args.image_size or args.width)
+            else tuple((m.strip(), width, image_size) for m in args.models.split(",") if m.strip())
+        )
+        report["memory_format"] = measure_memory_format(
+            device=device,
+            batch_size=batch_size,
+            sizes=sizes,
+            steps=args.steps,
+            repeats=args.repeats,
+        )
         print(format_memory_format(report["memory_format"]), flush=True)
 
     if "compile" in parts:
-        sizes = COMPILE_SIZES if not (args.image_size or args.width) else tuple(
-            (m.strip(), width, image_size) for m in args.models.split(",") if m.strip())
+        sizes = (
+            COMPILE_SIZES
+            if not (args.image_size or args.width)
+            else tuple((m.strip(), width, image_size) for m in args.models.split(",") if m.strip())
+        )
         report["compile"] = measure_compile(device=device, batch_size=batch_size, sizes=sizes)
         print(format_compile(report["compile"]), flush=True)
 
     if "throughput" in parts:
         report["throughput"] = []
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-            report["throughput"].append(measure_throughput(
-                name, image_size=image_size, width=width, batch_size=batch_size,
-                steps=args.steps, repeats=args.repeats, warmup=args.warmup, device=device,
-            ))
+            report["throughput"].append(
+                measure_throughput(
+                    name,
+                    image_size=image_size,
+                    width=width,
+                    batch_size=batch_size,
+                    steps=args.steps,
+                    repeats=args.repeats,
+                    warmup=args.warmup,
+                    device=device,
+                )
+            )
         print(format_throughput(report["throughput"]), flush=True)
 
     if "chapters" in parts:
-        paths = sorted(Path(p) for p in glob.glob(args.notebooks)) if args.notebooks else default_notebooks()
+        paths = (
+            sorted(Path(p) for p in glob.glob(args.notebooks))
+            if args.notebooks
+            else default_notebooks()
+        )
         report["chapters_by_preset"] = {}
         for preset_name in [p.strip() for p in args.chapter_presets.split(",") if p.strip()]:
             timed = time_notebooks(paths, preset=get_preset(preset_name).name, timeout=args.timeout)
@@ -892,8 +1170,12 @@ def main(args: argparse.Namespace) -> int:
             print(f"Degradation clock: skipped, no CIFAR-10 ({error})", flush=True)
         else:
             report["degradation"] = degradation_clock(
-                data, width=width, batch_size=batch_size, epochs=args.epochs or preset.epochs,
-                window=args.window, device=device,
+                data,
+                width=width,
+                batch_size=batch_size,
+                epochs=args.epochs or preset.epochs,
+                window=args.window,
+                device=device,
             )
             print(format_degradation(report["degradation"]), flush=True)
 
@@ -909,7 +1191,9 @@ def main(args: argparse.Namespace) -> int:
 
 def cli(argv: list[str] | None = None) -> int:
     """``python -m tools.bench ARGS``; ``python -m resnet_course bench ARGS`` calls :func:`main` alike."""
-    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench", description=__doc__.split("\n\n")[0]
+    )
     add_arguments(parser)
     return main(parser.parse_args(argv))
 

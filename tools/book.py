@@ -54,7 +54,9 @@ def toc_files(toc_path: str | Path) -> list[str]:
 
     toc = yaml.safe_load(Path(toc_path).read_text())
     if not isinstance(toc, dict) or "root" not in toc:
-        raise ValueError(f"{toc_path} is not a Jupyter Book table of contents: it has no 'root' entry.")
+        raise ValueError(
+            f"{toc_path} is not a Jupyter Book table of contents: it has no 'root' entry."
+        )
     files = [_without_suffix(toc["root"])]
 
     def walk(entries):
@@ -109,7 +111,11 @@ def unique_scripts(scripts: list) -> list:
     """``scripts`` without repeats, taking an inline script named ``None`` and one named ``''`` as one."""
     seen, unique = set(), []
     for script in scripts:
-        key = (str(script.filename or ""), script.priority, tuple(sorted(script.attributes.items())))
+        key = (
+            str(script.filename or ""),
+            script.priority,
+            tuple(sorted(script.attributes.items())),
+        )
         if key not in seen:
             seen.add(key)
             unique.append(script)

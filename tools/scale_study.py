@@ -77,7 +77,10 @@ class Claim:
     second_options: tuple = ()
 
     def networks(self) -> tuple[tuple[str, tuple], tuple[str, tuple]]:
-        return (self.first, self.model_options + self.first_options), (self.second, self.model_options + self.second_options)
+        return (self.first, self.model_options + self.first_options), (
+            self.second,
+            self.model_options + self.second_options,
+        )
 
     def run_name(self, which: int) -> str:
         """The record's name for network ``which`` (0 or 1): the model, plus its extra options."""
@@ -108,34 +111,100 @@ METRICS = {
 CLAIMS = {
     claim.name: claim
     for claim in (
-        Claim("degradation", "01", "plain20", "plain56", "second above", True,
-              "plain-56 ends with a higher training error than plain-20, and both train", ("plain-20", "plain-56")),
-        Claim("residual_depth", "02", "resnet20", "resnet56", "second at or below", True,
-              "ResNet-56 ends with a training error at or below ResNet-20's", ("ResNet-20", "ResNet-56")),
+        Claim(
+            "degradation",
+            "01",
+            "plain20",
+            "plain56",
+            "second above",
+            True,
+            "plain-56 ends with a higher training error than plain-20, and both train",
+            ("plain-20", "plain-56"),
+        ),
+        Claim(
+            "residual_depth",
+            "02",
+            "resnet20",
+            "resnet56",
+            "second at or below",
+            True,
+            "ResNet-56 ends with a training error at or below ResNet-20's",
+            ("ResNet-20", "ResNet-56"),
+        ),
         # The last BN of every residual branch starts at gamma = 0 (Goyal et al. 2017), so every block
         # starts as an identity and the deep network starts as shallow as the shallow one.
-        Claim("residual_depth_zero_init", "02", "resnet20", "resnet56", "second at or below", True,
-              "ResNet-56 ends with a training error at or below ResNet-20's, both with zero-initialised last BNs",
-              ("ResNet-20", "ResNet-56"), model_options=(("zero_init_last", True),)),
+        Claim(
+            "residual_depth_zero_init",
+            "02",
+            "resnet20",
+            "resnet56",
+            "second at or below",
+            True,
+            "ResNet-56 ends with a training error at or below ResNet-20's, both with zero-initialised last BNs",
+            ("ResNet-20", "ResNet-56"),
+            model_options=(("zero_init_last", True),),
+        ),
         # He et al. 2015, Table 3: projections (B, C) are marginally better than zero-padding (A).
-        Claim("shortcut_b", "03", "resnet20", "resnet20", "second at or below", True,
-              "ResNet-20 with projection shortcuts where the shape changes (B) ends with a training error at or "
-              "below zero-padding (A)", ("option A", "option B"), second_options=(("shortcut", "B"),)),
-        Claim("shortcut_c", "03", "resnet20", "resnet20", "second at or below", True,
-              "ResNet-20 with projections on every shortcut (C) ends with a training error at or below option B",
-              ("option B", "option C"), first_options=(("shortcut", "B"),), second_options=(("shortcut", "C"),)),
+        Claim(
+            "shortcut_b",
+            "03",
+            "resnet20",
+            "resnet20",
+            "second at or below",
+            True,
+            "ResNet-20 with projection shortcuts where the shape changes (B) ends with a training error at or "
+            "below zero-padding (A)",
+            ("option A", "option B"),
+            second_options=(("shortcut", "B"),),
+        ),
+        Claim(
+            "shortcut_c",
+            "03",
+            "resnet20",
+            "resnet20",
+            "second at or below",
+            True,
+            "ResNet-20 with projections on every shortcut (C) ends with a training error at or below option B",
+            ("option B", "option C"),
+            first_options=(("shortcut", "B"),),
+            second_options=(("shortcut", "C"),),
+        ),
         # He et al. 2016 (identity mappings): at 110 layers and more, pre-activation trains more easily.
-        Claim("preact_depth", "05", "resnet110", "preact_resnet110", "second at or below", False,
-              "pre-activation ResNet-110 (v2) ends with a training error at or below ResNet-110 (v1)",
-              ("ResNet-110 v1", "ResNet-110 v2")),
+        Claim(
+            "preact_depth",
+            "05",
+            "resnet110",
+            "preact_resnet110",
+            "second at or below",
+            False,
+            "pre-activation ResNet-110 (v2) ends with a training error at or below ResNet-110 (v1)",
+            ("ResNet-110 v1", "ResNet-110 v2"),
+        ),
         # Veit et al. 2016: deleting one block costs a residual network little and a plain one a lot.
-        Claim("lesion", "07", "resnet20", "plain20", "second above", True,
-              "deleting one block inside a stage costs plain-20 more test accuracy than ResNet-20, and both train",
-              ("ResNet-20", "plain-20"), metric="lesion_mean_drop_points"),
-        Claim("transformer_residual", "08", "transformer", "transformer", "second above", False,
-              "a 4-block transformer without its residual connections ends with a higher training error (per "
-              "position, sorting 6 tokens) than with them", ("with residuals", "without residuals"), task="sort",
-              second_options=(("residual", False),)),
+        Claim(
+            "lesion",
+            "07",
+            "resnet20",
+            "plain20",
+            "second above",
+            True,
+            "deleting one block inside a stage costs plain-20 more test accuracy than ResNet-20, and both train",
+            ("ResNet-20", "plain-20"),
+            metric="lesion_mean_drop_points",
+        ),
+        Claim(
+            "transformer_residual",
+            "08",
+            "transformer",
+            "transformer",
+            "second above",
+            False,
+            "a 4-block transformer without its residual connections ends with a higher training error (per "
+            "position, sorting 6 tokens) than with them",
+            ("with residuals", "without residuals"),
+            task="sort",
+            second_options=(("residual", False),),
+        ),
     )
 }
 
@@ -157,8 +226,13 @@ class Config:
     task: str = "cifar"
 
     def recipe(self) -> dict:
-        return dict(steps=self.steps, lr=self.lr, schedule=self.schedule, warmup_epochs=self.warmup_epochs,
-                    batch_size=self.batch_size)
+        return dict(
+            steps=self.steps,
+            lr=self.lr,
+            schedule=self.schedule,
+            warmup_epochs=self.warmup_epochs,
+            batch_size=self.batch_size,
+        )
 
 
 @dataclass(frozen=True)
@@ -179,8 +253,14 @@ class SequenceConfig:
     task: str = "sort"
 
     def recipe(self) -> dict:
-        return dict(epochs=self.epochs, lr=self.lr, optimizer="adam", batch_size=self.batch_size, schedule="cosine",
-                    weight_decay=0.0)
+        return dict(
+            epochs=self.epochs,
+            lr=self.lr,
+            optimizer="adam",
+            batch_size=self.batch_size,
+            schedule="cosine",
+            weight_decay=0.0,
+        )
 
 
 CONFIGS = {
@@ -192,8 +272,18 @@ CONFIGS = {
         Config("w16-16px-1050st-step", 16, 16, 1050, schedule="step", warmup_epochs=0),
         # Chapter 5's regime: the constant lr 0.1 from the first step that He et al. 2016 found v1-110
         # hard to start with, batch 32, as long as the book (60 steps) and cpu (200 steps) presets run it.
-        Config("w8-16px-60st-b32-const", 16, 8, 60, schedule="constant", warmup_epochs=0, batch_size=32),
-        Config("w8-16px-200st-b32-const", 16, 8, 200, schedule="constant", warmup_epochs=0, batch_size=32),
+        Config(
+            "w8-16px-60st-b32-const", 16, 8, 60, schedule="constant", warmup_epochs=0, batch_size=32
+        ),
+        Config(
+            "w8-16px-200st-b32-const",
+            16,
+            8,
+            200,
+            schedule="constant",
+            warmup_epochs=0,
+            batch_size=32,
+        ),
         # Two epochs of linear warm-up (the paper warms ResNet-110 up), then a cosine decay to 0.
         # 525 steps is the book preset's comparison, 1,050 the cpu preset's.
         Config("w8-16px-525st-cos", 16, 8, 525),
@@ -254,11 +344,19 @@ def load_data(config):
     if config.task == "sort":
         from resnet_course.beyond import make_sequence_task
 
-        return make_sequence_task("sort", length=config.length, vocab=config.vocab, train_size=config.train_size,
-                                  test_size=config.test_size, seed=0)
+        return make_sequence_task(
+            "sort",
+            length=config.length,
+            vocab=config.vocab,
+            train_size=config.train_size,
+            test_size=config.test_size,
+            seed=0,
+        )
     from resnet_course.data import load_cifar10
 
-    return load_cifar10(image_size=config.image_size, train_size=config.train_size, test_size=config.test_size)
+    return load_cifar10(
+        image_size=config.image_size, train_size=config.train_size, test_size=config.test_size
+    )
 
 
 def train(config, model: str, options: dict, seed: int, data):
@@ -268,13 +366,33 @@ def train(config, model: str, options: dict, seed: int, data):
         from resnet_course.train import fit, set_seed
 
         set_seed(seed)
-        network = TinyTransformer(config.vocab, config.length, dim=config.dim, depth=config.depth, heads=config.heads,
-                                  **options)
-        return network, fit(network, data, seed=seed, progress=False, label=f"{model} seed {seed}", **config.recipe())
+        network = TinyTransformer(
+            config.vocab,
+            config.length,
+            dim=config.dim,
+            depth=config.depth,
+            heads=config.heads,
+            **options,
+        )
+        return network, fit(
+            network,
+            data,
+            seed=seed,
+            progress=False,
+            label=f"{model} seed {seed}",
+            **config.recipe(),
+        )
     from resnet_course import runs
 
-    return runs.train(model, data, model_options={"width": config.width, **options}, seed=seed, progress=False,
-                      label=f"{model} seed {seed}", **config.recipe())
+    return runs.train(
+        model,
+        data,
+        model_options={"width": config.width, **options},
+        seed=seed,
+        progress=False,
+        label=f"{model} seed {seed}",
+        **config.recipe(),
+    )
 
 
 def lesion_mean_drop(network, data) -> float | None:
@@ -296,7 +414,9 @@ def run_one(config, claim: Claim, which: int, seed: int, data) -> dict:
         "kind": "resnet_course.scale_study",
         "config": dataclasses.asdict(config),
         "model": claim.run_name(which),
-        "model_options": dict(options) if config.task == "sort" else {"width": config.width, **dict(options)},
+        "model_options": dict(options)
+        if config.task == "sort"
+        else {"width": config.width, **dict(options)},
         "seed": seed,
         "seconds": time.perf_counter() - start,
         "train_seconds": history.wall_time,
@@ -304,7 +424,10 @@ def run_one(config, claim: Claim, which: int, seed: int, data) -> dict:
         "final_train_loss": history.train_loss[-1],
         "final_test_error": history.test_error[-1] if history.test_acc else None,
         "diverged_at_step": history.diverged_at_step,
-        "history": {key: getattr(history, key) for key in ("epochs", "train_loss", "train_acc", "test_loss", "test_acc", "lr")},
+        "history": {
+            key: getattr(history, key)
+            for key in ("epochs", "train_loss", "train_acc", "test_loss", "test_acc", "lr")
+        },
         "steps": history.steps[-1] if history.steps else 0,
         "provenance": provenance(data, torch.get_num_threads()),
     }
@@ -338,8 +461,11 @@ def run(claims: list[str], configs: list[str], seeds: list[int]) -> None:
                         continue  # finished before (or by another claim with the same network)
                     data = data or load_data(config)
                     record = run_one(config, claim, which, seed, data)
-                    print(f"{config.name} {record['model']} seed {seed}: training error {record['final_train_error']:.1f}%, "
-                          f"loss {record['final_train_loss']:.3f}, {record['seconds']:.0f} s", flush=True)
+                    print(
+                        f"{config.name} {record['model']} seed {seed}: training error {record['final_train_error']:.1f}%, "
+                        f"loss {record['final_train_loss']:.3f}, {record['seconds']:.0f} s",
+                        flush=True,
+                    )
             summary()  # after every seed, so finished evidence is written as it comes
 
 
@@ -357,10 +483,15 @@ def read_records() -> dict[tuple[str, str, int], dict]:
 def judge(claim: Claim, config_name: str, records: dict) -> dict | None:
     """The claim's verdict for one configuration over the seeds that have both runs."""
     first_name, second_name = claim.run_name(0), claim.run_name(1)
-    seeds = sorted(seed for (name, model, seed) in records if name == config_name and model == first_name
-                   and (name, second_name, seed) in records
-                   and records[name, model, seed].get(claim.metric) is not None
-                   and records[name, second_name, seed].get(claim.metric) is not None)
+    seeds = sorted(
+        seed
+        for (name, model, seed) in records
+        if name == config_name
+        and model == first_name
+        and (name, second_name, seed) in records
+        and records[name, model, seed].get(claim.metric) is not None
+        and records[name, second_name, seed].get(claim.metric) is not None
+    )
     if not seeds:
         return None
     first = [records[config_name, first_name, s] for s in seeds]
@@ -368,7 +499,11 @@ def judge(claim: Claim, config_name: str, records: dict) -> dict | None:
     first_values = [r[claim.metric] for r in first]
     second_values = [r[claim.metric] for r in second]
     differences = [b - a for a, b in zip(first_values, second_values)]  # second minus first, points
-    spread = max(statistics.pstdev(first_values), statistics.pstdev(second_values)) if len(seeds) > 1 else None
+    spread = (
+        max(statistics.pstdev(first_values), statistics.pstdev(second_values))
+        if len(seeds) > 1
+        else None
+    )
     mean_difference = statistics.fmean(differences)
     if claim.expect == "second above":
         sign_everywhere = all(d > 0 for d in differences)
@@ -378,19 +513,37 @@ def judge(claim: Claim, config_name: str, records: dict) -> dict | None:
         margin = -mean_difference
     trained = all(r["final_train_error"] <= TRAINED_ERROR for r in first + second)
     trained_by_loss = all(r["final_train_loss"] < TRAINED_LOSS for r in first + second)
-    shown = len(seeds) >= 3 and sign_everywhere and spread is not None and margin > spread and (trained or not claim.both_train)
+    shown = (
+        len(seeds) >= 3
+        and sign_everywhere
+        and spread is not None
+        and margin > spread
+        and (trained or not claim.both_train)
+    )
     # Neither network ahead by more than the seed noise: a tie, which is what "not worse" looks like
     # when the margin is too small to call.
-    tie = len(seeds) >= 3 and spread is not None and abs(mean_difference) <= spread and (trained or not claim.both_train)
+    tie = (
+        len(seeds) >= 3
+        and spread is not None
+        and abs(mean_difference) <= spread
+        and (trained or not claim.both_train)
+    )
     # The claim's opposite held: the other sign in every seed, by more than the seed spread.
     if claim.expect == "second above":
         opposite_everywhere = all(d < 0 for d in differences)
     else:
         opposite_everywhere = all(d > 0 for d in differences)
-    opposite = (len(seeds) >= 3 and opposite_everywhere and spread is not None and -margin > spread
-                and (trained or not claim.both_train))
+    opposite = (
+        len(seeds) >= 3
+        and opposite_everywhere
+        and spread is not None
+        and -margin > spread
+        and (trained or not claim.both_train)
+    )
     # Seconds to train both networks once (one seed), on the machine that made the record.
-    seconds = statistics.fmean(r["train_seconds"] + q["train_seconds"] for r, q in zip(first, second))
+    seconds = statistics.fmean(
+        r["train_seconds"] + q["train_seconds"] for r, q in zip(first, second)
+    )
     return {
         "claim": claim.name,
         "config": config_name,
@@ -423,13 +576,21 @@ def judge(claim: Claim, config_name: str, records: dict) -> dict | None:
 
 def origin(records: list[dict]) -> dict:
     """Where a verdict's runs came from: every machine, version, commit and data hash among them, and when."""
+
     def distinct(key: str) -> list:
         return sorted({str(r["provenance"].get(key)) for r in records})
 
     return {
-        "cpu": distinct("cpu"), "device": distinct("device"), "torch": distinct("torch"), "commit": distinct("commit"),
-        "data": distinct("data"), "data_sha256": distinct("data_sha256"),
-        "dates": [min(r["provenance"]["date"] for r in records), max(r["provenance"]["date"] for r in records)],
+        "cpu": distinct("cpu"),
+        "device": distinct("device"),
+        "torch": distinct("torch"),
+        "commit": distinct("commit"),
+        "data": distinct("data"),
+        "data_sha256": distinct("data_sha256"),
+        "dates": [
+            min(r["provenance"]["date"] for r in records),
+            max(r["provenance"]["date"] for r in records),
+        ],
     }
 
 
@@ -446,14 +607,17 @@ def summary() -> dict:
     cheapest = {}
     for claim in CLAIMS:
         shown = [v for v in verdicts if v["claim"] == claim and v["shown"]]
-        cheapest[claim] = min(shown, key=lambda v: v["seconds_per_seed"])["config"] if shown else None
+        cheapest[claim] = (
+            min(shown, key=lambda v: v["seconds_per_seed"])["config"] if shown else None
+        )
     result = {
         "kind": "resnet_course.scale_study.summary",
         "definition": (
             "the claimed sign holds in every one of at least 3 seeds, the mean difference is larger than the seed "
             "spread (the larger standard deviation of the two networks' values), and, for claims "
             f"about trained networks, both end with a training error at least 10 points below chance "
-            f"(at most {TRAINED_ERROR:.0f}%)"),
+            f"(at most {TRAINED_ERROR:.0f}%)"
+        ),
         "claims": {name: dataclasses.asdict(claim) for name, claim in CLAIMS.items()},
         "metrics": METRICS,
         "configs": {name: dataclasses.asdict(config) for name, config in CONFIGS.items()},
@@ -462,7 +626,9 @@ def summary() -> dict:
         # Where the runs came from (the first record's machine, versions, commit and data), and every
         # distinct machine and commit among them.
         "provenance": next(iter(records.values()))["provenance"] if records else {},
-        "devices": sorted({r["provenance"]["device"] + " / " + r["provenance"]["cpu"] for r in records.values()}),
+        "devices": sorted(
+            {r["provenance"]["device"] + " / " + r["provenance"]["cpu"] for r in records.values()}
+        ),
         "commits": sorted({str(r["provenance"]["commit"]) for r in records.values()}),
     }
     STUDY_DIR.mkdir(parents=True, exist_ok=True)
@@ -508,7 +674,9 @@ def _table(result: dict) -> str:
             )
         lines.append("")
     lines += ["Cheapest configuration that shows each claim:", ""]
-    lines += [f"- {claim}: {config or 'none yet'}" for claim, config in result["cheapest_shown"].items()]
+    lines += [
+        f"- {claim}: {config or 'none yet'}" for claim, config in result["cheapest_shown"].items()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -524,13 +692,23 @@ def _plot(result: dict) -> None:
             continue
         fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(verdicts)))
         for row, v in enumerate(verdicts):
-            ax.scatter(v["difference_points"], [row] * len(v["difference_points"]), color="C0" if v["shown"] else "C7")
+            ax.scatter(
+                v["difference_points"],
+                [row] * len(v["difference_points"]),
+                color="C0" if v["shown"] else "C7",
+            )
             ax.plot([v["mean_difference_points"]] * 2, [row - 0.3, row + 0.3], color="black")
         ax.axvline(0, color="grey", linestyle=":")
-        ax.set_yticks(range(len(verdicts)), [f"{v['config']} ({v['steps']} steps)" for v in verdicts], fontsize=8)
+        ax.set_yticks(
+            range(len(verdicts)),
+            [f"{v['config']} ({v['steps']} steps)" for v in verdicts],
+            fontsize=8,
+        )
         first, second = claim.labels
-        ax.set(xlabel=f"{METRICS[claim.metric].split(' (')[0]}: {second} minus {first} (points; one dot per seed, bar = mean)",
-               title=f"Scale study: {claim.statement} (blue: shown)")
+        ax.set(
+            xlabel=f"{METRICS[claim.metric].split(' (')[0]}: {second} minus {first} (points; one dot per seed, bar = mean)",
+            title=f"Scale study: {claim.statement} (blue: shown)",
+        )
         ax.grid(alpha=0.3, axis="x")
         fig.tight_layout()
         fig.savefig(STUDY_DIR / f"{claim.name}.png", dpi=110)
@@ -541,7 +719,9 @@ def _plot(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.scale_study", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.scale_study", description=__doc__.split("\n\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="train what is missing, then summarise")
     run_parser.add_argument("--claims", default=",".join(CLAIMS))
@@ -564,7 +744,10 @@ def main(argv: list[str] | None = None) -> int:
     configs = [c for c in args.configs.split(",") if c]
     unknown = [c for c in claims if c not in CLAIMS] + [c for c in configs if c not in CONFIGS]
     if unknown:
-        print(f"scale_study: unknown claim or configuration {', '.join(unknown)}; see `list`.", file=sys.stderr)
+        print(
+            f"scale_study: unknown claim or configuration {', '.join(unknown)}; see `list`.",
+            file=sys.stderr,
+        )
         return 2
     if args.threads:
         import torch

@@ -38,8 +38,21 @@ from .exercises import EXERCISES
 from .report import Check, CheckFailed, Report
 
 __all__ = [
-    "PLAIN_VS_RESIDUAL", "EXERCISES", "Check", "CheckFailed", "Report", "split_transform_merge",
-    "check_basic_block", "check_input_gradient", "check_cifar_nets", "check_plain_vs_residual",
-    "check_bottleneck", "check_resnet50", "check_shortcuts", "check_option_b_cost",
-    "check_preact_block", "check_resnext_block", "check_fixed_block",
+    "PLAIN_VS_RESIDUAL",
+    "EXERCISES",
+    "Check",
+    "CheckFailed",
+    "Report",
+    "split_transform_merge",
+    "check_basic_block",
+    "check_input_gradient",
+    "check_cifar_nets",
+    "check_plain_vs_residual",
+    "check_bottleneck",
+    "check_resnet50",
+    "check_shortcuts",
+    "check_option_b_cost",
+    "check_preact_block",
+    "check_resnext_block",
+    "check_fixed_block",
 ]

@@ -52,7 +52,9 @@ def _regions(source: str) -> list[tuple[int, int, int]]:
         marker = line.strip()
         if marker == BEGIN:
             if begin is not None:
-                raise SolutionError(f"a '{BEGIN}' at line {index + 1} opens a region inside another.")
+                raise SolutionError(
+                    f"a '{BEGIN}' at line {index + 1} opens a region inside another."
+                )
             begin = index
         elif marker == END:
             if begin is None:
@@ -74,8 +76,12 @@ def student_code(source: str) -> str:
     for begin, end, after in _regions(source):
         out += lines[position:begin]
         indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
-        stubs = [line.strip()[len(STUB):].removeprefix(" ") for line in lines[end + 1 : after]]
-        out += [indent + stub for stub in stubs] if stubs else [f"{indent}# Your code here.", f"{indent}raise NotImplementedError"]
+        stubs = [line.strip()[len(STUB) :].removeprefix(" ") for line in lines[end + 1 : after]]
+        out += (
+            [indent + stub for stub in stubs]
+            if stubs
+            else [f"{indent}# Your code here.", f"{indent}raise NotImplementedError"]
+        )
         position = after
     return "\n".join(out + lines[position:])
 
@@ -95,11 +101,20 @@ def has_solution(cell: nbformat.NotebookNode) -> bool:
     return cell.cell_type == "markdown" and bool(MARKDOWN_ANSWER.search(cell.source))
 
 
-def normalise_solution(notebook: nbformat.NotebookNode, exercise: Exercise) -> nbformat.NotebookNode:
+def normalise_solution(
+    notebook: nbformat.NotebookNode, exercise: Exercise
+) -> nbformat.NotebookNode:
     """The solution as it is stored: canonical set-up and check cells, no other outputs, stable ids."""
     notebook = nbformat.from_dict(notebook)
     cells = notebook.cells
-    setup = next((i for i, c in enumerate(cells) if c.cell_type == "code" and "colab-setup" in c.metadata.get("tags", [])), None)
+    setup = next(
+        (
+            i
+            for i, c in enumerate(cells)
+            if c.cell_type == "code" and "colab-setup" in c.metadata.get("tags", [])
+        ),
+        None,
+    )
     if setup is None:
         first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
         cells.insert(first_code, colab_setup_cell())
@@ -109,7 +124,9 @@ def normalise_solution(notebook: nbformat.NotebookNode, exercise: Exercise) -> n
     for check in exercise.checks:
         index = find_check_cell(notebook, check)
         if index is None:
-            raise SolutionError(f"the solution of {exercise.name} lacks the check cell `{check.call}`.")
+            raise SolutionError(
+                f"the solution of {exercise.name} lacks the check cell `{check.call}`."
+            )
         check_positions[index] = check
     code_count = 0
     for index, cell in enumerate(cells):
@@ -144,7 +161,11 @@ def student_notebook(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def book_code(solution: nbformat.NotebookNode, exercise: Exercise) -> str:
     """The solution's own code, for the book: the cells that hold a solution region, markers removed."""
-    parts = [solution_code(cell.source) for cell in solution.cells if cell.cell_type == "code" and has_solution(cell)]
+    parts = [
+        solution_code(cell.source)
+        for cell in solution.cells
+        if cell.cell_type == "code" and has_solution(cell)
+    ]
     header = f"# Exercise {exercise.number}, {exercise.title}: the solution's code cells.\n\n"
     return header + "\n\n\n".join(parts) + "\n"
 
@@ -156,8 +177,10 @@ def build(solutions_dir: Path, out_dir: Path) -> dict[Path, str]:
     names = {path.stem for path in solution_paths}
     if names != set(EXERCISES):
         missing, extra = sorted(set(EXERCISES) - names), sorted(names - set(EXERCISES))
-        raise SolutionError(f"{solutions_dir} should hold exactly the exercises' solutions (missing: {missing or 'none'}, "
-                            f"unexpected: {extra or 'none'}).")
+        raise SolutionError(
+            f"{solutions_dir} should hold exactly the exercises' solutions (missing: {missing or 'none'}, "
+            f"unexpected: {extra or 'none'})."
+        )
     for path in solution_paths:
         exercise = find_exercise(path.stem)
         try:
@@ -172,13 +195,27 @@ def build(solutions_dir: Path, out_dir: Path) -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m resnet_course.grading.build_exercises", description=__doc__.splitlines()[0])
-    parser.add_argument("--solutions", type=Path, default=Path("exercises/solutions"), help="folder of solution notebooks")
-    parser.add_argument("--out", type=Path, default=Path("exercises"), help="where to write (default: exercises)")
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is out of date")
+    parser = argparse.ArgumentParser(
+        prog="python -m resnet_course.grading.build_exercises", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--solutions",
+        type=Path,
+        default=Path("exercises/solutions"),
+        help="folder of solution notebooks",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("exercises"), help="where to write (default: exercises)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a file is out of date"
+    )
     args = parser.parse_args(argv)
     if not args.solutions.is_dir():
-        print(f"build_exercises: {args.solutions} is not a folder; run from the repository root or pass --solutions.", file=sys.stderr)
+        print(
+            f"build_exercises: {args.solutions} is not a folder; run from the repository root or pass --solutions.",
+            file=sys.stderr,
+        )
         return 2
     try:
         files = build(args.solutions, args.out)

@@ -21,12 +21,24 @@ from .grader import DEFAULT_TIMEOUT, GradingError, NotebookGrade, grade_notebook
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("notebooks", nargs="+", metavar="NOTEBOOK_OR_FOLDER",
-                        help="exercise notebooks (.ipynb), or folders of them (one sub-folder per student)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help=f"seconds a single cell may run (default {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("--csv", metavar="GRADEBOOK", help="write one row per student and exercise to this CSV file")
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time (default 1)")
+    parser.add_argument(
+        "notebooks",
+        nargs="+",
+        metavar="NOTEBOOK_OR_FOLDER",
+        help="exercise notebooks (.ipynb), or folders of them (one sub-folder per student)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds a single cell may run (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--csv", metavar="GRADEBOOK", help="write one row per student and exercise to this CSV file"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="notebooks graded at the same time (default 1)"
+    )
 
 
 @dataclass
@@ -41,12 +53,16 @@ def find_submissions(arguments: list[str]) -> list[Submission]:
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            notebooks = sorted(p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+            notebooks = sorted(
+                p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+            )
             if not notebooks:
                 found.append(Submission(path.name, path))  # reported as not a notebook
             for notebook in notebooks:
                 relative = notebook.relative_to(path)
-                found.append(Submission(relative.parts[0] if len(relative.parts) > 1 else "-", notebook))
+                found.append(
+                    Submission(relative.parts[0] if len(relative.parts) > 1 else "-", notebook)
+                )
         else:
             found.append(Submission("-", path))  # a notebook named on its own: no student folder
     return found
@@ -59,8 +75,15 @@ def format_table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]
 
     def line(row):
-        return "  ".join([f"{row[0]:<{widths[0]}}", f"{row[1]:<{widths[1]}}", f"{row[2]:>{widths[2]}}",
-                          f"{row[3]:>{widths[3]}}", row[4]])
+        return "  ".join(
+            [
+                f"{row[0]:<{widths[0]}}",
+                f"{row[1]:<{widths[1]}}",
+                f"{row[2]:>{widths[2]}}",
+                f"{row[3]:>{widths[3]}}",
+                row[4],
+            ]
+        )
 
     return "\n".join([line(HEADER), "-" * len(line(HEADER)), *map(line, rows)])
 
@@ -72,28 +95,58 @@ def _notes(grade: NotebookGrade) -> list[str]:
     return [f"{grade.path}:", *notes] if notes else []
 
 
-def _grade(submission: Submission, timeout: float, slot: int, jobs: int) -> NotebookGrade | GradingError:
+def _grade(
+    submission: Submission, timeout: float, slot: int, jobs: int
+) -> NotebookGrade | GradingError:
     try:
         # Sweeping leftover processes between notebooks is safe only when no other notebook is running.
         return grade_notebook(submission.path, timeout=timeout, slot=slot, sweep_children=jobs == 1)
     except GradingError as error:
         return error
-    except Exception as error:  # one notebook that breaks the grader must not lose the others' grades
-        return GradingError(f"{submission.path} could not be graded ({type(error).__name__}: {str(error)[:120]}).")
+    except (
+        Exception
+    ) as error:  # one notebook that breaks the grader must not lose the others' grades
+        return GradingError(
+            f"{submission.path} could not be graded ({type(error).__name__}: {str(error)[:120]})."
+        )
 
 
 def write_gradebook(path: str, submissions: list[Submission], results: list) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["student", "exercise", "points", "max_points", "checks_passed", "checks_total", "problems",
-                         "notebook"])
+        writer.writerow(
+            [
+                "student",
+                "exercise",
+                "points",
+                "max_points",
+                "checks_passed",
+                "checks_total",
+                "problems",
+                "notebook",
+            ]
+        )
         for submission, result in zip(submissions, results):
             if isinstance(result, GradingError):
-                writer.writerow([submission.student, "", 0, "", 0, "", str(result), str(submission.path)])
+                writer.writerow(
+                    [submission.student, "", 0, "", 0, "", str(result), str(submission.path)]
+                )
             else:
-                problems = list(result.problems) + [f"{c.cell.call}: {item}" for c in result.checks for item in c.failed_items]
-                writer.writerow([submission.student, result.exercise.name, f"{result.points:g}", result.exercise.points,
-                                 result.passed, result.total, " | ".join(problems), str(submission.path)])
+                problems = list(result.problems) + [
+                    f"{c.cell.call}: {item}" for c in result.checks for item in c.failed_items
+                ]
+                writer.writerow(
+                    [
+                        submission.student,
+                        result.exercise.name,
+                        f"{result.points:g}",
+                        result.exercise.points,
+                        result.passed,
+                        result.total,
+                        " | ".join(problems),
+                        str(submission.path),
+                    ]
+                )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -103,12 +156,23 @@ def main(args: argparse.Namespace) -> int:
     jobs = max(1, args.jobs)
     become_subreaper()
     if jobs > 1 and not separate_users_possible():
-        print("note: kernels cannot run as users of their own here (that needs root and a Python other users can "
-              "run), so notebooks graded in parallel share one user; grade one at a time (--jobs 1) to keep each "
-              "notebook from reaching the others.", file=sys.stderr)
-    print(f"grading {len(submissions)} notebook(s), {jobs} at a time (each runs in full) ...", file=sys.stderr, flush=True)
+        print(
+            "note: kernels cannot run as users of their own here (that needs root and a Python other users can "
+            "run), so notebooks graded in parallel share one user; grade one at a time (--jobs 1) to keep each "
+            "notebook from reaching the others.",
+            file=sys.stderr,
+        )
+    print(
+        f"grading {len(submissions)} notebook(s), {jobs} at a time (each runs in full) ...",
+        file=sys.stderr,
+        flush=True,
+    )
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda pair: _grade(pair[1], args.timeout, pair[0], jobs), enumerate(submissions)))
+        results = list(
+            pool.map(
+                lambda pair: _grade(pair[1], args.timeout, pair[0], jobs), enumerate(submissions)
+            )
+        )
     rows, notes, all_passed = [], [], True
     for submission, result in zip(submissions, results):
         if isinstance(result, GradingError):
@@ -116,8 +180,15 @@ def main(args: argparse.Namespace) -> int:
             notes.append(str(result))
             all_passed = False
             continue
-        rows.append((submission.student, result.exercise.name, f"{result.passed}/{result.total}",
-                     f"{result.points:g}/{result.exercise.points}", str(submission.path)))
+        rows.append(
+            (
+                submission.student,
+                result.exercise.name,
+                f"{result.passed}/{result.total}",
+                f"{result.points:g}/{result.exercise.points}",
+                str(submission.path),
+            )
+        )
         notes += _notes(result)
         all_passed &= result.all_passed
     print(format_table(rows))
@@ -128,5 +199,9 @@ def main(args: argparse.Namespace) -> int:
         write_gradebook(args.csv, submissions, results)
         print(f"\nGradebook written to {os.fspath(args.csv)}.")
     print()
-    print("All checks passed." if all_passed else "Not every check passed; run the notebook to see each check's hints.")
+    print(
+        "All checks passed."
+        if all_passed
+        else "Not every check passed; run the notebook to see each check's hints."
+    )
     return 0 if all_passed else 1

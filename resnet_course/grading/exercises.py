@@ -17,8 +17,12 @@ if TYPE_CHECKING:
     import nbformat
 
 CHECK_TAG = "nbval-check-output"  # nbval --nbval-lax compares the outputs of cells with this tag
-STUB_TAG = "raises-exception"  # a stub that raises NotImplementedError; nbval and the book allow the error
-METADATA_KEY = "resnet_course"  # notebook metadata {"exercise": name}; cell metadata {"check": cell id}
+STUB_TAG = (
+    "raises-exception"  # a stub that raises NotImplementedError; nbval and the book allow the error
+)
+METADATA_KEY = (
+    "resnet_course"  # notebook metadata {"exercise": name}; cell metadata {"check": cell id}
+)
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,15 @@ class CheckCell:
     check: str  # the name of the Check it runs (see checks.ALL_CHECKS)
     function: str  # the check function the cell calls
     arguments: str  # the student's objects it passes, as written in the cell
-    probe_arguments: str = ""  # the same objects as the probe's keywords; default "name=name" for each
+    probe_arguments: str = (
+        ""  # the same objects as the probe's keywords; default "name=name" for each
+    )
 
     @property
     def probe_call(self) -> str:
-        return self.probe_arguments or ", ".join(f"{a.strip()}={a.strip()}" for a in self.arguments.split(","))
+        return self.probe_arguments or ", ".join(
+            f"{a.strip()}={a.strip()}" for a in self.arguments.split(",")
+        )
 
     @property
     def own_names(self) -> tuple[str, ...]:
@@ -43,8 +51,10 @@ class CheckCell:
 
     def evidence_source(self, seed: int) -> str:
         """What the grader runs in this cell's place: the probe only, with a seed drawn at grading time."""
-        return ("from resnet_course.grading.probes import emit as _emit_evidence\n"
-                f"_emit_evidence({self.check!r}, {seed}, {self.probe_call})")
+        return (
+            "from resnet_course.grading.probes import emit as _emit_evidence\n"
+            f"_emit_evidence({self.check!r}, {seed}, {self.probe_call})"
+        )
 
     @property
     def call(self) -> str:
@@ -75,7 +85,11 @@ class CheckCell:
         cell.metadata = {"tags": [CHECK_TAG], METADATA_KEY: {"check": self.id}}
         cell.execution_count = execution_count  # nbval compares only cells that have been run
         cell.outputs = [
-            nbformat.v4.new_output("execute_result", data={"text/plain": self.expected_output}, execution_count=execution_count)
+            nbformat.v4.new_output(
+                "execute_result",
+                data={"text/plain": self.expected_output},
+                execution_count=execution_count,
+            )
         ]
         return cell
 
@@ -104,54 +118,103 @@ EXERCISES: dict[str, Exercise] = {
     exercise.name: exercise
     for exercise in (
         Exercise(
-            1, "01_basic_block", "The basic residual block",
+            1,
+            "01_basic_block",
+            "The basic residual block",
             "writing BasicBlock with its projection shortcut; the identity at zero-init; the identity term in dL/dx",
             "The residual block",
-            (CheckCell("check-basic-block", "basic_block", "check_basic_block", "BasicBlock"),
-             CheckCell("check-input-gradient", "input_gradient", "check_input_gradient", "input_gradient")),
+            (
+                CheckCell("check-basic-block", "basic_block", "check_basic_block", "BasicBlock"),
+                CheckCell(
+                    "check-input-gradient",
+                    "input_gradient",
+                    "check_input_gradient",
+                    "input_gradient",
+                ),
+            ),
         ),
         Exercise(
-            2, "02_plain_vs_residual", "Plain against residual",
+            2,
+            "02_plain_vs_residual",
+            "Plain against residual",
             "building a CIFAR ResNet and its plain twin; training both and reading the curves",
             "The degradation problem",
-            (CheckCell("check-cifar-nets", "cifar_nets", "check_cifar_nets", "make_cifar_net"),
-             CheckCell("check-plain-vs-residual", "plain_vs_residual", "check_plain_vs_residual",
-                       "histories, make_cifar_net")),
+            (
+                CheckCell("check-cifar-nets", "cifar_nets", "check_cifar_nets", "make_cifar_net"),
+                CheckCell(
+                    "check-plain-vs-residual",
+                    "plain_vs_residual",
+                    "check_plain_vs_residual",
+                    "histories, make_cifar_net",
+                ),
+            ),
             course_names=frozenset({"BasicBlock", "PlainBlock"}),
         ),
         Exercise(
-            3, "03_bottleneck", "From ResNet-34 to ResNet-50",
+            3,
+            "03_bottleneck",
+            "From ResNet-34 to ResNet-50",
             "the bottleneck block; parameters and multiply-adds of ResNet-34 and ResNet-50",
             "Bottleneck blocks and the ResNet family",
-            (CheckCell("check-bottleneck", "bottleneck", "check_bottleneck", "Bottleneck"),
-             CheckCell("check-resnet50", "resnet50", "check_resnet50", "resnet50, sizes")),
+            (
+                CheckCell("check-bottleneck", "bottleneck", "check_bottleneck", "Bottleneck"),
+                CheckCell("check-resnet50", "resnet50", "check_resnet50", "resnet50, sizes"),
+            ),
         ),
         Exercise(
-            4, "04_projection_shortcuts", "Projection shortcuts",
+            4,
+            "04_projection_shortcuts",
+            "Projection shortcuts",
             "shortcut options A (zero-padding) and B (1x1 projection): shapes and parameter counts",
             "Projection shortcuts",
-            (CheckCell("check-shortcuts", "shortcuts", "check_shortcuts", "ZeroPadShortcut, ProjectionShortcut"),
-             CheckCell("check-option-b-cost", "option_b_cost", "check_option_b_cost", "option_b_extra")),
+            (
+                CheckCell(
+                    "check-shortcuts",
+                    "shortcuts",
+                    "check_shortcuts",
+                    "ZeroPadShortcut, ProjectionShortcut",
+                ),
+                CheckCell(
+                    "check-option-b-cost", "option_b_cost", "check_option_b_cost", "option_b_extra"
+                ),
+            ),
         ),
         Exercise(
-            5, "05_preactivation", "The pre-activation block",
+            5,
+            "05_preactivation",
+            "The pre-activation block",
             "BN-ReLU-conv ordering and a clean identity path",
             "Pre-activation (ResNet v2)",
             (CheckCell("check-preact-block", "preact_block", "check_preact_block", "PreActBlock"),),
         ),
         Exercise(
-            6, "06_resnext", "A ResNeXt block",
+            6,
+            "06_resnext",
+            "A ResNeXt block",
             "grouped convolutions, and their equivalence with 32 split-transform-merge paths",
             "ResNeXt",
-            (CheckCell("check-resnext-block", "resnext_block", "check_resnext_block", "ResNeXtBlock"),),
+            (
+                CheckCell(
+                    "check-resnext-block", "resnext_block", "check_resnext_block", "ResNeXtBlock"
+                ),
+            ),
         ),
         Exercise(
-            7, "07_bug_hunt", "Bug hunt",
+            7,
+            "07_bug_hunt",
+            "Bug hunt",
             "finding four common residual-block bugs from their symptoms",
             "Projection shortcuts",
-            tuple(CheckCell(f"check-fixed-block-{n}", f"fixed_block_{n}", "check_fixed_block", f"Block{n}, {n}",
-                            probe_arguments=f"Block=Block{n}")
-                  for n in range(1, 5)),
+            tuple(
+                CheckCell(
+                    f"check-fixed-block-{n}",
+                    f"fixed_block_{n}",
+                    "check_fixed_block",
+                    f"Block{n}, {n}",
+                    probe_arguments=f"Block=Block{n}",
+                )
+                for n in range(1, 5)
+            ),
         ),
     )
 }

@@ -33,8 +33,12 @@ from .probes import EVIDENCE_MIME, decode
 from .report import Report
 from .vetting import vet
 
-DEFAULT_TIMEOUT = 600  # seconds per cell; exercise 2's training takes about a minute on a laptop CPU
-MAX_OUTPUT_CHARS = 2_000_000  # per student cell: a notebook that floods its output is cut off, not held in memory
+DEFAULT_TIMEOUT = (
+    600  # seconds per cell; exercise 2's training takes about a minute on a laptop CPU
+)
+MAX_OUTPUT_CHARS = (
+    2_000_000  # per student cell: a notebook that floods its output is cut off, not held in memory
+)
 MAX_EVIDENCE_CHARS = 200_000_000  # per check cell: a record holds weights (a few MB for exercise 3)
 KERNEL_STARTUP_TIMEOUT = 180
 SETUP_TAG = "colab-setup"
@@ -141,8 +145,13 @@ def restore_check_cells(notebook: nbformat.NotebookNode, exercise: Exercise) -> 
         notebook.cells[index] = check.cell(execution_count=code_cells_before + 1)
         positions[check.id] = code_cells_before
     canonical_ids = {check.id for check in exercise.checks}
-    for index, cell in enumerate(notebook.cells):  # a student's copy of a check cell must not share its id
-        if cell.id in canonical_ids and cell.get("metadata", {}).get(METADATA_KEY, {}).get("check") != cell.id:
+    for index, cell in enumerate(
+        notebook.cells
+    ):  # a student's copy of a check cell must not share its id
+        if (
+            cell.id in canonical_ids
+            and cell.get("metadata", {}).get(METADATA_KEY, {}).get("check") != cell.id
+        ):
             cell.id = f"cell-{index}"
     notebook.metadata.setdefault(METADATA_KEY, {})["exercise"] = exercise.name
     return positions
@@ -162,7 +171,9 @@ def restore_setup_cell(notebook: nbformat.NotebookNode) -> int | None:
     """The set-up cell, if any, becomes a plain import: the grader provides the course itself."""
     for index, cell in enumerate(notebook.cells):
         tags = cell.get("metadata", {}).get("tags", [])
-        if cell.cell_type == "code" and (SETUP_TAG in tags or "Set-up: make `resnet_course` importable" in cell.source):
+        if cell.cell_type == "code" and (
+            SETUP_TAG in tags or "Set-up: make `resnet_course` importable" in cell.source
+        ):
             cell.source = "import resnet_course"
             return index
     return None
@@ -177,13 +188,17 @@ class CellOutcome:
     source: str
     error: str = ""  # "" when it ran without error
     timed_out: bool = False
-    may_raise: bool = False  # tagged raises-exception: a stub that fails until the student writes it
+    may_raise: bool = (
+        False  # tagged raises-exception: a stub that fails until the student writes it
+    )
 
 
 @dataclass
 class Run:
     cells: list[CellOutcome] = field(default_factory=list)
-    evidence: dict[str, dict | str] = field(default_factory=dict)  # check cell id -> record, or why there is none
+    evidence: dict[str, dict | str] = field(
+        default_factory=dict
+    )  # check cell id -> record, or why there is none
     died_in: CellOutcome | None = None
     flooded: list[int] = field(default_factory=list)
     notebook: nbformat.NotebookNode | None = None  # as it ran, with its outputs
@@ -199,8 +214,12 @@ def _error_of(outputs) -> str:
 
 
 def _evidence_of(outputs) -> dict | str:
-    payloads = [o["data"][EVIDENCE_MIME] for o in outputs
-                if o.get("output_type") in ("execute_result", "display_data") and EVIDENCE_MIME in o.get("data", {})]
+    payloads = [
+        o["data"][EVIDENCE_MIME]
+        for o in outputs
+        if o.get("output_type") in ("execute_result", "display_data")
+        and EVIDENCE_MIME in o.get("data", {})
+    ]
     error = _error_of(outputs)
     if error:
         return f"it raised {error}"
@@ -227,7 +246,9 @@ def _client_class():
         def output(self, outs, msg, display_id, cell_index):
             size = self.output_sizes.get(cell_index, 0) + len(str(msg.get("content", "")))
             self.output_sizes[cell_index] = size
-            if size > (MAX_EVIDENCE_CHARS if cell_index in self.probe_indices else MAX_OUTPUT_CHARS):
+            if size > (
+                MAX_EVIDENCE_CHARS if cell_index in self.probe_indices else MAX_OUTPUT_CHARS
+            ):
                 self.flooded.add(cell_index)
                 return None
             return super().output(outs, msg, display_id, cell_index)
@@ -235,8 +256,14 @@ def _client_class():
     return CappedClient
 
 
-def run_notebook(notebook: nbformat.NotebookNode, probes: dict[int, CheckCell], seed: int, timeout: float,
-                 slot: int = 0, sweep_children: bool = True) -> Run:
+def run_notebook(
+    notebook: nbformat.NotebookNode,
+    probes: dict[int, CheckCell],
+    seed: int,
+    timeout: float,
+    slot: int = 0,
+    sweep_children: bool = True,
+) -> Run:
     """Run the notebook in a sandbox, each check cell (by index) replaced by its probe; collect what happened."""
     import sys
 
@@ -254,13 +281,23 @@ def run_notebook(notebook: nbformat.NotebookNode, probes: dict[int, CheckCell], 
     with Sandbox(slot, sweep_children) as box:
         km = AsyncKernelManager(connection_file=str(box.connection_file))
         # The kernel is this Python, whatever kernels are installed; it imports the sandbox's course first.
-        km._kernel_spec = KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                                     display_name="grader", language="python")
+        km._kernel_spec = KernelSpec(
+            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            display_name="grader",
+            language="python",
+        )
         km.write_connection_file()
         box.hand_over(box.connection_file)
-        client = _client_class()(to_run, km=km, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
-                                 startup_timeout=KERNEL_STARTUP_TIMEOUT, record_timing=False,
-                                 probe_indices=probes)
+        client = _client_class()(
+            to_run,
+            km=km,
+            timeout=timeout,
+            allow_errors=True,
+            interrupt_on_timeout=True,
+            startup_timeout=KERNEL_STARTUP_TIMEOUT,
+            record_timing=False,
+            probe_indices=probes,
+        )
         kernel_pid = None
         try:
             with client.setup_kernel(**box.kernel_kwargs):
@@ -271,7 +308,9 @@ def run_notebook(notebook: nbformat.NotebookNode, probes: dict[int, CheckCell], 
                         continue
                     number += 1
                     tags = notebook.cells[index].get("metadata", {}).get("tags", [])
-                    outcome = CellOutcome(number, notebook.cells[index].source, may_raise=STUB_TAG in tags)
+                    outcome = CellOutcome(
+                        number, notebook.cells[index].source, may_raise=STUB_TAG in tags
+                    )
                     started = time.monotonic()
                     try:
                         client.execute_cell(cell, index)
@@ -283,21 +322,31 @@ def run_notebook(notebook: nbformat.NotebookNode, probes: dict[int, CheckCell], 
                         break
                     outcome.error = _error_of(cell.outputs)
                     # nbclient interrupts a cell at its time limit: the cell then shows a KeyboardInterrupt.
-                    if outcome.error.startswith("KeyboardInterrupt") and time.monotonic() - started >= timeout:
+                    if (
+                        outcome.error.startswith("KeyboardInterrupt")
+                        and time.monotonic() - started >= timeout
+                    ):
                         outcome.timed_out = True
                     if outcome.timed_out:
                         outcome.error = ""
                     timeouts_in_a_row = timeouts_in_a_row + 1 if outcome.timed_out else 0
                     run.cells.append(outcome)
                     if index in probes:
-                        run.evidence[probes[index].id] = ("it did not finish in time" if outcome.timed_out
-                                                          else _evidence_of(cell.outputs))
-                    if timeouts_in_a_row >= 2:  # a kernel that ignores interrupts would hold every later cell
+                        run.evidence[probes[index].id] = (
+                            "it did not finish in time"
+                            if outcome.timed_out
+                            else _evidence_of(cell.outputs)
+                        )
+                    if (
+                        timeouts_in_a_row >= 2
+                    ):  # a kernel that ignores interrupts would hold every later cell
                         break
         except DeadKernelError:
             run.died_in = run.died_in or CellOutcome(0, "")
         except RuntimeError as error:  # the kernel did not start
-            raise GradingError(f"could not start a kernel ({str(error).splitlines()[0][:160]}).") from None
+            raise GradingError(
+                f"could not start a kernel ({str(error).splitlines()[0][:160]})."
+            ) from None
         finally:
             box.end(kernel_pid)
         run.flooded = sorted(client.flooded)
@@ -309,7 +358,14 @@ def run_notebook(notebook: nbformat.NotebookNode, probes: dict[int, CheckCell], 
 
 
 def _first_line(source: str, limit: int = 48) -> str:
-    line = next((line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")), "")
+    line = next(
+        (
+            line.strip()
+            for line in source.splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        ),
+        "",
+    )
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
@@ -323,21 +379,29 @@ def _run_problems(run: Run, check_numbers: set[int], timeout: float) -> list[str
         where = _where(run.died_in) if run.died_in.number else "starting up"
         sentences.append(f"the kernel died in {where}; nothing after it ran.")
     student = [cell for cell in run.cells if cell.number not in check_numbers]
-    sentences += [f"{_where(cell)} did not finish within {timeout:g} s (grade --timeout sets a longer limit)."
-                  for cell in student if cell.timed_out]
+    sentences += [
+        f"{_where(cell)} did not finish within {timeout:g} s (grade --timeout sets a longer limit)."
+        for cell in student
+        if cell.timed_out
+    ]
     errors = [cell for cell in student if cell.error and not cell.may_raise]
     if errors:
         # The first error explains the rest (a NameError after it, say): one sentence, and a count.
         more = len(errors) - 1
-        sentences.append(f"{_where(errors[0])} raised {errors[0].error}"
-                         + (f" ({more} more cell{'s' if more > 1 else ''} failed after it)." if more else "."))
+        sentences.append(
+            f"{_where(errors[0])} raised {errors[0].error}"
+            + (f" ({more} more cell{'s' if more > 1 else ''} failed after it)." if more else ".")
+        )
     if run.flooded:
-        sentences.append(f"{len(run.flooded)} cell(s) printed more than {MAX_OUTPUT_CHARS:,} characters; the rest was dropped.")
+        sentences.append(
+            f"{len(run.flooded)} cell(s) printed more than {MAX_OUTPUT_CHARS:,} characters; the rest was dropped."
+        )
     return sentences
 
 
-def judge_checks(exercise: Exercise, evidence: dict, seed: int, not_own: dict[str, str],
-                 present: set[str]) -> tuple[list[CheckResult], list[str]]:
+def judge_checks(
+    exercise: Exercise, evidence: dict, seed: int, not_own: dict[str, str], present: set[str]
+) -> tuple[list[CheckResult], list[str]]:
     """Each check's result, judged here from its record, and a sentence for each check that has none."""
     results, problems = [], []
     for cell in exercise.checks:
@@ -345,7 +409,9 @@ def judge_checks(exercise: Exercise, evidence: dict, seed: int, not_own: dict[st
         refused = next((not_own[name] for name in cell.own_names if name in not_own), None)
         record = evidence.get(cell.id)
         if cell.id not in present:
-            problems.append(f"the check cell `{cell.call}` is missing; copy it back from a fresh copy of the exercise.")
+            problems.append(
+                f"the check cell `{cell.call}` is missing; copy it back from a fresh copy of the exercise."
+            )
         elif refused:
             problems.append(f"the check `{cell.call}` scores 0: {refused}")
         elif record is None:
@@ -356,14 +422,28 @@ def judge_checks(exercise: Exercise, evidence: dict, seed: int, not_own: dict[st
             results.append(CheckResult(cell, 0, cell.item_count))
             continue
         report: Report = check.judge(record, seed)
-        results.append(CheckResult(cell, report.passed, report.total,
-                                   [f"{item.name}: {item.detail}" if item.detail else item.name
-                                    for item in report.items if not item.passed]))
+        results.append(
+            CheckResult(
+                cell,
+                report.passed,
+                report.total,
+                [
+                    f"{item.name}: {item.detail}" if item.detail else item.name
+                    for item in report.items
+                    if not item.passed
+                ],
+            )
+        )
     return results, problems
 
 
-def grade_notebook(path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT, slot: int = 0,
-                   sweep_children: bool = True) -> NotebookGrade:
+def grade_notebook(
+    path: str | os.PathLike,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    slot: int = 0,
+    sweep_children: bool = True,
+) -> NotebookGrade:
     """Grade one exercise notebook; raises :class:`GradingError` if it cannot be graded at all."""
     started = time.monotonic()
     path = Path(path)
@@ -372,22 +452,37 @@ def grade_notebook(path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT,
     positions = restore_check_cells(notebook, exercise)
     setup_index = restore_setup_cell(notebook)
     code_indices = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
-    check_indices = {code_indices[position]: cell for cell in exercise.checks
-                     if (position := positions.get(cell.id)) is not None}
-    student_cells = [(number + 1, notebook.cells[i].source) for number, i in enumerate(code_indices)
-                     if i not in check_indices and i != setup_index]
+    check_indices = {
+        code_indices[position]: cell
+        for cell in exercise.checks
+        if (position := positions.get(cell.id)) is not None
+    }
+    student_cells = [
+        (number + 1, notebook.cells[i].source)
+        for number, i in enumerate(code_indices)
+        if i not in check_indices and i != setup_index
+    ]
     vetting = vet(student_cells, exercise.own_names, exercise.course_names)
     if vetting.refusals:
         more = len(vetting.refusals) - 1
-        problem = (f"not run: {vetting.refusals[0]}" + (f" ({more} more such line{'s' if more > 1 else ''})" if more else ""))
+        problem = f"not run: {vetting.refusals[0]}" + (
+            f" ({more} more such line{'s' if more > 1 else ''})" if more else ""
+        )
         checks = [CheckResult(cell, 0, cell.item_count) for cell in exercise.checks]
         return NotebookGrade(path, exercise, checks, [problem], time.monotonic() - started)
-    seed = secrets.randbelow(2**31 - 1) + 1  # drawn now: no record made before this run can match it
+    seed = (
+        secrets.randbelow(2**31 - 1) + 1
+    )  # drawn now: no record made before this run can match it
     try:
         run = run_notebook(notebook, check_indices, seed, timeout, slot, sweep_children)
     except GradingError as error:
         raise GradingError(f"{path} {error}") from None
     check_numbers = {code_indices.index(i) + 1 for i in check_indices}
     checks, problems = judge_checks(exercise, run.evidence, seed, vetting.not_own, set(positions))
-    return NotebookGrade(path, exercise, checks, _run_problems(run, check_numbers, timeout) + problems,
-                         time.monotonic() - started)
+    return NotebookGrade(
+        path,
+        exercise,
+        checks,
+        _run_problems(run, check_numbers, timeout) + problems,
+        time.monotonic() - started,
+    )

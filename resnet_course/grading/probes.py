@@ -44,7 +44,9 @@ def generator(seed: int, label: str) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(label.encode())) % (2**62))
 
 
-def seeded_input(seed: int, label: str, shape, nonnegative: bool = False, shift: float = 0.0) -> torch.Tensor:
+def seeded_input(
+    seed: int, label: str, shape, nonnegative: bool = False, shift: float = 0.0
+) -> torch.Tensor:
     x = torch.randn(*shape, generator=generator(seed, label)) + shift
     return x.relu() if nonnegative else x
 
@@ -65,12 +67,22 @@ def randomise_batch_norm(module: nn.Module, gen: torch.Generator | None = None) 
 
 def origin(obj) -> dict:
     """Where a class or function was defined: its module, its bases, and its own methods' modules."""
-    record = {"type": type(obj).__name__, "module": getattr(obj, "__module__", None),
-              "name": getattr(obj, "__qualname__", None), "mro": [], "methods": {}}
+    record = {
+        "type": type(obj).__name__,
+        "module": getattr(obj, "__module__", None),
+        "name": getattr(obj, "__qualname__", None),
+        "mro": [],
+        "methods": {},
+    }
     if isinstance(obj, type):
-        record["mro"] = [[getattr(c, "__module__", ""), getattr(c, "__qualname__", "")] for c in obj.__mro__]
-        record["methods"] = {name: getattr(value, "__module__", None) for name, value in vars(obj).items()
-                             if callable(value) and hasattr(value, "__code__")}
+        record["mro"] = [
+            [getattr(c, "__module__", ""), getattr(c, "__qualname__", "")] for c in obj.__mro__
+        ]
+        record["methods"] = {
+            name: getattr(value, "__module__", None)
+            for name, value in vars(obj).items()
+            if callable(value) and hasattr(value, "__code__")
+        }
     return record
 
 
@@ -80,8 +92,14 @@ def layer_summary(module: nn.Module) -> list[list]:
     for name, sub in module.named_modules():
         attributes = {}
         if isinstance(sub, nn.Conv2d):
-            attributes = {"in": sub.in_channels, "out": sub.out_channels, "kernel": list(sub.kernel_size),
-                          "stride": list(sub.stride), "groups": sub.groups, "bias": sub.bias is not None}
+            attributes = {
+                "in": sub.in_channels,
+                "out": sub.out_channels,
+                "kernel": list(sub.kernel_size),
+                "stride": list(sub.stride),
+                "groups": sub.groups,
+                "bias": sub.bias is not None,
+            }
         elif isinstance(sub, nn.modules.batchnorm._BatchNorm):
             attributes = {"features": sub.num_features}
         elif isinstance(sub, nn.Linear):
@@ -109,7 +127,9 @@ class Case:
     input_shift: float = 0.0
     also_positive_part: bool = False  # an eval-mode output on relu(x) too
     attributes: tuple = ("downsample",)  # attributes to record: absent, None, or a type name
-    randomise: bool = True  # give BNs random parameters and statistics (off: as the module built them)
+    randomise: bool = (
+        True  # give BNs random parameters and statistics (off: as the module built them)
+    )
 
     @property
     def stride(self) -> int:
@@ -119,7 +139,9 @@ class Case:
         return factory(*self.args, **dict(self.kwargs))
 
     def input(self, seed: int, salt: str = "") -> torch.Tensor:
-        return seeded_input(seed, self.label + salt, self.input_shape, self.nonnegative, self.input_shift)
+        return seeded_input(
+            seed, self.label + salt, self.input_shape, self.nonnegative, self.input_shift
+        )
 
 
 def _prepare(module: nn.Module, how: str) -> None:
@@ -139,7 +161,11 @@ def _forward(module: nn.Module, x: torch.Tensor):
             out = module(x)
     except Exception as error:  # the student's code may raise anything; the judge says which
         return describe_error(error)
-    return out.detach().clone() if isinstance(out, torch.Tensor) else f"returned {type(out).__name__}, not a tensor"
+    return (
+        out.detach().clone()
+        if isinstance(out, torch.Tensor)
+        else f"returned {type(out).__name__}, not a tensor"
+    )
 
 
 def probe_module(factory, case: Case, seed: int) -> dict:
@@ -159,16 +185,27 @@ def probe_module(factory, case: Case, seed: int) -> dict:
         try:
             _prepare(module, case.prepare)
         except Exception as error:
-            record["error"] = f"preparing {case.label} ({case.prepare}) failed: {describe_error(error)}"
+            record["error"] = (
+                f"preparing {case.label} ({case.prepare}) failed: {describe_error(error)}"
+            )
             return record
     record["state"] = {name: value.detach().clone() for name, value in module.state_dict().items()}
     record["summary"] = layer_summary(module)
     record["parameters"] = sum(p.numel() for p in module.parameters())
-    record["attributes"] = {name: ("absent" if not hasattr(module, name) else
-                                   "None" if getattr(module, name) is None else type(getattr(module, name)).__name__)
-                            for name in case.attributes}
+    record["attributes"] = {
+        name: (
+            "absent"
+            if not hasattr(module, name)
+            else "None"
+            if getattr(module, name) is None
+            else type(getattr(module, name)).__name__
+        )
+        for name in case.attributes
+    }
     record["outputs"], record["input_changed"] = {}, {}
-    for mode in case.modes:  # training first: its BN statistics update is part of what eval then sees
+    for (
+        mode
+    ) in case.modes:  # training first: its BN statistics update is part of what eval then sees
         module.train(mode == "train")
         x = case.input(seed)
         before = x.clone()
@@ -183,8 +220,13 @@ def probe_module(factory, case: Case, seed: int) -> dict:
 def quietly(function, *args, **kwargs):
     """Call ``function`` with the student's prints, warnings and random state kept out of the way."""
     silenced = io.StringIO()
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings(), \
-            contextlib.redirect_stdout(silenced), contextlib.redirect_stderr(silenced), torch.enable_grad():
+    with (
+        torch.random.fork_rng(devices=[]),
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(silenced),
+        contextlib.redirect_stderr(silenced),
+        torch.enable_grad(),
+    ):
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
         return function(*args, **kwargs)
@@ -223,8 +265,10 @@ class Emitted:
     payload: str = field(repr=False)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        return {"text/plain": f"evidence for the check {self.check} ({len(self.payload):,} characters)",
-                EVIDENCE_MIME: self.payload}
+        return {
+            "text/plain": f"evidence for the check {self.check} ({len(self.payload):,} characters)",
+            EVIDENCE_MIME: self.payload,
+        }
 
 
 def emit(check_name: str, seed: int, **objects) -> Emitted:

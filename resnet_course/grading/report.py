@@ -97,7 +97,9 @@ def parse_report(text: str) -> Report | None:
     for line in lines[start + 1 :]:
         stripped = line.strip()
         if stripped.startswith((PASS, FAIL)):
-            report.items.append(ItemResult(stripped[len(PASS) :].strip(), stripped.startswith(PASS)))
+            report.items.append(
+                ItemResult(stripped[len(PASS) :].strip(), stripped.startswith(PASS))
+            )
         elif line.startswith(_INDENT) and report.items and not report.items[-1].passed:
             if stripped.startswith("hint:"):
                 report.items[-1].hint = stripped[len("hint:") :].strip()
@@ -127,13 +129,19 @@ def own_code_problem(name: str, record: dict) -> str | None:
     """Why the object graded as ``name`` is not the notebook's own code, or None if it is."""
     if record.get("module") not in _OWN_MODULES:
         where = record.get("module") or "somewhere else"
-        return f"{name} comes from {where}, not from this notebook; define it yourself in a code cell."
+        return (
+            f"{name} comes from {where}, not from this notebook; define it yourself in a code cell."
+        )
     for module, qualname in record.get("mro", [])[1:]:
         if module not in _OWN_MODULES and module.split(".")[0] not in _ALLOWED_BASES:
             return f"{name} is built on {module}.{qualname}; write it yourself on nn.Module."
-    borrowed = sorted(method for method, module in record.get("methods", {}).items() if module not in _OWN_MODULES)
+    borrowed = sorted(
+        method for method, module in record.get("methods", {}).items() if module not in _OWN_MODULES
+    )
     if borrowed:
-        return f"{name}'s {', '.join(borrowed)} come from elsewhere; write them yourself in the class."
+        return (
+            f"{name}'s {', '.join(borrowed)} come from elsewhere; write them yourself in the class."
+        )
     return None
 
 
@@ -147,7 +155,9 @@ class Check:
     Each item runs on its own: one that raises fails with a hint, and the others still run.
     """
 
-    def __init__(self, name: str, probe: Callable[..., dict] | None = None, own: tuple[str, ...] = ()):
+    def __init__(
+        self, name: str, probe: Callable[..., dict] | None = None, own: tuple[str, ...] = ()
+    ):
         self.name = name
         self._probe = probe or (lambda seed, **objects: {})
         self.own = own
@@ -175,15 +185,20 @@ class Check:
         record = {"origins": {name: origin(objects[name]) for name in self.own if name in objects}}
         try:
             record.update(quietly(self._probe, seed, **objects))
-        except Exception as error:  # a probe records the student's errors itself; this is the last resort
+        except (
+            Exception
+        ) as error:  # a probe records the student's errors itself; this is the last resort
             record["probe_error"] = f"the code raised {describe_error(error)}"
         return record
 
     def judge(self, record: dict, seed: int, *, own_code_required: bool = True) -> Report:
         """The report on a record (run in the grader's process, or in the kernel for feedback)."""
         report = Report(self.name)
-        not_own = [problem for name, origin_record in record.get("origins", {}).items()
-                   if own_code_required and (problem := own_code_problem(name, origin_record))]
+        not_own = [
+            problem
+            for name, origin_record in record.get("origins", {}).items()
+            if own_code_required and (problem := own_code_problem(name, origin_record))
+        ]
         for item in self.items:
             if not_own:
                 report.items.append(ItemResult(item.name, False, not_own[0], item.hint))
@@ -200,18 +215,38 @@ class Check:
     def _run_item(item: Item, record: dict, seed: int) -> ItemResult:
         silenced = io.StringIO()
         try:
-            with torch.random.fork_rng(devices=[]), warnings.catch_warnings(), \
-                    contextlib.redirect_stdout(silenced), contextlib.redirect_stderr(silenced), torch.enable_grad():
+            with (
+                torch.random.fork_rng(devices=[]),
+                warnings.catch_warnings(),
+                contextlib.redirect_stdout(silenced),
+                contextlib.redirect_stderr(silenced),
+                torch.enable_grad(),
+            ):
                 warnings.simplefilter("ignore")
                 torch.manual_seed(0)
                 item.test(record, seed)
         except CheckFailed as failure:
             return ItemResult(item.name, False, str(failure), item.hint)
         except NotImplementedError:
-            return ItemResult(item.name, False, "not implemented yet (the code raised NotImplementedError).", item.hint)
+            return ItemResult(
+                item.name,
+                False,
+                "not implemented yet (the code raised NotImplementedError).",
+                item.hint,
+            )
         except DataUnavailableError as error:  # the grader's machine, not the student's code
-            return ItemResult(item.name, False, f"this item needs CIFAR-10 on the grading machine, which could not "
-                              f"load it: {str(error).strip().splitlines()[0]}", item.hint)
+            return ItemResult(
+                item.name,
+                False,
+                f"this item needs CIFAR-10 on the grading machine, which could not "
+                f"load it: {str(error).strip().splitlines()[0]}",
+                item.hint,
+            )
         except Exception as error:  # a malformed record fails this item only
-            return ItemResult(item.name, False, f"the check could not read the result ({describe_error(error)})", item.hint)
+            return ItemResult(
+                item.name,
+                False,
+                f"the check could not read the result ({describe_error(error)})",
+                item.hint,
+            )
         return ItemResult(item.name, True)

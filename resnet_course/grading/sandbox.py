@@ -25,9 +25,21 @@ from pathlib import Path
 
 import resnet_course
 
-FIRST_KERNEL_UID = 61_000  # kernels' user ids when the grader runs as root: unused by any account here
-_PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "RESNET_COURSE_DATA", "RESNET_COURSE_PRESET", "OMP_NUM_THREADS",
-                   "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "VIRTUAL_ENV", "SYSTEMROOT")
+FIRST_KERNEL_UID = (
+    61_000  # kernels' user ids when the grader runs as root: unused by any account here
+)
+_PASSED_THROUGH = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "RESNET_COURSE_DATA",
+    "RESNET_COURSE_PRESET",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "VIRTUAL_ENV",
+    "SYSTEMROOT",
+)
 
 
 def become_subreaper() -> None:
@@ -40,7 +52,9 @@ def become_subreaper() -> None:
 
 def _copy_package(target: Path) -> None:
     source = Path(resnet_course.__file__).resolve().parent
-    shutil.copytree(source, target / "resnet_course", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        source, target / "resnet_course", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
     for path in sorted(target.rglob("*"), reverse=True):
         path.chmod(0o555 if path.is_dir() else 0o444)
     target.chmod(0o555)
@@ -94,7 +108,11 @@ def _others_can_run(path: Path) -> bool:
     """Whether a user with no groups can run ``path``: every folder above it searchable, the file readable."""
     path = path.resolve()
     folders_ok = all(folder.stat().st_mode & stat.S_IXOTH for folder in path.parents)
-    return folders_ok and bool(path.stat().st_mode & stat.S_IROTH) and bool(path.stat().st_mode & stat.S_IXOTH)
+    return (
+        folders_ok
+        and bool(path.stat().st_mode & stat.S_IROTH)
+        and bool(path.stat().st_mode & stat.S_IXOTH)
+    )
 
 
 def separate_users_possible() -> bool:
@@ -140,18 +158,30 @@ class Sandbox:
     @property
     def environment(self) -> dict[str, str]:
         env = {key: os.environ[key] for key in _PASSED_THROUGH if key in os.environ}
-        env.update(PYTHONPATH=str(self.lib), HOME=str(self.home), TMPDIR=str(self.home / "tmp"),
-                   MPLCONFIGDIR=str(self.home / "matplotlib"), IPYTHONDIR=str(self.home / "ipython"),
-                   JUPYTER_RUNTIME_DIR=str(self.home / "runtime"), RESNET_COURSE_CACHE=str(self.home / "cache"),
-                   MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
+        env.update(
+            PYTHONPATH=str(self.lib),
+            HOME=str(self.home),
+            TMPDIR=str(self.home / "tmp"),
+            MPLCONFIGDIR=str(self.home / "matplotlib"),
+            IPYTHONDIR=str(self.home / "ipython"),
+            JUPYTER_RUNTIME_DIR=str(self.home / "runtime"),
+            RESNET_COURSE_CACHE=str(self.home / "cache"),
+            MPLBACKEND="Agg",
+            PYTHONDONTWRITEBYTECODE="1",
+            PYTHONNOUSERSITE="1",
+        )
         return env
 
     @property
     def kernel_kwargs(self) -> dict:
         """Keywords for the kernel's Popen (through jupyter_client): where and as whom it runs."""
         # What the kernel itself prints (ipykernel's warnings) is not the notebook's output: drop it.
-        kwargs = {"cwd": str(self.work), "env": self.environment, "stdout": subprocess.DEVNULL,
-                  "stderr": subprocess.DEVNULL}
+        kwargs = {
+            "cwd": str(self.work),
+            "env": self.environment,
+            "stdout": subprocess.DEVNULL,
+            "stderr": subprocess.DEVNULL,
+        }
         if self.uid is not None:
             kwargs.update(user=self.uid, group=self.uid, extra_groups=[])
         return kwargs

@@ -20,25 +20,85 @@ import ast
 from dataclasses import dataclass, field
 
 # What a graded notebook may import (and anything under it, except the paths below).
-ALLOWED_IMPORTS = frozenset({
-    "__future__", "torch", "torchvision", "numpy", "matplotlib", "resnet_course", "math", "typing",
-    "dataclasses", "functools", "itertools", "collections", "random", "time", "copy", "statistics",
-})
+ALLOWED_IMPORTS = frozenset(
+    {
+        "__future__",
+        "torch",
+        "torchvision",
+        "numpy",
+        "matplotlib",
+        "resnet_course",
+        "math",
+        "typing",
+        "dataclasses",
+        "functools",
+        "itertools",
+        "collections",
+        "random",
+        "time",
+        "copy",
+        "statistics",
+    }
+)
 FORBIDDEN_MODULES = (
-    "torch.hub", "torch.multiprocessing", "torch.distributed", "torch.utils.cpp_extension", "torch.library",
-    "torch.package", "torch.ops", "torch.classes", "torch.jit", "torch.utils.data.datapipes", "numpy.ctypeslib",
-    "resnet_course.grading.probes", "resnet_course.grading.report", "matplotlib.pyplot.rcParams",
+    "torch.hub",
+    "torch.multiprocessing",
+    "torch.distributed",
+    "torch.utils.cpp_extension",
+    "torch.library",
+    "torch.package",
+    "torch.ops",
+    "torch.classes",
+    "torch.jit",
+    "torch.utils.data.datapipes",
+    "numpy.ctypeslib",
+    "resnet_course.grading.probes",
+    "resnet_course.grading.report",
+    "matplotlib.pyplot.rcParams",
 )
 # Built-ins that run code from strings or files, or reach into namespaces and objects by name.
-FORBIDDEN_NAMES = frozenset({
-    "exec", "eval", "compile", "__import__", "open", "globals", "locals", "vars", "getattr", "setattr",
-    "delattr", "breakpoint", "input", "get_ipython", "__builtins__", "memoryview", "classmethod_descriptor",
-})
+FORBIDDEN_NAMES = frozenset(
+    {
+        "exec",
+        "eval",
+        "compile",
+        "__import__",
+        "open",
+        "globals",
+        "locals",
+        "vars",
+        "getattr",
+        "setattr",
+        "delattr",
+        "breakpoint",
+        "input",
+        "get_ipython",
+        "__builtins__",
+        "memoryview",
+        "classmethod_descriptor",
+    }
+)
 # Attribute names that load pickled or compiled code, or write files (a notebook could overwrite the course).
-FORBIDDEN_ATTRIBUTES = frozenset({
-    "load", "loads", "load_library", "from_file", "system", "popen", "save", "savetxt", "savez",
-    "savez_compressed", "tofile", "write", "write_text", "write_bytes", "savefig", "to_file",
-})
+FORBIDDEN_ATTRIBUTES = frozenset(
+    {
+        "load",
+        "loads",
+        "load_library",
+        "from_file",
+        "system",
+        "popen",
+        "save",
+        "savetxt",
+        "savez",
+        "savez_compressed",
+        "tofile",
+        "write",
+        "write_text",
+        "write_bytes",
+        "savefig",
+        "to_file",
+    }
+)
 ALLOWED_DUNDERS = frozenset({"__init__", "__name__"})
 
 
@@ -47,7 +107,9 @@ class Vetting:
     """What the grader found in the source: refusals for the whole notebook, and per graded name."""
 
     refusals: list[str] = field(default_factory=list)  # the notebook is not run at all
-    not_own: dict[str, str] = field(default_factory=dict)  # graded name -> why it is not the student's code
+    not_own: dict[str, str] = field(
+        default_factory=dict
+    )  # graded name -> why it is not the student's code
 
     @property
     def clean(self) -> bool:
@@ -72,7 +134,7 @@ def _without_harmless_magics(source: str) -> str:
             continue
         for magic in _HARMLESS_LINE_MAGICS:
             if stripped.startswith(magic):
-                stripped = stripped[len(magic):]
+                stripped = stripped[len(magic) :]
         out.append(indent + stripped)
     return "\n".join(out)
 
@@ -83,7 +145,10 @@ def _python_source(source: str) -> str:
     try:
         from IPython.core.inputtransformer2 import TransformerManager
     except ImportError:  # without IPython, a magic line is a refusal all the same
-        return "\n".join("get_ipython()" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+        return "\n".join(
+            "get_ipython()" if line.lstrip().startswith(("%", "!")) else line
+            for line in source.splitlines()
+        )
     return TransformerManager().transform_cell(source)
 
 
@@ -147,13 +212,18 @@ class _Reader(ast.NodeVisitor):
         name = node.attr
         if name.startswith("__") and name.endswith("__") and name not in ALLOWED_DUNDERS:
             self.refuse(node, f"uses `.{name}`, which a graded notebook may not use.")
-        elif name.startswith("_") and not name.startswith("__") and _root(node) not in ("self", None):
+        elif (
+            name.startswith("_") and not name.startswith("__") and _root(node) not in ("self", None)
+        ):
             self.refuse(node, f"uses the private attribute `.{name}`.")
         elif name in FORBIDDEN_ATTRIBUTES and _root(node) in self.imported:
-            self.refuse(node, f"uses `{_dotted(node) or name}`, which reads or writes files a graded notebook may not touch.")
+            self.refuse(
+                node,
+                f"uses `{_dotted(node) or name}`, which reads or writes files a graded notebook may not touch.",
+            )
         dotted = _dotted(node)
         if dotted and _root(node) in self.imported:
-            full = self.imported[_root(node)] + dotted[len(_root(node)):]
+            full = self.imported[_root(node)] + dotted[len(_root(node)) :]
             if any(full == bad or full.startswith(bad + ".") for bad in FORBIDDEN_MODULES):
                 self.refuse(node, f"uses {full}, which a graded notebook may not use.")
         self.generic_visit(node)
@@ -165,8 +235,11 @@ class _Reader(ast.NodeVisitor):
         elif isinstance(target, ast.Starred):
             self._check_target(target.value)
         elif isinstance(target, (ast.Attribute, ast.Subscript)) and _root(target) in self.imported:
-            self.refuse(target, f"changes `{_dotted(target) or _root(target)}`, part of a library; a graded "
-                                f"notebook may not patch what it imports.")
+            self.refuse(
+                target,
+                f"changes `{_dotted(target) or _root(target)}`, part of a library; a graded "
+                f"notebook may not patch what it imports.",
+            )
 
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:
@@ -188,7 +261,9 @@ class _Reader(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         if isinstance(node.func, ast.Name) and node.func.id == "type" and len(node.args) == 3:
-            self.refuse(node, "builds a class with type(name, bases, namespace); write a class statement.")
+            self.refuse(
+                node, "builds a class with type(name, bases, namespace); write a class statement."
+            )
         self.generic_visit(node)
 
 
@@ -218,8 +293,12 @@ def _bound_names(statement: ast.stmt) -> set[str]:
     return names
 
 
-def vet(cells: list[tuple[int, str]], graded: tuple[str, ...], course_names_allowed: frozenset[str] = frozenset(),
-        preset_names: frozenset[str] = frozenset({"resnet_course"})) -> Vetting:
+def vet(
+    cells: list[tuple[int, str]],
+    graded: tuple[str, ...],
+    course_names_allowed: frozenset[str] = frozenset(),
+    preset_names: frozenset[str] = frozenset({"resnet_course"}),
+) -> Vetting:
     """Read the student's code cells (number, source) and the names graded as the student's own code.
 
     ``course_names_allowed`` are the course's objects an exercise asks the student to use
@@ -245,8 +324,12 @@ def vet(cells: list[tuple[int, str]], graded: tuple[str, ...], course_names_allo
         statements += [(where, statement) for statement in tree.body]
 
     # Which names carry the course's objects: imported from it, or defined from something that is.
-    tainted = {name for name, origin in imported.items() if origin.split(".")[0] == "resnet_course"
-               and (origin == "resnet_course" or origin.split(".")[-1] not in course_names_allowed)}
+    tainted = {
+        name
+        for name, origin in imported.items()
+        if origin.split(".")[0] == "resnet_course"
+        and (origin == "resnet_course" or origin.split(".")[-1] not in course_names_allowed)
+    }
     changed = True
     while changed:
         changed = False
@@ -260,18 +343,35 @@ def vet(cells: list[tuple[int, str]], graded: tuple[str, ...], course_names_allo
                     changed = True
 
     for name in graded:
-        definitions = [(where, s) for where, s in statements
-                       if isinstance(s, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == name]
-        rebinding = [where for where, s in statements if name in _bound_names(s)
-                     and not (isinstance(s, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == name)]
+        definitions = [
+            (where, s)
+            for where, s in statements
+            if isinstance(s, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and s.name == name
+        ]
+        rebinding = [
+            where
+            for where, s in statements
+            if name in _bound_names(s)
+            and not (
+                isinstance(s, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and s.name == name
+            )
+        ]
         if not definitions:
-            vetting.not_own[name] = f"the notebook has no class or function {name} of its own; write it in a code cell."
+            vetting.not_own[name] = (
+                f"the notebook has no class or function {name} of its own; write it in a code cell."
+            )
         elif rebinding:
-            vetting.not_own[name] = f"{rebinding[0]} assigns {name} again; keep the definition you wrote."
+            vetting.not_own[name] = (
+                f"{rebinding[0]} assigns {name} again; keep the definition you wrote."
+            )
         else:
             where, definition = definitions[-1]
             used = sorted(_names_used(definition) & tainted)
             if used:
-                vetting.not_own[name] = (f"{name} in {where} uses {', '.join(used[:3])} from the course, which is "
-                                         f"what the check compares with; write it yourself.")
+                vetting.not_own[name] = (
+                    f"{name} in {where} uses {', '.join(used[:3])} from the course, which is "
+                    f"what the check compares with; write it yourself."
+                )
     return vetting

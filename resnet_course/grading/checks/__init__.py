@@ -28,13 +28,40 @@ from .shortcuts import check_option_b_cost, check_shortcuts, option_b_cost, shor
 # Every check by name: what a check cell runs, and what its all-passed report says.
 ALL_CHECKS: dict[str, Check] = {
     check.name: check
-    for check in (basic_block, input_gradient, cifar_nets, plain_vs_residual, bottleneck, resnet50, shortcuts,
-                  option_b_cost, preact_block, resnext_block, *fixed_blocks.values())
+    for check in (
+        basic_block,
+        input_gradient,
+        cifar_nets,
+        plain_vs_residual,
+        bottleneck,
+        resnet50,
+        shortcuts,
+        option_b_cost,
+        preact_block,
+        resnext_block,
+        *fixed_blocks.values(),
+    )
 }
 
 __all__ = [
-    "ALL_CHECKS", "BUG_HINTS", "PLAIN_VS_RESIDUAL", "RESNET50_PARAMETERS", "Check", "CheckFailed", "TrainingSetup",
-    "check_basic_block", "check_input_gradient", "check_cifar_nets", "check_plain_vs_residual", "check_bottleneck",
-    "check_resnet50", "check_shortcuts", "check_option_b_cost", "check_preact_block", "check_resnext_block",
-    "check_fixed_block", "randomise_batch_norm", "split_transform_merge",
+    "ALL_CHECKS",
+    "BUG_HINTS",
+    "PLAIN_VS_RESIDUAL",
+    "RESNET50_PARAMETERS",
+    "Check",
+    "CheckFailed",
+    "TrainingSetup",
+    "check_basic_block",
+    "check_input_gradient",
+    "check_cifar_nets",
+    "check_plain_vs_residual",
+    "check_bottleneck",
+    "check_resnet50",
+    "check_shortcuts",
+    "check_option_b_cost",
+    "check_preact_block",
+    "check_resnext_block",
+    "check_fixed_block",
+    "randomise_batch_norm",
+    "split_transform_merge",
 ]

@@ -21,8 +21,12 @@ from .helpers import (
 
 def _case(in_channels: int, planes: int, stride: int = 1) -> Case:
     label = f"Bottleneck({in_channels}, {planes}" + (f", stride={stride})" if stride != 1 else ")")
-    return Case(label, (in_channels, planes), (("stride", stride),) if stride != 1 else (),
-                input_shape=(2, in_channels, 8, 8))
+    return Case(
+        label,
+        (in_channels, planes),
+        (("stride", stride),) if stride != 1 else (),
+        input_shape=(2, in_channels, 8, 8),
+    )
 
 
 EXPANDS, KEEPS, HALVES = _case(64, 64), _case(256, 64), _case(256, 128, 2)
@@ -35,20 +39,26 @@ def _probe_bottleneck(seed, Bottleneck):
 bottleneck = Check("bottleneck", _probe_bottleneck, own=("Bottleneck",))
 
 
-@bottleneck.item("Bottleneck(64, 64) turns (2, 64, 8, 8) into (2, 256, 8, 8), through a projection",
-                 hint="expansion = 4: conv3 has planes * 4 output channels, and the channels change, so the "
-                      "shortcut needs a 1x1 projection (downsample).")
+@bottleneck.item(
+    "Bottleneck(64, 64) turns (2, 64, 8, 8) into (2, 256, 8, 8), through a projection",
+    hint="expansion = 4: conv3 has planes * 4 output channels, and the channels change, so the "
+    "shortcut needs a 1x1 projection (downsample).",
+)
 def _bottleneck_expands(record, seed):
     built = module_record(record, EXPANDS.label)
     expect_shape(output(built), (2, 256, 8, 8), EXPANDS.label)
     attribute(built, "downsample")
     if not convolutions(built, "downsample"):
-        raise CheckFailed("Bottleneck(64, 64).downsample should hold a 1x1 convolution (64 -> 256 channels) and a BN.")
+        raise CheckFailed(
+            "Bottleneck(64, 64).downsample should hold a 1x1 convolution (64 -> 256 channels) and a BN."
+        )
 
 
-@bottleneck.item("Bottleneck(256, 64) keeps (2, 256, 8, 8) with no projection; with stride 2, (256, 128) gives (2, 512, 4, 4)",
-                 hint="downsample is None when stride == 1 and in_channels == planes * 4; the stride goes on the "
-                      "3x3 convolution (conv2), as in torchvision.")
+@bottleneck.item(
+    "Bottleneck(256, 64) keeps (2, 256, 8, 8) with no projection; with stride 2, (256, 128) gives (2, 512, 4, 4)",
+    hint="downsample is None when stride == 1 and in_channels == planes * 4; the stride goes on the "
+    "3x3 convolution (conv2), as in torchvision.",
+)
 def _bottleneck_shapes(record, seed):
     keeps = module_record(record, KEEPS.label)
     expect_shape(output(keeps), (2, 256, 8, 8), KEEPS.label)
@@ -63,17 +73,23 @@ def _torchvision_reference(in_channels: int, planes: int, stride: int) -> nn.Mod
     out_channels = planes * 4
     downsample = None
     if stride != 1 or in_channels != out_channels:
-        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                                   nn.BatchNorm2d(out_channels))
+        downsample = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
     return TorchvisionBottleneck(in_channels, planes, stride, downsample)
 
 
-@bottleneck.item("it computes what torchvision's Bottleneck computes, given the same weights",
-                 hint="1x1 conv1-bn1-relu, 3x3 conv2 (with the stride)-bn2-relu, 1x1 conv3-bn3, add the shortcut, "
-                      "then ReLU; downsample = nn.Sequential(1x1 conv with the stride, BN).")
+@bottleneck.item(
+    "it computes what torchvision's Bottleneck computes, given the same weights",
+    hint="1x1 conv1-bn1-relu, 3x3 conv2 (with the stride)-bn2-relu, 1x1 conv3-bn3, add the shortcut, "
+    "then ReLU; downsample = nn.Sequential(1x1 conv with the stride, BN).",
+)
 def _bottleneck_same_function(record, seed):
     for case in (KEEPS, EXPANDS, HALVES):
-        expect_reference(record, case, _torchvision_reference(*case.args, case.stride), seed, atol=1e-4)
+        expect_reference(
+            record, case, _torchvision_reference(*case.args, case.stride), seed, atol=1e-4
+        )
 
 
 RESNET50_PARAMETERS = 25_557_032  # torchvision's ResNet-50, the exercise's target
@@ -89,25 +105,43 @@ def _torchvision_resnet50(seed: int) -> nn.Module:
 def _probe_resnet50(seed, resnet50, sizes):
     record: dict = {"network": None, "sizes": None}
     if isinstance(resnet50, nn.Module):
-        network = {"parameters": sum(p.numel() for p in resnet50.parameters()),
-                   "blocks": [origin(type(m)) for m in resnet50.modules() if type(m).__name__ == "Bottleneck"][:1]}
+        network = {
+            "parameters": sum(p.numel() for p in resnet50.parameters()),
+            "blocks": [
+                origin(type(m)) for m in resnet50.modules() if type(m).__name__ == "Bottleneck"
+            ][:1],
+        }
         try:
             # torchvision's ResNet-50 with weights drawn from the seed, loaded into the student's network:
             # a network built right gives torchvision's outputs on an input drawn from the seed too.
             resnet50.load_state_dict(_torchvision_resnet50(seed).state_dict())
             resnet50.eval()
             with torch.no_grad():
-                network["output"] = resnet50(seeded_input(seed, "resnet50/x", (1, 3, 64, 64))).detach().clone()
+                network["output"] = (
+                    resnet50(seeded_input(seed, "resnet50/x", (1, 3, 64, 64))).detach().clone()
+                )
         except Exception as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            first = (
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            )
             network["error"] = f"loading torchvision's ResNet-50 weights failed ({first[:160]})."
         record["network"] = network
     else:
         record["network_type"] = type(resnet50).__name__
     if isinstance(sizes, dict):
-        record["sizes"] = {str(name): ({str(k): (v if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v))
-                                        for k, v in entry.items()} if isinstance(entry, dict) else repr(entry))
-                           for name, entry in sizes.items()}
+        record["sizes"] = {
+            str(name): (
+                {
+                    str(k): (
+                        v if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v)
+                    )
+                    for k, v in entry.items()
+                }
+                if isinstance(entry, dict)
+                else repr(entry)
+            )
+            for name, entry in sizes.items()
+        }
     return record
 
 
@@ -121,20 +155,26 @@ def _network(record) -> dict:
     return network
 
 
-@resnet50.item("resnet50 has 25,557,032 parameters, as torchvision's ResNet-50",
-               hint="ResNet(Bottleneck, [3, 4, 6, 3]): the same stages as ResNet-34, with bottleneck blocks.")
+@resnet50.item(
+    "resnet50 has 25,557,032 parameters, as torchvision's ResNet-50",
+    hint="ResNet(Bottleneck, [3, 4, 6, 3]): the same stages as ResNet-34, with bottleneck blocks.",
+)
 def _resnet50_parameters(record, seed):
     found = _network(record)["parameters"]
     if found != RESNET50_PARAMETERS:
         raise CheckFailed(f"resnet50 has {found:,} parameters.")
 
 
-@resnet50.item("resnet50 is built from your Bottleneck, loads torchvision's ResNet-50 weights and gives its outputs",
-               hint="check your Bottleneck's layer names (conv1..conv3, bn1..bn3, downsample) and its stride placement.")
+@resnet50.item(
+    "resnet50 is built from your Bottleneck, loads torchvision's ResNet-50 weights and gives its outputs",
+    hint="check your Bottleneck's layer names (conv1..conv3, bn1..bn3, downsample) and its stride placement.",
+)
 def _resnet50_torchvision(record, seed):
     network = _network(record)
     if not network["blocks"]:
-        raise CheckFailed("resnet50 holds no block of a class named Bottleneck; build it from yours.")
+        raise CheckFailed(
+            "resnet50 holds no block of a class named Bottleneck; build it from yours."
+        )
     problem = own_code_problem("resnet50's Bottleneck", network["blocks"][0])
     if problem:
         raise CheckFailed(problem)
@@ -145,9 +185,11 @@ def _resnet50_torchvision(record, seed):
     expect_close(network["output"], expected, "resnet50's output", atol=1e-4)
 
 
-@resnet50.item("sizes holds both networks' parameters and multiply-adds at 224x224",
-               hint="sizes = {'resnet34': {'parameters': count_parameters(resnet34), 'flops': count_macs(resnet34)}, "
-                    "'resnet50': {...}}; count_macs counts multiply-adds on a (1, 3, 224, 224) input.")
+@resnet50.item(
+    "sizes holds both networks' parameters and multiply-adds at 224x224",
+    hint="sizes = {'resnet34': {'parameters': count_parameters(resnet34), 'flops': count_macs(resnet34)}, "
+    "'resnet50': {...}}; count_macs counts multiply-adds on a (1, 3, 224, 224) input.",
+)
 def _resnet50_sizes(record, seed):
     import torchvision
 
@@ -164,7 +206,9 @@ def _resnet50_sizes(record, seed):
             found = entry.get(key)
             # Another counter may differ a little (BN, pooling), so 1% is close enough.
             if not isinstance(found, (int, float)) or abs(found - value) > 0.01 * value:
-                raise CheckFailed(f"sizes[{name!r}][{key!r}] is {found!r}, expected about {value:,}.")
+                raise CheckFailed(
+                    f"sizes[{name!r}][{key!r}] is {found!r}, expected about {value:,}."
+                )
 
 
 def check_bottleneck(Bottleneck) -> Report:

@@ -55,18 +55,33 @@ class TrainingSetup:
         return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
-PLAIN_VS_RESIDUAL = TrainingSetup(depth=32, width=8, image_size=16, train_size=4000, test_size=500,
-                                  training=TrainConfig(epochs=4, lr=0.1, batch_size=128, seed=0))
+PLAIN_VS_RESIDUAL = TrainingSetup(
+    depth=32,
+    width=8,
+    image_size=16,
+    train_size=4000,
+    test_size=500,
+    training=TrainConfig(epochs=4, lr=0.1, batch_size=128, seed=0),
+)
 
 _KINDS = ("residual", "plain")
 
 
 def _net_case(depth: int, residual: bool, width: int = 8, image_size: int = 16) -> Case:
-    return Case(f"make_cifar_net({depth}, residual={residual}, width={width})", (depth,),
-                (("residual", residual), ("width", width)), input_shape=(4, 3, image_size, image_size), attributes=())
+    return Case(
+        f"make_cifar_net({depth}, residual={residual}, width={width})",
+        (depth,),
+        (("residual", residual), ("width", width)),
+        input_shape=(4, 3, image_size, image_size),
+        attributes=(),
+    )
 
 
-NETS = {(depth, residual): _net_case(depth, residual) for depth in (20, 32) for residual in (True, False)}
+NETS = {
+    (depth, residual): _net_case(depth, residual)
+    for depth in (20, 32)
+    for residual in (True, False)
+}
 
 
 def _probe_cifar_nets(seed, make_cifar_net):
@@ -77,36 +92,48 @@ cifar_nets = Check("cifar_nets", _probe_cifar_nets, own=("make_cifar_net",))
 
 
 def _nets(record, depth: int = 20) -> dict[str, dict]:
-    return {("residual" if residual else "plain"): module_record(record, NETS[depth, residual].label)
-            for residual in (True, False)}
+    return {
+        ("residual" if residual else "plain"): module_record(record, NETS[depth, residual].label)
+        for residual in (True, False)
+    }
 
 
-@cifar_nets.item("make_cifar_net(20, ...) turns (4, 3, 16, 16) images into (4, 10) logits, residual or plain",
-                 hint="stem, three stages, global average pooling (nn.AdaptiveAvgPool2d(1)), flatten, then nn.Linear(4 * width, 10).")
+@cifar_nets.item(
+    "make_cifar_net(20, ...) turns (4, 3, 16, 16) images into (4, 10) logits, residual or plain",
+    hint="stem, three stages, global average pooling (nn.AdaptiveAvgPool2d(1)), flatten, then nn.Linear(4 * width, 10).",
+)
 def _nets_shape(record, seed):
     for kind, built in _nets(record).items():
         expect_shape(output(built), (4, 10), f"the {kind} net")
 
 
-@cifar_nets.item("depth counts the layers with weights: 20 and 32 convolution and linear layers",
-                 hint="n = (depth - 2) // 6 blocks per stage, two 3x3 convolutions per block, plus the stem "
-                      "convolution and the final linear layer; option A shortcuts have no weights.")
+@cifar_nets.item(
+    "depth counts the layers with weights: 20 and 32 convolution and linear layers",
+    hint="n = (depth - 2) // 6 blocks per stage, two 3x3 convolutions per block, plus the stem "
+    "convolution and the final linear layer; option A shortcuts have no weights.",
+)
 def _nets_depth(record, seed):
     for depth in (20, 32):
         for kind, built in _nets(record, depth).items():
             weighted = sum(row[1] in ("Conv2d", "Linear") for row in built["summary"])
             if weighted != depth:
-                raise CheckFailed(f"the {kind} net of depth {depth} has {weighted} convolution and linear layers.")
+                raise CheckFailed(
+                    f"the {kind} net of depth {depth} has {weighted} convolution and linear layers."
+                )
 
 
-@cifar_nets.item("the residual net and its plain twin have the same parameters as the course's resnet20",
-                 hint="use widths width, 2 width, 4 width and shortcut='A' (zero-padding: no parameters), so the "
-                      "two nets differ only in their shortcuts.")
+@cifar_nets.item(
+    "the residual net and its plain twin have the same parameters as the course's resnet20",
+    hint="use widths width, 2 width, 4 width and shortcut='A' (zero-padding: no parameters), so the "
+    "two nets differ only in their shortcuts.",
+)
 def _nets_parameters(record, seed):
     expected = count_parameters(cifar_resnet(20, width=8))
     for kind, built in _nets(record).items():
         if built["parameters"] != expected:
-            raise CheckFailed(f"the {kind} net has {built['parameters']:,} parameters, the course's resnet20 {expected:,}.")
+            raise CheckFailed(
+                f"the {kind} net has {built['parameters']:,} parameters, the course's resnet20 {expected:,}."
+            )
 
 
 def _same_as_course(record, seed, depth: int, residual: bool) -> None:
@@ -118,15 +145,19 @@ def _same_as_course(record, seed, depth: int, residual: bool) -> None:
     same_function(built, reference, case, seed, f"the {kind} net of depth {depth}", atol=1e-4)
 
 
-@cifar_nets.item("make_cifar_net(20, residual=True) computes what the course's resnet20 computes",
-                 hint="build the layers in order (stem conv, BN, ReLU; the blocks; pooling; linear), with "
-                      "BasicBlock(in, planes, stride, shortcut='A') and stride 2 on the first block of stages 2 and 3.")
+@cifar_nets.item(
+    "make_cifar_net(20, residual=True) computes what the course's resnet20 computes",
+    hint="build the layers in order (stem conv, BN, ReLU; the blocks; pooling; linear), with "
+    "BasicBlock(in, planes, stride, shortcut='A') and stride 2 on the first block of stages 2 and 3.",
+)
 def _nets_residual(record, seed):
     _same_as_course(record, seed, 20, residual=True)
 
 
-@cifar_nets.item("make_cifar_net(20, residual=False) computes what the course's plain20 computes",
-                 hint="the plain twin is the same network with PlainBlock(in, planes, stride) in place of BasicBlock.")
+@cifar_nets.item(
+    "make_cifar_net(20, residual=False) computes what the course's plain20 computes",
+    hint="the plain twin is the same network with PlainBlock(in, planes, stride) in place of BasicBlock.",
+)
 def _nets_plain(record, seed):
     _same_as_course(record, seed, 20, residual=False)
 
@@ -171,9 +202,13 @@ def _probe_plain_vs_residual(seed, histories, make_cifar_net=None):
         set_seed(setup.seed)
         built = call(make_cifar_net, setup.depth, residual=residual, width=setup.width)
         if "value" in built and isinstance(built["value"], nn.Module):
-            built = {"state": {k: v.detach().clone() for k, v in built["value"].state_dict().items()}}
+            built = {
+                "state": {k: v.detach().clone() for k, v in built["value"].state_dict().items()}
+            }
         elif "value" in built:
-            built = {"error": f"make_cifar_net returned {type(built['value']).__name__}, not an nn.Module."}
+            built = {
+                "error": f"make_cifar_net returned {type(built['value']).__name__}, not an nn.Module."
+            }
         record["starts"][kind] = built
     return record
 
@@ -184,17 +219,27 @@ plain_vs_residual = Check("plain_vs_residual", _probe_plain_vs_residual, own=("m
 def _training_runs(record) -> dict:
     histories = record.get("histories")
     if not isinstance(histories, dict) or set(histories) != set(_KINDS):
-        keys = sorted(histories) if isinstance(histories, dict) else record.get("histories_type", "nothing")
-        raise CheckFailed(f"histories should have exactly the keys 'residual' and 'plain', got {keys}.")
+        keys = (
+            sorted(histories)
+            if isinstance(histories, dict)
+            else record.get("histories_type", "nothing")
+        )
+        raise CheckFailed(
+            f"histories should have exactly the keys 'residual' and 'plain', got {keys}."
+        )
     for kind, history in histories.items():
         if "train_loss" not in history or not history["train_loss"]:
-            raise CheckFailed(f"histories[{kind!r}] should be the History that fit returned, with finished epochs.")
+            raise CheckFailed(
+                f"histories[{kind!r}] should be the History that fit returned, with finished epochs."
+            )
     return histories
 
 
-@plain_vs_residual.item("histories holds a residual and a plain run of the set depth, trained with SETUP's settings",
-                        hint="train make_cifar_net(SETUP.depth, residual=..., width=SETUP.width) with "
-                             "fit(model, data, **SETUP.fit_options()), once with residual=True and once with False.")
+@plain_vs_residual.item(
+    "histories holds a residual and a plain run of the set depth, trained with SETUP's settings",
+    hint="train make_cifar_net(SETUP.depth, residual=..., width=SETUP.width) with "
+    "fit(model, data, **SETUP.fit_options()), once with residual=True and once with False.",
+)
 def _runs_settings(record, seed):
     setup = PLAIN_VS_RESIDUAL
     expected_parameters = count_parameters(cifar_resnet(setup.depth, width=setup.width))
@@ -202,12 +247,18 @@ def _runs_settings(record, seed):
         config = history["config"]
         for key, value in setup.fit_options().items():
             if config.get(key) != value:
-                raise CheckFailed(f"histories[{kind!r}] was trained with {key}={config.get(key)!r}, not {value!r}.")
+                raise CheckFailed(
+                    f"histories[{kind!r}] was trained with {key}={config.get(key)!r}, not {value!r}."
+                )
         if config.get("parameters") != expected_parameters:
-            raise CheckFailed(f"histories[{kind!r}] trained a network of {config.get('parameters')} parameters, "
-                              f"not depth {setup.depth} at width {setup.width} ({expected_parameters:,}).")
+            raise CheckFailed(
+                f"histories[{kind!r}] trained a network of {config.get('parameters')} parameters, "
+                f"not depth {setup.depth} at width {setup.width} ({expected_parameters:,})."
+            )
         if history["stopped"] or len(history["train_loss"]) != setup.epochs:
-            raise CheckFailed(f"histories[{kind!r}] has {len(history['train_loss'])} finished epochs, not {setup.epochs}.")
+            raise CheckFailed(
+                f"histories[{kind!r}] has {len(history['train_loss'])} finished epochs, not {setup.epochs}."
+            )
 
 
 @functools.lru_cache(maxsize=4)
@@ -216,10 +267,14 @@ def _rerun(start_states: tuple) -> dict[str, float]:
     from ...data import load_cifar10
 
     setup = PLAIN_VS_RESIDUAL
-    data = load_cifar10(image_size=setup.image_size, train_size=setup.train_size, test_size=setup.test_size)
+    data = load_cifar10(
+        image_size=setup.image_size, train_size=setup.train_size, test_size=setup.test_size
+    )
     losses = {}
     for kind, state in zip(_KINDS, start_states):
-        model = cifar_resnet(setup.depth, block="basic" if kind == "residual" else "plain", width=setup.width)
+        model = cifar_resnet(
+            setup.depth, block="basic" if kind == "residual" else "plain", width=setup.width
+        )
         load_weights_by_position(model, dict(state), f"the {kind} net of depth {setup.depth}")
         history = fit(model, data, **setup.fit_options(), progress=False)
         losses[kind] = history.train_loss[-1] if history.train_loss else float("nan")
@@ -231,17 +286,23 @@ def _checker_losses(record) -> dict[str, float]:
     for kind in _KINDS:
         start = starts.get(kind, {})
         if "error" in start or "state" not in start:
-            raise CheckFailed(f"the {kind} net could not be built for the checker's run: {start.get('error', 'no weights')}")
+            raise CheckFailed(
+                f"the {kind} net could not be built for the checker's run: {start.get('error', 'no weights')}"
+            )
     return _rerun(tuple(tuple(starts[kind]["state"].items()) for kind in _KINDS))
 
 
-@plain_vs_residual.item("trained again by the checker from the same start, the residual net ends with the lower training loss",
-                        hint="with the set-up above this holds for every seed we tried; check that the residual net's "
-                             "blocks really add their input and that make_cifar_net passes the cifar_nets check.")
+@plain_vs_residual.item(
+    "trained again by the checker from the same start, the residual net ends with the lower training loss",
+    hint="with the set-up above this holds for every seed we tried; check that the residual net's "
+    "blocks really add their input and that make_cifar_net passes the cifar_nets check.",
+)
 def _runs_residual_wins(record, seed):
     losses = _checker_losses(record)
     if not losses["residual"] < losses["plain"]:
-        raise CheckFailed(f"the residual net ended at {losses['residual']:.3f}, the plain net at {losses['plain']:.3f}.")
+        raise CheckFailed(
+            f"the residual net ended at {losses['residual']:.3f}, the plain net at {losses['plain']:.3f}."
+        )
 
 
 # The grader re-executes the notebook, so the student's run and the checker's run are the same
@@ -250,17 +311,24 @@ def _runs_residual_wins(record, seed):
 HISTORY_TOLERANCE = 0.05
 
 
-@plain_vs_residual.item("histories come from those runs: their final training losses match the checker's",
-                        hint="call set_seed(SETUP.seed) just before building each network, then train it with "
-                             "fit(model, data, **SETUP.fit_options()) on the data loaded above; do not edit the histories.")
+@plain_vs_residual.item(
+    "histories come from those runs: their final training losses match the checker's",
+    hint="call set_seed(SETUP.seed) just before building each network, then train it with "
+    "fit(model, data, **SETUP.fit_options()) on the data loaded above; do not edit the histories.",
+)
 def _runs_reproduced(record, seed):
     histories = _training_runs(record)
     losses = _checker_losses(record)
     for kind in _KINDS:
         reported = histories[kind]["train_loss"][-1]
-        if not isinstance(reported, (int, float)) or not abs(reported - losses[kind]) <= HISTORY_TOLERANCE:
-            raise CheckFailed(f"histories[{kind!r}] ends at a training loss of {reported!r}; the checker's run of the same "
-                              f"network from the same start ends at {losses[kind]:.3f}.")
+        if (
+            not isinstance(reported, (int, float))
+            or not abs(reported - losses[kind]) <= HISTORY_TOLERANCE
+        ):
+            raise CheckFailed(
+                f"histories[{kind!r}] ends at a training loss of {reported!r}; the checker's run of the same "
+                f"network from the same start ends at {losses[kind]:.3f}."
+            )
 
 
 def check_cifar_nets(make_cifar_net) -> Report:

@@ -16,8 +16,15 @@ RESNEXT_CARDINALITY, RESNEXT_GROUP_WIDTH = 32, 4  # the paper's 32x4d template
 
 
 def _batch_norm_slice(bn, x: torch.Tensor, channels: slice) -> torch.Tensor:
-    return F.batch_norm(x, bn.running_mean[channels], bn.running_var[channels], bn.weight[channels],
-                        bn.bias[channels], training=False, eps=bn.eps)
+    return F.batch_norm(
+        x,
+        bn.running_mean[channels],
+        bn.running_var[channels],
+        bn.weight[channels],
+        bn.bias[channels],
+        training=False,
+        eps=bn.eps,
+    )
 
 
 def split_transform_merge(block, x: torch.Tensor, cardinality: int) -> torch.Tensor:
@@ -38,13 +45,22 @@ def split_transform_merge(block, x: torch.Tensor, cardinality: int) -> torch.Ten
         h = F.relu(_batch_norm_slice(block.bn2, h, channels))
         merged = merged + F.conv2d(h, conv3.weight[:, channels])
     bn3 = block.bn3
-    return F.batch_norm(merged, bn3.running_mean, bn3.running_var, bn3.weight, bn3.bias, training=False, eps=bn3.eps)
+    return F.batch_norm(
+        merged, bn3.running_mean, bn3.running_var, bn3.weight, bn3.bias, training=False, eps=bn3.eps
+    )
 
 
 def _case(in_channels: int, out_channels: int, stride: int = 1) -> Case:
-    label = f"ResNeXtBlock({in_channels}, {out_channels}" + (f", stride={stride})" if stride != 1 else ")")
-    return Case(label, (in_channels, out_channels), (("stride", stride),) if stride != 1 else (),
-                input_shape=(2, in_channels, 8, 8), modes=("eval",))
+    label = f"ResNeXtBlock({in_channels}, {out_channels}" + (
+        f", stride={stride})" if stride != 1 else ")"
+    )
+    return Case(
+        label,
+        (in_channels, out_channels),
+        (("stride", stride),) if stride != 1 else (),
+        input_shape=(2, in_channels, 8, 8),
+        modes=("eval",),
+    )
 
 
 KEEPS, HALVES = _case(256, 256), _case(256, 512, 2)
@@ -78,9 +94,11 @@ def _probe_resnext_block(seed, ResNeXtBlock):
 resnext_block = Check("resnext_block", _probe_resnext_block, own=("ResNeXtBlock",))
 
 
-@resnext_block.item("ResNeXtBlock(256, 256) keeps (2, 256, 8, 8); ResNeXtBlock(256, 512, stride=2) gives (2, 512, 4, 4)",
-                    hint="1x1 conv to cardinality * group_width channels, grouped 3x3 (with the stride), 1x1 conv to "
-                         "out_channels; a projection shortcut where the shape changes.")
+@resnext_block.item(
+    "ResNeXtBlock(256, 256) keeps (2, 256, 8, 8); ResNeXtBlock(256, 512, stride=2) gives (2, 512, 4, 4)",
+    hint="1x1 conv to cardinality * group_width channels, grouped 3x3 (with the stride), 1x1 conv to "
+    "out_channels; a projection shortcut where the shape changes.",
+)
 def _resnext_shapes(record, seed):
     expect_shape(output(module_record(record, KEEPS.label), "eval"), (2, 256, 8, 8), KEEPS.label)
     expect_shape(output(module_record(record, HALVES.label), "eval"), (2, 512, 4, 4), HALVES.label)
@@ -89,52 +107,80 @@ def _resnext_shapes(record, seed):
 def _conv2(built: dict) -> dict:
     rows = [row for row in built["summary"] if row[0] == "conv2"]
     if not rows or "kernel" not in rows[0][2]:
-        raise CheckFailed(f"{built['label']} has no convolution named conv2; name the layers as the exercise asks.")
+        raise CheckFailed(
+            f"{built['label']} has no convolution named conv2; name the layers as the exercise asks."
+        )
     return rows[0][2]
 
 
-@resnext_block.item("its 3x3 convolution is grouped: 128 channels in 32 groups of 4",
-                    hint="nn.Conv2d(128, 128, 3, stride=stride, padding=1, groups=cardinality, bias=False).")
+@resnext_block.item(
+    "its 3x3 convolution is grouped: 128 channels in 32 groups of 4",
+    hint="nn.Conv2d(128, 128, 3, stride=stride, padding=1, groups=cardinality, bias=False).",
+)
 def _resnext_grouped(record, seed):
     conv2 = _conv2(module_record(record, KEEPS.label))
     if (conv2["in"], conv2["out"], conv2["groups"], conv2["kernel"]) != (128, 128, 32, [3, 3]):
-        raise CheckFailed(f"conv2 has {conv2['in']} input and {conv2['out']} output channels in {conv2['groups']} "
-                          f"groups, with a {conv2['kernel']} kernel.")
+        raise CheckFailed(
+            f"conv2 has {conv2['in']} input and {conv2['out']} output channels in {conv2['groups']} "
+            f"groups, with a {conv2['kernel']} kernel."
+        )
 
 
-@resnext_block.item("its convolutions hold 70,144 weights, the paper's 'about 70k' for this template",
-                    hint="256*128 (conv1) + 128*4*3*3 (the grouped conv2: each output channel sees only its group's "
-                         "4 channels) + 128*256 (conv3), all without bias.")
+@resnext_block.item(
+    "its convolutions hold 70,144 weights, the paper's 'about 70k' for this template",
+    hint="256*128 (conv1) + 128*4*3*3 (the grouped conv2: each output channel sees only its group's "
+    "4 channels) + 128*256 (conv3), all without bias.",
+)
 def _resnext_weights(record, seed):
     built = module_record(record, KEEPS.label)
     conv_names = [row[0] for row in layers(built, kind="Conv2d")]
     state = built["state"]
-    weights = sum(state[f"{name}.{kind}"].numel() for name in conv_names for kind in ("weight", "bias")
-                  if f"{name}.{kind}" in state)
+    weights = sum(
+        state[f"{name}.{kind}"].numel()
+        for name in conv_names
+        for kind in ("weight", "bias")
+        if f"{name}.{kind}" in state
+    )
     if weights != 70_144:
         raise CheckFailed(f"its convolutions hold {weights:,} weights.")
 
 
 def _weights(built: dict) -> SimpleNamespace:
     """The block's layers as plain weights: what split_transform_merge reads."""
-    state, convs = built["state"], {row[0]: row[2] for row in built["summary"] if "kernel" in row[2]}
+    state, convs = (
+        built["state"],
+        {row[0]: row[2] for row in built["summary"] if "kernel" in row[2]},
+    )
     layers_ = {}
     for name in ("conv1", "conv2", "conv3"):
         if name not in convs or f"{name}.weight" not in state:
-            raise CheckFailed(f"{built['label']} has no convolution named {name}; name the layers as the exercise asks.")
+            raise CheckFailed(
+                f"{built['label']} has no convolution named {name}; name the layers as the exercise asks."
+            )
         padding = (convs[name]["kernel"][0] - 1) // 2
-        layers_[name] = SimpleNamespace(weight=state[f"{name}.weight"], stride=tuple(convs[name]["stride"]), padding=padding)
+        layers_[name] = SimpleNamespace(
+            weight=state[f"{name}.weight"], stride=tuple(convs[name]["stride"]), padding=padding
+        )
     for name in ("bn1", "bn2", "bn3"):
         if f"{name}.running_mean" not in state:
-            raise CheckFailed(f"{built['label']} has no BN named {name}; name the layers as the exercise asks.")
-        layers_[name] = SimpleNamespace(eps=1e-5, **{key: state[f"{name}.{key}"]
-                                                     for key in ("weight", "bias", "running_mean", "running_var")})
+            raise CheckFailed(
+                f"{built['label']} has no BN named {name}; name the layers as the exercise asks."
+            )
+        layers_[name] = SimpleNamespace(
+            eps=1e-5,
+            **{
+                key: state[f"{name}.{key}"]
+                for key in ("weight", "bias", "running_mean", "running_var")
+            },
+        )
     return SimpleNamespace(**layers_)
 
 
-@resnext_block.item("it computes the same function as 32 separate split-transform-merge paths built from its weights",
-                    hint="y = relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)); layers named "
-                         "conv1, bn1, conv2, bn2, conv3, bn3 and downsample.")
+@resnext_block.item(
+    "it computes the same function as 32 separate split-transform-merge paths built from its weights",
+    hint="y = relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)); layers named "
+    "conv1, bn1, conv2, bn2, conv3, bn3 and downsample.",
+)
 def _resnext_paths(record, seed):
     for case in (KEEPS, HALVES):
         built = module_record(record, case.label)
@@ -143,7 +189,9 @@ def _resnext_paths(record, seed):
             raise CheckFailed(f"{case.label} has no usable downsample attribute ({identity}).")
         x = case.input(seed)
         with torch.no_grad():
-            paths = F.relu(split_transform_merge(_weights(built), x, RESNEXT_CARDINALITY) + identity)
+            paths = F.relu(
+                split_transform_merge(_weights(built), x, RESNEXT_CARDINALITY) + identity
+            )
         expect_close(output(built, "eval"), paths, f"{case.label} against the 32 paths", atol=1e-4)
 
 
