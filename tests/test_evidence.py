@@ -236,12 +236,14 @@ def test_the_readme_says_what_the_archive_shows():
     )
     check("lesion", "w8-16px-525st-cos", "shown")
     check("transformer_residual", "sort6-d4-2ep", "shown")
-    assert "at 60 and 200 steps" in readme
+    assert "at 60 and 200 steps, and with warm-up and a cosine decay at 1,050" in readme
     check("preact_depth", "w8-16px-60st-b32-const", "shown")
     check("preact_depth", "w8-16px-200st-b32-const", "shown")
+    check("preact_depth", "w8-16px-1050st-cos", "shown")
     assert (
-        "option B is tied with option A, and option C ends behind B in every seed, at 525 steps"
+        "option B is tied with option A at 525 steps, and option C ends behind B in every seed"
         in readme
     )
     check("shortcut_b", "w8-16px-525st-cos", "tie")
     check("shortcut_c", "w8-16px-525st-cos", "opposite")
+    check("shortcut_c", "w8-16px-1050st-cos", "opposite")
