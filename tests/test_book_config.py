@@ -291,6 +291,16 @@ def test_the_book_is_executed_again_only_when_what_chapters_import_changes(tmp_p
     assert not {
         path for path in watched if not path.startswith("resnet_course/") or "/grading/" in path
     }
-    assert (
-        "$(CHAPTER_CODE) pyproject.toml" in MAKEFILE
-    )  # the stamp that drops the cache depends on exactly these
+    # The stamp that drops the cache depends on exactly these: what chapters import, the scale
+    # study's summary that they show, and the package's metadata.
+    assert "$(CHAPTER_CODE) $(CHAPTER_DATA) pyproject.toml" in MAKEFILE
+    probe.write_text(f"include {ROOT / 'Makefile'}\nshow:\n\t@echo $(CHAPTER_DATA)\n")
+    data = subprocess.run(
+        ["make", "-s", "-f", str(probe), "show"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert data.stdout.split() == ["results/scale-study/summary.json"]
