@@ -110,16 +110,17 @@ def metric_name(study: dict, claim: str) -> str:
 
 
 def table_header(study: dict, claim: str) -> list[str]:
-    """The header of :func:`table_rows`: the networks' names and the metric's unit in the columns."""
+    """The header of :func:`table_rows`: the networks' names, and the unit of their values.
+
+    Seven columns, so the table fits the book's column; the metric itself is named by
+    :func:`archive_markdown` (and the configuration's name holds its steps).
+    """
     first, second = labels(study, claim)
-    short_metric = metric_name(study, claim).split(" (")[0]
     unit = "%" if metric_name(study, claim).endswith("(%)") else "points"
     return [
         "configuration",
-        "steps",
-        "seeds",
-        f"{first}: {short_metric} ({unit})",
-        f"{second}: {short_metric} ({unit})",
+        f"{first} ({unit})",
+        f"{second} ({unit})",
         f"{second} - {first} (points)",
         "seed spread (points)",
         "shown",
@@ -139,8 +140,6 @@ def table_rows(study: dict, claim: str) -> list[list[str]]:
         rows.append(
             [
                 v["config"],
-                f"{v['steps']:,}",
-                str(len(v["seeds"])),
                 " / ".join(f"{e:.1f}" for e in v["first_values"]),
                 " / ".join(f"{e:.1f}" for e in v["second_values"]),
                 f"{v['mean_difference_points']:+.1f}",
@@ -255,7 +254,8 @@ def archive_markdown(claim: str, study: dict | None = None) -> str:
     statement = study["claims"][claim]["statement"]
     return "\n\n".join(
         [
-            f"Archived claim: {statement[0].upper() + statement[1:]}.",
+            f"Archived claim: {statement[0].upper() + statement[1:]}. Values: "
+            f"{metric_name(study, claim)}, one per seed.",
             markdown_table(table_header(study, claim), rows).data,
             claim_sentence(study, claim),
             provenance_line(study, claim),

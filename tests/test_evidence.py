@@ -70,22 +70,15 @@ def test_the_table_lists_every_configuration_cheapest_first_with_its_verdict(tmp
     rows = evidence.table_rows(study, "degradation")
     assert [row[0] for row in rows] == ["c2", "c1"]
     assert (
-        rows[1][3] == "50.0 / 51.0 / 52.0"
-        and rows[1][5] == "+20.0"
-        and rows[1][7] == "yes"
-        and rows[0][7] == "no"
+        rows[1][1] == "50.0 / 51.0 / 52.0"
+        and rows[1][3] == "+20.0"
+        and rows[1][5] == "yes"
+        and rows[0][5] == "no"
     )
     header = evidence.table_header(study, "degradation")
-    assert len(rows[0]) == len(header)
-    assert header[3:6] == [
-        "plain-20: training error (%)",
-        "plain-56: training error (%)",
-        "plain-56 - plain-20 (points)",
-    ]
-    assert (
-        evidence.table_header(study, "lesion")[3]
-        == "ResNet-20: test accuracy lost when one block is deleted (points)"
-    )
+    assert len(rows[0]) == len(header) == 7  # seven columns fit the book's column
+    assert header[1:4] == ["plain-20 (%)", "plain-56 (%)", "plain-56 - plain-20 (points)"]
+    assert evidence.table_header(study, "lesion")[1] == "ResNet-20 (points)"
 
 
 def test_the_provenance_names_machine_versions_commit_and_data_hash(tmp_path):
@@ -142,7 +135,7 @@ def test_the_archive_sentence_follows_the_verdicts(tmp_path):
         "The opposite held in 1 of them" in sentence
         and "plain-56 minus plain-20 is -20.0 points" in sentence
     )
-    assert evidence.table_rows(study, "degradation")[1][7] == "opposite"
+    assert evidence.table_rows(study, "degradation")[1][5] == "opposite"
 
 
 def test_results_are_found_from_the_working_directory_its_parent_or_the_environment(
@@ -170,8 +163,10 @@ def test_a_chapter_shows_the_archive_as_markdown_or_says_where_it_is(tmp_path, m
     study = evidence.load_study(_summary(tmp_path))
     study["claims"]["degradation"]["statement"] = "plain-56 ends higher than plain-20"
     text = evidence.archive_markdown("degradation", study)
-    assert text.startswith("Archived claim: Plain-56 ends higher than plain-20.")
-    assert "| c1 | 1,050 | 3 | 50.0 / 51.0 / 52.0 | 70.0 / 72.0 / 71.0 | +20.0 |" in text
+    assert text.startswith(
+        "Archived claim: Plain-56 ends higher than plain-20. Values: training error (%), one per seed."
+    )
+    assert "| c1 | 50.0 / 51.0 / 52.0 | 70.0 / 72.0 / 71.0 | +20.0 |" in text
     assert "Shown by 1 of the 2" in text and "Some CPU" in text
     assert "no finished runs" in evidence.archive_markdown("lesion", study)
     monkeypatch.chdir(tmp_path)
