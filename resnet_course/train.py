@@ -228,9 +228,8 @@ class Preset:
     mlp_steps: int  # optimisation steps of the 2-D toy experiments
     lr: float = 0.1
     schedule: str = "cosine"
-    warmup_epochs: float = (
-        2.0  # linear warm-up: a 56-layer network at lr 0.1 from step 1 stalls at chance
-    )
+    # Linear warm-up: a 56-layer network at lr 0.1 from step 1 stalls at chance
+    warmup_epochs: float = 2.0
 
     def config(self) -> TrainConfig:
         """The recipe of the chapter 1 and 2 comparisons."""

@@ -17,12 +17,10 @@ if TYPE_CHECKING:
     import nbformat
 
 CHECK_TAG = "nbval-check-output"  # nbval --nbval-lax compares the outputs of cells with this tag
-STUB_TAG = (
-    "raises-exception"  # a stub that raises NotImplementedError; nbval and the book allow the error
-)
-METADATA_KEY = (
-    "resnet_course"  # notebook metadata {"exercise": name}; cell metadata {"check": cell id}
-)
+# A stub that raises NotImplementedError; nbval and the book allow the error
+STUB_TAG = "raises-exception"
+# Notebook metadata {"exercise": name}; cell metadata {"check": cell id}
+METADATA_KEY = "resnet_course"
 
 
 @dataclass(frozen=True)
@@ -33,9 +31,8 @@ class CheckCell:
     check: str  # the name of the Check it runs (see checks.ALL_CHECKS)
     function: str  # the check function the cell calls
     arguments: str  # the student's objects it passes, as written in the cell
-    probe_arguments: str = (
-        ""  # the same objects as the probe's keywords; default "name=name" for each
-    )
+    # The same objects as the probe's keywords; default "name=name" for each
+    probe_arguments: str = ""
 
     @property
     def probe_call(self) -> str:

@@ -33,12 +33,10 @@ from .probes import EVIDENCE_MIME, decode
 from .report import Report
 from .vetting import vet
 
-DEFAULT_TIMEOUT = (
-    600  # seconds per cell; exercise 2's training takes about a minute on a laptop CPU
-)
-MAX_OUTPUT_CHARS = (
-    2_000_000  # per student cell: a notebook that floods its output is cut off, not held in memory
-)
+# Seconds per cell; exercise 2's training takes about a minute on a laptop CPU
+DEFAULT_TIMEOUT = 600
+# Per student cell: a notebook that floods its output is cut off, not held in memory
+MAX_OUTPUT_CHARS = 2_000_000
 MAX_EVIDENCE_CHARS = 200_000_000  # per check cell: a record holds weights (a few MB for exercise 3)
 KERNEL_STARTUP_TIMEOUT = 180
 SETUP_TAG = "colab-setup"
@@ -188,9 +186,8 @@ class CellOutcome:
     source: str
     error: str = ""  # "" when it ran without error
     timed_out: bool = False
-    may_raise: bool = (
-        False  # tagged raises-exception: a stub that fails until the student writes it
-    )
+    # Tagged raises-exception: a stub that fails until the student writes it
+    may_raise: bool = False
 
 
 @dataclass

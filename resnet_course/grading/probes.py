@@ -127,9 +127,8 @@ class Case:
     input_shift: float = 0.0
     also_positive_part: bool = False  # an eval-mode output on relu(x) too
     attributes: tuple = ("downsample",)  # attributes to record: absent, None, or a type name
-    randomise: bool = (
-        True  # give BNs random parameters and statistics (off: as the module built them)
-    )
+    # Give BNs random parameters and statistics (off: as the module built them)
+    randomise: bool = True
 
     @property
     def stride(self) -> int:

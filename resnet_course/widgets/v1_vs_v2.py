@@ -16,9 +16,8 @@ class V1VsV2Explorer(DegradationExplorer):
     def __init__(self, *, depth: int | None = 56, **options):
         options.setdefault("data", CIFAR10)
         super().__init__(depth=depth, residual=True, **options)
-        self.data_set.disabled = (
-            True  # pre-activation is a CIFAR-network choice; so no fallback to spirals either
-        )
+        # Pre-activation is a CIFAR-network choice; so no fallback to spirals either
+        self.data_set.disabled = True
 
     def _control_rows(self) -> list[widgets.Widget]:
         return [widgets.HBox([self.depth, self.width]), widgets.HBox([self.lr, self.epochs])]
