@@ -235,54 +235,40 @@ def test_missing_offline_assets_stop_the_build_with_advice(tmp_path):
     book.check_offline_assets(app)  # present: no error
 
 
-def test_make_hands_chapters_an_absolute_data_folder_and_the_book_preset(tmp_path):
-    """Chapters execute in chapters/: a relative RESNET_COURSE_DATA from the command line must still find the data."""
+def make_echo(tmp_path, what: str, **env: str) -> str:
+    """What the Makefile's variables (or the environment it exports) make ``echo what`` print."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     probe = tmp_path / "probe.mk"
-    probe.write_text(
-        f'include {ROOT / "Makefile"}\nshow:\n\t@echo "$$RESNET_COURSE_DATA|$$RESNET_COURSE_PRESET"\n'
-    )
-    env = {"PATH": os.environ["PATH"], "RESNET_COURSE_DATA": "../shared/data"}
+    probe.write_text(f"include {ROOT / 'Makefile'}\nshow:\n\t@echo {what}\n")
     shown = subprocess.run(
         ["make", "-s", "-f", str(probe), "show"],
         cwd=ROOT,
-        env=env,
+        env={"PATH": os.environ["PATH"], **env},
         capture_output=True,
         text=True,
         check=True,
     )
-    data, preset = shown.stdout.strip().split("|")
+    return shown.stdout.strip()
+
+
+def test_make_hands_chapters_an_absolute_data_folder_and_the_book_preset(tmp_path):
+    """Chapters execute in chapters/: a relative RESNET_COURSE_DATA from the command line must still find the data."""
+    shown = '"$$RESNET_COURSE_DATA|$$RESNET_COURSE_PRESET"'
+    data, preset = make_echo(tmp_path, shown, RESNET_COURSE_DATA="../shared/data").split("|")
     assert (
         os.path.normpath(data) == os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
         and preset == "book"
     )
-    chosen = subprocess.run(
-        ["make", "-s", "-f", str(probe), "show"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**env, "RESNET_COURSE_PRESET": "cpu"},
+    chosen = make_echo(
+        tmp_path, shown, RESNET_COURSE_DATA="../shared/data", RESNET_COURSE_PRESET="cpu"
     )
-    assert chosen.stdout.strip().endswith("|cpu")  # a preset the user sets is kept
+    assert chosen.endswith("|cpu")  # a preset the user sets is kept
 
 
 def test_the_book_is_executed_again_only_when_what_chapters_import_changes(tmp_path):
     """The execution cache is dropped when the package changes, not when a tool or the exercises' checks do."""
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
-    probe = tmp_path / "probe.mk"
-    probe.write_text(f"include {ROOT / 'Makefile'}\nshow:\n\t@echo $(CHAPTER_CODE)\n")
-    shown = subprocess.run(
-        ["make", "-s", "-f", str(probe), "show"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": os.environ["PATH"]},
-    )
-    watched = set(shown.stdout.split())
+    watched = set(make_echo(tmp_path, "$(CHAPTER_CODE)").split())
     assert {
         "resnet_course/__init__.py",
         "resnet_course/train.py",
@@ -294,13 +280,4 @@ def test_the_book_is_executed_again_only_when_what_chapters_import_changes(tmp_p
     # The stamp that drops the cache depends on exactly these: what chapters import, the scale
     # study's summary that they show, and the package's metadata.
     assert "$(CHAPTER_CODE) $(CHAPTER_DATA) pyproject.toml" in MAKEFILE
-    probe.write_text(f"include {ROOT / 'Makefile'}\nshow:\n\t@echo $(CHAPTER_DATA)\n")
-    data = subprocess.run(
-        ["make", "-s", "-f", str(probe), "show"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": os.environ["PATH"]},
-    )
-    assert data.stdout.split() == ["results/scale-study/summary.json"]
+    assert make_echo(tmp_path, "$(CHAPTER_DATA)").split() == ["results/scale-study/summary.json"]
