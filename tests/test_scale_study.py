@@ -31,6 +31,15 @@ def _record(config, model, seed, error, loss=1.0, seconds=1.0):
     }
 
 
+def _pair(first, first_errors, second, second_errors):
+    """Records of two networks in configuration "c", one final training error per seed."""
+    records = {("c", first, s): _record("c", first, s, e) for s, e in enumerate(first_errors)}
+    records.update(
+        {("c", second, s): _record("c", second, s, e) for s, e in enumerate(second_errors)}
+    )
+    return records
+
+
 def test_runs_are_written_when_they_finish_and_skipped_when_done(tiny_study, cifar_available):
     study.run(["degradation"], ["tiny"], [0])
     written = sorted(p.name for p in (tiny_study / "runs" / "tiny").glob("*.json"))
@@ -52,30 +61,14 @@ def test_runs_are_written_when_they_finish_and_skipped_when_done(tiny_study, cif
 
 def test_a_claim_is_shown_only_with_its_sign_in_every_seed_and_a_margin_above_the_spread():
     claim = study.CLAIMS["degradation"]
-    clear = {
-        ("c", "plain20", s): _record("c", "plain20", s, e) for s, e in enumerate((40.0, 41.0, 42.0))
-    }
-    clear.update(
-        {
-            ("c", "plain56", s): _record("c", "plain56", s, e)
-            for s, e in enumerate((60.0, 61.0, 59.0))
-        }
-    )
+    clear = _pair("plain20", (40.0, 41.0, 42.0), "plain56", (60.0, 61.0, 59.0))
     assert study.judge(claim, "c", clear)["shown"]
 
     mixed = dict(clear)
     mixed["c", "plain56", 2] = _record("c", "plain56", 2, 41.5)  # one seed the other way round
     assert not study.judge(claim, "c", mixed)["shown"]
 
-    noisy = {
-        ("c", "plain20", s): _record("c", "plain20", s, e) for s, e in enumerate((30.0, 50.0, 40.0))
-    }
-    noisy.update(
-        {
-            ("c", "plain56", s): _record("c", "plain56", s, e)
-            for s, e in enumerate((31.0, 52.0, 43.0))
-        }
-    )
+    noisy = _pair("plain20", (30.0, 50.0, 40.0), "plain56", (31.0, 52.0, 43.0))
     verdict = study.judge(claim, "c", noisy)
     assert verdict["sign_in_every_seed"] and not verdict["shown"]  # margin 2 points, spread 8
 
@@ -90,16 +83,7 @@ def test_a_claim_is_shown_only_with_its_sign_in_every_seed_and_a_margin_above_th
 
 def test_the_residual_claim_reads_at_or_below():
     claim = study.CLAIMS["residual_depth"]
-    records = {
-        ("c", "resnet20", s): _record("c", "resnet20", s, e)
-        for s, e in enumerate((40.0, 41.0, 42.0))
-    }
-    records.update(
-        {
-            ("c", "resnet56", s): _record("c", "resnet56", s, e)
-            for s, e in enumerate((35.0, 36.0, 35.5))
-        }
-    )
+    records = _pair("resnet20", (40.0, 41.0, 42.0), "resnet56", (35.0, 36.0, 35.5))
     assert study.judge(claim, "c", records)["shown"]
     behind = {
         k: {**v, "final_train_error": v["final_train_error"] + 10} if k[1] == "resnet56" else v
@@ -110,16 +94,7 @@ def test_the_residual_claim_reads_at_or_below():
 
 def test_a_difference_within_the_seed_spread_is_a_tie_not_a_result():
     claim = study.CLAIMS["residual_depth"]
-    records = {
-        ("c", "resnet20", s): _record("c", "resnet20", s, e)
-        for s, e in enumerate((42.0, 44.0, 43.0))
-    }
-    records.update(
-        {
-            ("c", "resnet56", s): _record("c", "resnet56", s, e)
-            for s, e in enumerate((42.5, 43.0, 43.2))
-        }
-    )
+    records = _pair("resnet20", (42.0, 44.0, 43.0), "resnet56", (42.5, 43.0, 43.2))
     verdict = study.judge(claim, "c", records)
     assert verdict["tie_within_spread"] and not verdict["shown"]
 
@@ -195,15 +170,8 @@ def test_the_transformer_claim_trains_on_the_sorting_task(tiny_study, monkeypatc
 
 def test_the_opposite_of_a_claim_is_reported_when_every_seed_shows_it():
     claim = study.CLAIMS["shortcut_c"]
-    records = {
-        ("c", "resnet20-shortcutB", s): _record("c", "resnet20-shortcutB", s, e)
-        for s, e in enumerate((51.8, 52.7, 51.8))
-    }
-    records.update(
-        {
-            ("c", "resnet20-shortcutC", s): _record("c", "resnet20-shortcutC", s, e)
-            for s, e in enumerate((56.4, 54.7, 55.0))
-        }
+    records = _pair(
+        "resnet20-shortcutB", (51.8, 52.7, 51.8), "resnet20-shortcutC", (56.4, 54.7, 55.0)
     )
     verdict = study.judge(claim, "c", records)
     assert verdict["opposite_shown"] and not verdict["shown"] and not verdict["tie_within_spread"]
