@@ -203,33 +203,32 @@ def claim_sentence(study: dict, claim: str) -> str:
     archived = verdicts(study, claim)
     first, second = labels(study, claim)
     what = metric_name(study, claim).split(" (")[0]
+
+    def cheapest(v: dict) -> str:  # verdicts are sorted cheapest first
+        return (
+            f"`{v['config']}` ({describe_config(study, v['config'])}): {second} minus {first} is "
+            f"{v['mean_difference_points']:+.1f} points of {what} on average"
+        )
+
     shown = [v for v in archived if v["shown"]]
     if shown:
-        best = shown[0]  # cheapest first
         return (
             f"Shown by {len(shown)} of the {_configurations(len(archived))}. The cheapest is "
-            f"`{best['config']}` ({describe_config(study, best['config'])}): {second} minus {first} is "
-            f"{best['mean_difference_points']:+.1f} points of {what} on average, against a seed "
-            f"spread of {best['seed_spread_points']:.1f} points."
+            f"{cheapest(shown[0])}, against a seed spread of {shown[0]['seed_spread_points']:.1f} points."
         )
     sentence = f"Not shown by {'any of ' if len(archived) != 1 else ''}the {_configurations(len(archived))}."
     opposite = [v for v in archived if v.get("opposite_shown")]
     if opposite:
-        worst = opposite[0]
         sentence += (
-            f" The opposite held in {len(opposite)} of them; the cheapest is `{worst['config']}` "
-            f"({describe_config(study, worst['config'])}): {second} minus {first} is "
-            f"{worst['mean_difference_points']:+.1f} points of {what} on average, the same sign in every "
-            f"seed, against a seed spread of {worst['seed_spread_points']:.1f} points."
+            f" The opposite held in {len(opposite)} of them; the cheapest is {cheapest(opposite[0])}, "
+            f"the same sign in every seed, against a seed spread of "
+            f"{opposite[0]['seed_spread_points']:.1f} points."
         )
     ties = [v for v in archived if v.get("tie_within_spread")]
     if ties:
-        tie = ties[0]
         sentence += (
             f" In {len(ties)} of them the two are tied within the seed spread; the cheapest is "
-            f"`{tie['config']}` ({describe_config(study, tie['config'])}): {second} minus {first} is "
-            f"{tie['mean_difference_points']:+.1f} points of {what} on average, seed spread "
-            f"{tie['seed_spread_points']:.1f}."
+            f"{cheapest(ties[0])}, seed spread {ties[0]['seed_spread_points']:.1f}."
         )
     return sentence
 
