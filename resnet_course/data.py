@@ -72,6 +72,11 @@ class Dataset:
         return self.x_train.dtype == torch.uint8
 
     @property
+    def is_vectors(self) -> bool:
+        """Whether each example is one vector of floats, as in the 2-D toys (spirals)."""
+        return self.x_train.is_floating_point() and self.x_train.dim() == 2
+
+    @property
     def num_classes(self) -> int:
         return len(self.classes)
 

@@ -182,6 +182,55 @@ def test_image_models_run_channels_last_on_the_cpu(cifar_available):
     assert not points.channels_last
 
 
+@pytest.fixture
+def two_threads():
+    """Two torch threads for the test, so that a run on one is told apart on any machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_2d_toys_train_on_one_cpu_thread_and_give_the_threads_back(two_threads):
+    seen = []
+    history = fit(
+        MLP(3, 8),
+        make_spirals(64),
+        steps=4,
+        batch_size=16,
+        device="cpu",
+        progress=False,
+        on_step=lambda _: seen.append(torch.get_num_threads()),
+    )
+    assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    assert history.device == "cpu (1 thread)"
+
+    # A run abandoned mid-way (a dashboard's Stop, an error) gives the threads back too.
+    steps = iter(TrainingRun(MLP(3, 8), make_spirals(64), steps=4, batch_size=16, progress=False))
+    next(steps)
+    assert torch.get_num_threads() == 1
+    steps.close()
+    assert torch.get_num_threads() == 2
+
+
+def test_sequence_models_keep_torchs_threads(two_threads):
+    from resnet_course.beyond import TinyTransformer, make_sequence_task
+
+    tokens = make_sequence_task("sort", length=4, vocab=4, train_size=32, test_size=8)
+    seen = []
+    history = fit(
+        TinyTransformer(4, 4, dim=8, depth=1, heads=2),
+        tokens,
+        steps=2,
+        batch_size=16,
+        optimizer="adam",
+        device="cpu",
+        progress=False,
+        on_step=lambda _: seen.append(torch.get_num_threads()),
+    )
+    assert seen and set(seen) == {2} and history.device == "cpu (2 threads)"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_fp16_with_a_gradient_scaler_trains_on_cuda(cifar_available):
     history = fit(

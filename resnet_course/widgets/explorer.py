@@ -37,7 +37,6 @@ from .run_config import (
     RunConfig,
     dashboard_data,
     first_problem,
-    threads_for,
 )
 
 
@@ -161,8 +160,7 @@ class Explorer(Dashboard):
         return self._run_all(configs, data)
 
     def _run_all(self, configs: list[RunConfig], data: Dataset) -> Iterator[object]:
-        with threads_for(data, self.device):
-            outcome = yield from self._run_each(configs, data)
+        outcome = yield from self._run_each(configs, data)
         self.redraw()
         if outcome is not None and self._stop_event.is_set():
             outcome = (

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from ..data import Dataset, load_cifar10, make_spirals
@@ -138,22 +136,3 @@ def dashboard_data(name: str, preset: Preset) -> Dataset:
                 test_size=preset.test_size,
             )
     return _DATA_CACHE[key]
-
-
-@contextlib.contextmanager
-def threads_for(data: Dataset, device: torch.device):
-    """One CPU thread while training the 2-D toys, restored afterwards.
-
-    Their layers are too small to split between threads, and on a busy machine every
-    operation then waits for the second thread: on a shared 2-core machine a step of
-    a 16-layer MLP took 30 ms on one thread and 1.6 to 2.9 s on two.
-    """
-    if data.is_image or device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
