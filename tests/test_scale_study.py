@@ -179,3 +179,15 @@ def test_the_opposite_of_a_claim_is_reported_when_every_seed_shows_it():
         "c", "resnet20-shortcutC", 1, 51.0
     )  # one seed the claimed way
     assert not study.judge(claim, "c", records)["opposite_shown"]
+
+
+def test_missing_data_stops_the_study_with_one_sentence(tiny_study, monkeypatch, capsys):
+    from resnet_course.data import DataUnavailableError
+
+    def no_data(config):
+        raise DataUnavailableError("CIFAR-10 could not be downloaded (no network).")
+
+    monkeypatch.setattr(study, "load_data", no_data)
+    code = study.main(["run", "--configs", "tiny", "--claims", "degradation", "--seeds", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and err == "scale_study: CIFAR-10 could not be downloaded (no network).\n"

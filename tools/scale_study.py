@@ -753,7 +753,13 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    run(claims, configs, [int(s) for s in args.seeds.split(",")])
+    from resnet_course.data import DataUnavailableError
+
+    try:
+        run(claims, configs, [int(s) for s in args.seeds.split(",")])
+    except DataUnavailableError as error:  # finished runs are kept; a rerun resumes after them
+        print(f"scale_study: {error}", file=sys.stderr)
+        return 1
     print(_table(summary()))
     return 0
 
