@@ -227,3 +227,12 @@ def test_compiling_pays_only_from_the_run_length_that_wins_back_its_compile_time
     assert "never (not faster per step)" in format_compile(
         [row]
     ) and "cpu (100,000 steps): does not pay" in format_compile([row])
+
+
+def test_the_memory_format_table_times_both_layouts(one_thread):
+    from tools.bench import measure_memory_format
+
+    (row,) = measure_memory_format(batch_size=4, steps=1, repeats=2, sizes=(("resnet20", 2, 8),))
+    speeds = row["images_per_s"]
+    assert set(speeds) == {"contiguous", "channels_last"} and min(speeds.values()) > 0
+    assert row["channels_last_speedup"] > 0 and row["device"] == "cpu (1 thread)"

@@ -526,6 +526,27 @@ MEMORY_FORMAT_SIZES = (
 )
 
 
+def fresh_training_step(
+    model_name: str,
+    width: int,
+    batch: Dataset,
+    device: torch.device,
+    memory_format: torch.memory_format,
+    *,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+) -> Callable[[], None]:
+    """A plain training step of a new model (seed 0) on ``batch``, model and images in ``memory_format``.
+
+    ``wrap`` (e.g. ``torch.compile``) is applied to the model before the step is built.
+    """
+    set_seed(0)
+    model = create_model(model_name, width=width).to(device, memory_format=memory_format)
+    x = batch.normalise(batch.x_train).to(device).contiguous(memory_format=memory_format)
+    return plain_training_step(
+        wrap(model) if wrap else model, x, batch.y_train.to(device), bf16=False
+    )
+
+
 def measure_memory_format(
     *,
     device: str | torch.device | None = "cpu",
@@ -541,16 +562,14 @@ def measure_memory_format(
     device = pick_device(device)
     rows = []
     for model_name, width, image_size in sizes:
-        x_data = synthetic_images(batch_size, image_size)
-        trainers = {}
-        for memory_format, name in (
-            (torch.contiguous_format, "contiguous"),
-            (torch.channels_last, "channels_last"),
-        ):
-            set_seed(0)
-            model = create_model(model_name, width=width).to(device, memory_format=memory_format)
-            x = x_data.normalise(x_data.x_train).to(device).contiguous(memory_format=memory_format)
-            trainers[name] = plain_training_step(model, x, x_data.y_train.to(device), bf16=False)
+        batch = synthetic_images(batch_size, image_size)
+        trainers = {
+            name: fresh_training_step(model_name, width, batch, device, memory_format)
+            for memory_format, name in (
+                (torch.contiguous_format, "contiguous"),
+                (torch.channels_last, "channels_last"),
+            )
+        }
         samples = time_interleaved(
             trainers, steps=steps, repeats=repeats, warmup=2, batch_size=batch_size, device=device
         )
@@ -614,16 +633,17 @@ def measure_compile(
     )
     rows = []
     for model_name, width, image_size in sizes:
-        data = synthetic_images(batch_size, image_size)
-        x = data.normalise(data.x_train).to(device).contiguous(memory_format=memory_format)
-        y = data.y_train.to(device)
+        batch = synthetic_images(batch_size, image_size)
         first_step_s, step_s = {}, {}
         for mode in ("eager", "compiled"):
             torch._dynamo.reset()  # no graph compiled for an earlier size may be reused
-            set_seed(0)
-            model = create_model(model_name, width=width).to(device, memory_format=memory_format)
-            step = plain_training_step(
-                torch.compile(model) if mode == "compiled" else model, x, y, bf16=False
+            step = fresh_training_step(
+                model_name,
+                width,
+                batch,
+                device,
+                memory_format,
+                wrap=torch.compile if mode == "compiled" else None,
             )
             start = time.perf_counter()
             step()
