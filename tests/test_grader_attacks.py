@@ -65,6 +65,27 @@ ATTACKS_ON_THE_STUB = {
     "writing into the course": "import numpy\nnumpy.savetxt('grader.py', [], header='x = 1', comments='')",
     "a private door into torch": "import torch\nC = torch._C",
     "pickled code": "import torch\nBasicBlock = torch.load('block.pt', weights_only=False)",
+    # Full marks before the model zoo counted as an oracle: the layers and forward of
+    # torchvision's own BasicBlock, which matches the exercise's layout, inside the student's class.
+    "torchvision's block inside the student's": (
+        "import torchvision\nfrom torch import nn\n\n"
+        "class BasicBlock(nn.Module):\n"
+        "    def __init__(self, in_channels, planes, stride=1):\n"
+        "        super().__init__()\n"
+        "        down = None\n"
+        "        if stride != 1 or in_channels != planes:\n"
+        "            down = nn.Sequential(\n"
+        "                nn.Conv2d(in_channels, planes, 1, stride=stride, bias=False),\n"
+        "                nn.BatchNorm2d(planes),\n"
+        "            )\n"
+        "        inner = torchvision.models.resnet.BasicBlock(in_channels, planes, stride, down)\n"
+        "        self.conv1, self.bn1, self.conv2 = inner.conv1, inner.bn1, inner.conv2\n"
+        "        self.bn2, self.relu, self.downsample = inner.bn2, inner.relu, inner.downsample\n"
+        "        self.inner_forward = inner.forward\n\n"
+        "    def forward(self, x):\n"
+        "        return self.inner_forward(x)\n"
+    ),
+    "torch's jit through an alias": "import torch\nt = torch\nt.jit.script(lambda x: x)",
 }
 
 
@@ -358,6 +379,38 @@ def test_a_saboteur_that_got_past_the_reading_cannot_reach_the_next_notebook(tmp
         "the solution must still be running when the saboteur would strike"
     )
     assert result.all_passed, (result.problems, result.checks)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import torch\nt = torch\nt.hub.list('owner/repo')",
+        "import torch as t\nx = [t][0]\nx.jit.script",
+        "from torch import nn\nnn.init.torch.hub.list('owner/repo')",
+        "from torchvision import models",
+        "import torchvision.models.resnet as zoo",
+        "import torchvision as tv\nBlock = tv.models.resnet.Bottleneck",
+    ],
+)
+def test_a_forbidden_module_is_refused_however_it_is_reached(source):
+    from resnet_course.grading.vetting import vet
+
+    refusals = vet([(1, source)], ()).refusals
+    assert len(refusals) == 1, refusals
+
+
+def test_what_the_exercises_use_is_not_refused():
+    from resnet_course.grading.vetting import vet
+
+    fine = vet(
+        [
+            (1, "import torchvision.transforms as T\nfrom torch import nn"),
+            (2, "print(data.classes)\nflip = T.RandomHorizontalFlip()"),
+            (3, "class Net(nn.Module):\n    def f(self):\n        return self.ops"),
+        ],
+        (),
+    )
+    assert fine.refusals == []
 
 
 def test_harmless_magics_are_read_as_the_code_they_wrap():

@@ -56,6 +56,16 @@ FORBIDDEN_MODULES = (
     "resnet_course.grading.report",
     "matplotlib.pyplot.rcParams",
 )
+# Libraries' own ResNet blocks: what several checks compare with (exercise 3 against
+# torchvision's Bottleneck), so a block that delegates to them is borrowed, like the course's.
+ORACLE_MODULES = ("torchvision.models",)
+# A module can be reached without importing it under its name: through an alias
+# (``t = torch; t.jit``) or through another module (``nn.init.torch.hub``). getattr is refused,
+# so the attribute names are in the source: an attribute named as one of these modules is
+# refused on any object but ``self``. ``classes`` is left out, as students read ``data.classes``.
+_MODULE_ATTRIBUTES = frozenset(bad.split(".")[-1] for bad in FORBIDDEN_MODULES + ORACLE_MODULES) - {
+    "classes"
+}
 # Built-ins that run code from strings or files, or reach into namespaces and objects by name.
 FORBIDDEN_NAMES = frozenset(
     {
@@ -174,6 +184,7 @@ class _Reader(ast.NodeVisitor):
 
     def __init__(self, where: str, imported: dict[str, str]):
         self.where, self.imported, self.refusals = where, imported, []
+        self._lines_refused_for_a_module: set[int] = set()  # one sentence per line, not per link
 
     def refuse(self, node: ast.AST, what: str) -> None:
         self.refusals.append(f"{self.where}, line {getattr(node, 'lineno', '?')}, {what}")
@@ -182,8 +193,26 @@ class _Reader(ast.NodeVisitor):
         top = module.split(".")[0]
         if top not in ALLOWED_IMPORTS:
             self.refuse(node, f"imports {module}, which a graded notebook may not use.")
-        elif any(module == bad or module.startswith(bad + ".") for bad in FORBIDDEN_MODULES):
-            self.refuse(node, f"imports {module}, which a graded notebook may not use.")
+        else:
+            self._check_path(node, module, "imports")
+
+    def _check_path(self, node: ast.AST, path: str, verb: str) -> None:
+        """Refuse ``path`` if a forbidden or oracle module is anywhere in it (``a.torch.hub.x``)."""
+        line = getattr(node, "lineno", 0)
+        if line in self._lines_refused_for_a_module:
+            return  # the chain's longer link on this line was refused already
+        refusals = len(self.refusals)
+        padded = f".{path}."
+        if any(f".{bad}." in padded for bad in ORACLE_MODULES):
+            self.refuse(
+                node,
+                f"{verb} {path}: its ResNet blocks are what the checks compare with, "
+                "so write the block yourself.",
+            )
+        elif any(f".{bad}." in padded for bad in FORBIDDEN_MODULES):
+            self.refuse(node, f"{verb} {path}, which a graded notebook may not use.")
+        if len(self.refusals) > refusals:
+            self._lines_refused_for_a_module.add(line)
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -222,10 +251,15 @@ class _Reader(ast.NodeVisitor):
                 f"uses `{_dotted(node) or name}`, which reads or writes files a graded notebook may not touch.",
             )
         dotted = _dotted(node)
-        if dotted and _root(node) in self.imported:
-            full = self.imported[_root(node)] + dotted[len(_root(node)) :]
-            if any(full == bad or full.startswith(bad + ".") for bad in FORBIDDEN_MODULES):
-                self.refuse(node, f"uses {full}, which a graded notebook may not use.")
+        root = _root(node)
+        if dotted and root in self.imported:
+            self._check_path(node, self.imported[root] + dotted[len(root) :], "uses")
+        elif name in _MODULE_ATTRIBUTES and root != "self":
+            self.refuse(
+                node,
+                f"uses `.{name}` on {dotted or 'an expression'}, the name of a module "
+                "a graded notebook may not use.",
+            )
         self.generic_visit(node)
 
     def _check_target(self, target: ast.AST) -> None:
