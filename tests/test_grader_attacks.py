@@ -86,6 +86,17 @@ ATTACKS_ON_THE_STUB = {
         "        return self.inner_forward(x)\n"
     ),
     "torch's jit through an alias": "import torch\nt = torch\nt.jit.script(lambda x: x)",
+    # torch holds the sys module as an attribute, and sys.modules holds the course's blocks.
+    "the course's block through torch.sys": (
+        "import torch\nfrom torch import nn\n\n"
+        "class BasicBlock(nn.Module):\n"
+        "    def __init__(self, in_channels, planes, stride=1):\n"
+        "        super().__init__()\n"
+        "        oracle = torch.sys.modules['resnet_course.blocks'].BasicBlock\n"
+        "        self.inner = oracle(in_channels, planes, stride, shortcut='B')\n\n"
+        "    def forward(self, x):\n"
+        "        return self.inner(x)\n"
+    ),
 }
 
 
@@ -390,6 +401,11 @@ def test_a_saboteur_that_got_past_the_reading_cannot_reach_the_next_notebook(tmp
         "from torchvision import models",
         "import torchvision.models.resnet as zoo",
         "import torchvision as tv\nBlock = tv.models.resnet.Bottleneck",
+        "import torch\nblocks = torch.sys.modules['resnet_course.blocks']",
+        "from torch import os",
+        "import typing\ntyping.sys.modules",
+        "import torch\nt = torch\nt.importlib.import_module('resnet_course.blocks')",
+        "import torch\ntorch.builtins.print",
     ],
 )
 def test_a_forbidden_module_is_refused_however_it_is_reached(source):
@@ -407,6 +423,14 @@ def test_what_the_exercises_use_is_not_refused():
             (1, "import torchvision.transforms as T\nfrom torch import nn"),
             (2, "print(data.classes)\nflip = T.RandomHorizontalFlip()"),
             (3, "class Net(nn.Module):\n    def f(self):\n        return self.ops"),
+            (
+                4,
+                "import numpy as np\nimport torch\nx = np.array([1])\ny = torch.ones(2).select(0, 1)",
+            ),
+            (
+                5,
+                "import torch.nn.functional as F\nF.relu(torch.nn.modules.conv.Conv2d(1, 1, 1).weight)",
+            ),
         ],
         (),
     )

@@ -17,6 +17,10 @@ to find out: parsing is all it does.
 from __future__ import annotations
 
 import ast
+import functools
+import importlib
+import sys
+import types
 from dataclasses import dataclass, field
 
 # What a graded notebook may import (and anything under it, except the paths below).
@@ -110,6 +114,43 @@ FORBIDDEN_ATTRIBUTES = frozenset(
     }
 )
 ALLOWED_DUNDERS = frozenset({"__init__", "__name__"})
+# Modules that an allowed one holds as an attribute (``torch.sys``, ``numpy.os``) and that reach
+# the interpreter, the course's own modules or the disk. On an object the grader cannot follow
+# (an alias, a function's result), or that it has not imported, an attribute of one of these
+# names is refused too.
+INTERPRETER_MODULE_NAMES = frozenset(
+    {
+        "sys",
+        "os",
+        "posix",
+        "nt",
+        "builtins",
+        "importlib",
+        "inspect",
+        "types",
+        "gc",
+        "traceback",
+        "runpy",
+        "code",
+        "codeop",
+        "pdb",
+        "subprocess",
+        "multiprocessing",
+        "threading",
+        "ctypes",
+        "pickle",
+        "marshal",
+        "shelve",
+        "shutil",
+        "pathlib",
+        "tempfile",
+        "socket",
+        "atexit",
+        "site",
+        "sysconfig",
+        "zipimport",
+    }
+)
 
 
 @dataclass
@@ -179,6 +220,30 @@ def _root(node: ast.AST) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
+@functools.lru_cache(maxsize=4096)
+def _module_outside_the_allowed(path: str) -> str | None:
+    """The first module along ``path`` (``torch.sys.modules``) that a notebook may not import."""
+    parts = path.split(".")
+    if parts[0] not in ALLOWED_IMPORTS:
+        return None  # refused as an import already
+    try:
+        obj = importlib.import_module(parts[0])  # a library the notebook imports too
+    except ImportError:
+        return None
+    for part in parts[1:]:
+        if not isinstance(obj, types.ModuleType):
+            return None
+        obj = sys.modules.get(f"{obj.__name__}.{part}") or obj.__dict__.get(part)
+        if isinstance(obj, types.ModuleType):
+            name = obj.__name__
+            if name.split(".")[0] not in ALLOWED_IMPORTS or any(
+                name == bad or name.startswith(bad + ".")
+                for bad in FORBIDDEN_MODULES + ORACLE_MODULES
+            ):
+                return name
+    return None
+
+
 class _Reader(ast.NodeVisitor):
     """Collects one cell's refusals, its import bindings and its top-level definitions."""
 
@@ -195,6 +260,25 @@ class _Reader(ast.NodeVisitor):
             self.refuse(node, f"imports {module}, which a graded notebook may not use.")
         else:
             self._check_path(node, module, "imports")
+            self._check_reached_modules(node, module, "imports")
+
+    def _check_reached_modules(self, node: ast.AST, path: str, verb: str) -> None:
+        """Refuse ``path`` if, followed through the real modules, it reaches one outside the allowed.
+
+        Only modules are followed (the grader has them imported already, and looks their
+        attributes up without running the student's code); the walk stops at the first object
+        that is not a module.
+        """
+        line = getattr(node, "lineno", 0)
+        if line in self._lines_refused_for_a_module:
+            return
+        reached = _module_outside_the_allowed(path)
+        if reached:
+            self.refuse(
+                node,
+                f"{verb} {path}, which reaches the module {reached}, and a graded notebook may not use it.",
+            )
+            self._lines_refused_for_a_module.add(line)
 
     def _check_path(self, node: ast.AST, path: str, verb: str) -> None:
         """Refuse ``path`` if a forbidden or oracle module is anywhere in it (``a.torch.hub.x``)."""
@@ -253,13 +337,21 @@ class _Reader(ast.NodeVisitor):
         dotted = _dotted(node)
         root = _root(node)
         if dotted and root in self.imported:
-            self._check_path(node, self.imported[root] + dotted[len(root) :], "uses")
-        elif name in _MODULE_ATTRIBUTES and root != "self":
+            full = self.imported[root] + dotted[len(root) :]
+            self._check_path(node, full, "uses")
+            self._check_reached_modules(node, full, "uses")
+        line = getattr(node, "lineno", 0)
+        if (
+            (name in _MODULE_ATTRIBUTES or name in INTERPRETER_MODULE_NAMES)
+            and root != "self"
+            and line not in self._lines_refused_for_a_module
+        ):
             self.refuse(
                 node,
                 f"uses `.{name}` on {dotted or 'an expression'}, the name of a module "
                 "a graded notebook may not use.",
             )
+            self._lines_refused_for_a_module.add(line)
         self.generic_visit(node)
 
     def _check_target(self, target: ast.AST) -> None:
