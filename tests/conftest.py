@@ -23,3 +23,24 @@ def cifar_available():
         return load_cifar10(image_size=16, train_size=512, test_size=256, download=False)
     except DataUnavailableError as error:
         pytest.skip(f"no offline CIFAR-10: {error}")
+
+
+def _torch_threads(count: int):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny networks on a shared CPU, where threads wait on each other."""
+    yield from _torch_threads(1)
+
+
+@pytest.fixture
+def two_threads():
+    """Two torch threads for the test, so that code which picks one is told apart on any machine."""
+    yield from _torch_threads(2)

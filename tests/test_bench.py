@@ -18,15 +18,6 @@ from tools.bench import first_step_behind, reference_cifar_resnet, running_mean,
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny networks on a shared CPU: one thread avoids OpenMP threads waiting on each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("depth, paper_millions", [(20, 0.27), (56, 0.85)])
 def test_reference_has_as_many_parameters_as_ours_and_the_paper(depth, paper_millions):
     ours, reference = create_model(f"resnet{depth}"), reference_cifar_resnet(depth)

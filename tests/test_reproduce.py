@@ -21,15 +21,6 @@ from tools.reproduce import RECIPES, StepSchedule, thin_step_losses, training_pl
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny networks on a shared CPU: one thread avoids OpenMP threads waiting on each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_paper_schedule_divides_by_ten_at_32k_and_48k():
     plan = training_plan(RECIPES["paper"], "resnet56", steps_per_epoch=390)
     schedule = plan["config"].schedule

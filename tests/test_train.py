@@ -182,15 +182,6 @@ def test_image_models_run_channels_last_on_the_cpu(cifar_available):
     assert not points.channels_last
 
 
-@pytest.fixture
-def two_threads():
-    """Two torch threads for the test, so that a run on one is told apart on any machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_the_2d_toys_train_on_one_cpu_thread_and_give_the_threads_back(two_threads):
     seen = []
     history = fit(

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from traitlets import TraitError
 
 from resnet_course.plots import running_mean
@@ -331,12 +330,9 @@ def test_running_mean():
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _steady(one_thread):
     # Tests share a busy machine; one thread keeps their timing steady.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
 
 
 async def _click_and_wait(dashboard):
