@@ -212,11 +212,14 @@ def claim_sentence(study: dict, claim: str) -> str:
 
     shown = [v for v in archived if v["shown"]]
     if shown:
-        return (
+        sentence = (
             f"Shown by {len(shown)} of the {_configurations(len(archived))}. The cheapest is "
             f"{cheapest(shown[0])}, against a seed spread of {shown[0]['seed_spread_points']:.1f} points."
         )
-    sentence = f"Not shown by {'any of ' if len(archived) != 1 else ''}the {_configurations(len(archived))}."
+    else:
+        sentence = f"Not shown by {'any of ' if len(archived) != 1 else ''}the {_configurations(len(archived))}."
+    # The configurations that went the other way, or were tied, are named even where others show
+    # the claim: a reader should not have to find them in the table.
     opposite = [v for v in archived if v.get("opposite_shown")]
     if opposite:
         sentence += (

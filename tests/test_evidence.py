@@ -136,6 +136,13 @@ def test_the_archive_sentence_follows_the_verdicts(tmp_path):
         and "plain-56 minus plain-20 is -20.0 points" in sentence
     )
     assert evidence.table_rows(study, "degradation")[1][5] == "opposite"
+    # Where one configuration shows the claim, the one that showed its opposite is still named.
+    study["configs"]["c2"] = {**study["configs"]["c1"], "steps": 124}
+    study["verdicts"][1].update(shown=True, tie_within_spread=False)
+    sentence = evidence.claim_sentence(study, "degradation")
+    assert (
+        sentence.startswith("Shown by 1 of the 2") and "The opposite held in 1 of them" in sentence
+    )
 
 
 def test_results_are_found_from_the_working_directory_its_parent_or_the_environment(
