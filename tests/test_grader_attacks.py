@@ -86,6 +86,19 @@ ATTACKS_ON_THE_STUB = {
         "        return self.inner_forward(x)\n"
     ),
     "torch's jit through an alias": "import torch\nt = torch\nt.jit.script(lambda x: x)",
+    # typing evaluates a string annotation: an import of the course that the reader never saw.
+    "the course's block through a string annotation": (
+        "import typing\nfrom torch import nn\n\n"
+        "def oracle(block: \"__import__('resnet_course').blocks.BasicBlock\"):\n"
+        "    pass\n\n"
+        "Oracle = typing.get_type_hints(oracle)['block']\n\n"
+        "class BasicBlock(nn.Module):\n"
+        "    def __init__(self, in_channels, planes, stride=1):\n"
+        "        super().__init__()\n"
+        "        self.inner = Oracle(in_channels, planes, stride, shortcut='B')\n\n"
+        "    def forward(self, x):\n"
+        "        return self.inner(x)\n"
+    ),
     # torch holds the sys module as an attribute, and sys.modules holds the course's blocks.
     "the course's block through torch.sys": (
         "import torch\nfrom torch import nn\n\n"
@@ -415,6 +428,24 @@ def test_a_forbidden_module_is_refused_however_it_is_reached(source):
     assert len(refusals) == 1, refusals
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "g = (x for x in [1])\nrun = g.gi_frame.f_builtins['ex' + 'ec']",
+        "async def f():\n    pass\n\nf().cr_frame.f_globals",
+        "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    frame = e.with_traceback(None).tb_frame",
+        "def f(x: \"__import__('sys')\"):\n    pass",
+        "def f(x) -> list['sys']:\n    pass",
+        "x: 'int' = 1",
+        "class C:\n    __annotations__ = {'x': 'y'}",
+    ],
+)
+def test_a_string_run_as_code_is_refused_however_it_is_reached(source):
+    from resnet_course.grading.vetting import vet
+
+    assert vet([(1, source)], ()).refusals
+
+
 def test_what_the_exercises_use_is_not_refused():
     from resnet_course.grading.vetting import vet
 
@@ -430,6 +461,15 @@ def test_what_the_exercises_use_is_not_refused():
             (
                 5,
                 "import torch.nn.functional as F\nF.relu(torch.nn.modules.conv.Conv2d(1, 1, 1).weight)",
+            ),
+            (
+                6,
+                "from __future__ import annotations\n\n"
+                "class B(nn.Module):\n"
+                "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
+                "        self.n: int = 1\n"
+                "        return x\n\n"
+                "print(B.__name__)",
             ),
         ],
         (),

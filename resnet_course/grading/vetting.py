@@ -114,6 +114,17 @@ FORBIDDEN_ATTRIBUTES = frozenset(
     }
 )
 ALLOWED_DUNDERS = frozenset({"__init__", "__name__"})
+# The interpreter's own frames and code, reached through a generator, a coroutine or a
+# traceback: ``(x for x in []).gi_frame.f_builtins["exec"]`` would run a string.
+INTROSPECTION_ATTRIBUTES = frozenset(
+    {
+        *("gi_frame", "gi_code", "gi_yieldfrom"),
+        *("cr_frame", "cr_code", "cr_await", "cr_origin"),
+        *("ag_frame", "ag_code", "ag_await"),
+        *("f_back", "f_builtins", "f_code", "f_globals", "f_locals", "f_trace"),
+        *("tb_frame", "tb_next"),
+    }
+)
 # Modules that an allowed one holds as an attribute (``torch.sys``, ``numpy.os``) and that reach
 # the interpreter, the course's own modules or the disk. On an object the grader cannot follow
 # (an alias, a function's result), or that it has not imported, an attribute of one of these
@@ -320,6 +331,32 @@ class _Reader(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         if node.id in FORBIDDEN_NAMES:
             self.refuse(node, f"uses `{node.id}`, which a graded notebook may not use.")
+        elif node.id.startswith("__") and node.id.endswith("__") and node.id not in ALLOWED_DUNDERS:
+            # e.g. ``__annotations__ = {...}`` in a class body, which typing would evaluate
+            self.refuse(node, f"uses `{node.id}`, which a graded notebook may not use.")
+
+    def _check_annotation(self, annotation: ast.AST | None) -> None:
+        """Refuse an annotation holding a string: ``typing.get_type_hints`` would run it as code."""
+        if annotation is None:
+            return
+        for n in ast.walk(annotation):
+            if isinstance(n, ast.Constant) and isinstance(n.value, str):
+                self.refuse(
+                    n,
+                    "writes a type annotation as a string, which typing would run as code; "
+                    "write the type itself.",
+                )
+                return
+
+    def visit_arg(self, node: ast.arg) -> None:
+        self._check_annotation(node.annotation)
+        self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._check_annotation(node.returns)
+        self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         name = node.attr
@@ -329,6 +366,8 @@ class _Reader(ast.NodeVisitor):
             name.startswith("_") and not name.startswith("__") and _root(node) not in ("self", None)
         ):
             self.refuse(node, f"uses the private attribute `.{name}`.")
+        elif name in INTROSPECTION_ATTRIBUTES:
+            self.refuse(node, f"uses `.{name}`, the interpreter's own frames and code.")
         elif name in FORBIDDEN_ATTRIBUTES and _root(node) in self.imported:
             self.refuse(
                 node,
@@ -378,6 +417,7 @@ class _Reader(ast.NodeVisitor):
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         self._check_target(node.target)
+        self._check_annotation(node.annotation)
         self.generic_visit(node)
 
     def visit_Delete(self, node: ast.Delete) -> None:
