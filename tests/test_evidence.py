@@ -249,3 +249,14 @@ def test_the_readme_says_what_the_archive_shows():
     check("shortcut_b", "w8-16px-525st-cos", "tie")
     check("shortcut_c", "w8-16px-525st-cos", "opposite")
     check("shortcut_c", "w8-16px-1050st-cos", "opposite")
+    assert (
+        "preset), degradation and the lesion study are shown, and ResNet-56 ends behind" in readme
+    )
+    seconds_per_seed = sum(
+        evidence.verdict(study, claim, "w16-32px-1050st-cos")["seconds_per_seed"]
+        for claim in ("degradation", "residual_depth")
+    )
+    assert seconds_per_seed > 600, "README.md says one seed takes longer than 10 minutes"
+    check("degradation", "w16-32px-1050st-cos", "shown")
+    check("lesion", "w16-32px-1050st-cos", "shown")
+    check("residual_depth", "w16-32px-1050st-cos", "opposite")
