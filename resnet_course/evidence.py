@@ -29,6 +29,32 @@ from pathlib import Path
 from .notebooks import REPOSITORY_URL
 
 RESULTS_ENV = "RESNET_COURSE_RESULTS"
+
+# --- the course's words for evidence, defined once ------------------------------------------------
+# The scale study (tools/scale_study.py) applies these exactly as stated; chapters quote them.
+CHANCE_ERROR = 90.0  # % training error of a uniform guess among CIFAR-10's ten classes
+TRAINED_ERROR = CHANCE_ERROR - 10.0  # a network has *trained* at or below this final training error
+MIN_SEEDS = 3  # a verdict needs at least this many seeds
+VERDICT_WORDS = {
+    "trained": f"a network whose final training error is at most {TRAINED_ERROR:.0f}%, "
+    f"10 points below the {CHANCE_ERROR:.0f}% of guessing",
+    "seed spread": "the larger of the two networks' standard deviations over the seeds",
+    "shown": f"the claimed sign in every one of at least {MIN_SEEDS} seeds, a mean difference "
+    "larger than the seed spread, and, for a claim about trained networks, both trained",
+    "tie": "the mean difference no larger than the seed spread (both trained, where the claim "
+    "is about trained networks)",
+    "opposite": "the other sign in every seed, by a mean difference larger than the seed spread",
+    "untrained": "a network the claim needs trained did not train, so the run proves nothing",
+    "mixed": "the seeds disagree on the sign, yet the mean is outside the seed spread",
+}
+RULES = "; ".join(f"{word}: {meaning}" for word, meaning in VERDICT_WORDS.items()) + "."
+
+
+def verdict_word(verdict: dict) -> str:
+    """The one word the scale study gave a configuration: 'shown', 'tie', 'opposite', ..."""
+    return verdict["verdict"]
+
+
 STUDY_PATH = Path("scale-study") / "summary.json"  # inside results/
 
 
@@ -144,13 +170,7 @@ def table_rows(study: dict, claim: str) -> list[list[str]]:
                 " / ".join(f"{e:.1f}" for e in v["second_values"]),
                 f"{v['mean_difference_points']:+.1f}",
                 spread,
-                "yes"
-                if v["shown"]
-                else (
-                    "tie"
-                    if v.get("tie_within_spread")
-                    else ("opposite" if v.get("opposite_shown") else "no")
-                ),
+                verdict_word(v),
                 f"{v['seconds_per_seed']:.0f} s on {v['device']}",
             ]
         )

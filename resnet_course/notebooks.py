@@ -97,12 +97,13 @@ def write_notebook(
     return path
 
 
-def glue(name: str, value, *, display: bool = False):
+def glue(name: str, value, *, display: bool = False) -> None:
     """Hand ``value`` to the book's prose (myst-nb's ``glue``), and still work where myst-nb is absent.
 
     In the built book, ``{glue:text}`name:.2f``` in a markdown cell shows the value
     computed here. In Colab or plain Jupyter, myst-nb may be missing; then a
-    displayed value is simply shown, and a hidden one is returned.
+    displayed value is simply shown. Nothing is returned, so a ``glue`` call that ends a
+    cell never leaves the bare value behind as the cell's output.
     """
     # NumPy and 0-d tensor scalars repr as "np.float64(0.9)" or "tensor(0.9)", which the
     # book's format specs (``:.2f``) cannot parse: hand over the plain Python number.
@@ -115,9 +116,8 @@ def glue(name: str, value, *, display: bool = False):
             from IPython.display import display as show
 
             show(value)
-        return value
+        return
     myst_glue(name, value, display=display)
-    return value
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> "Markdown":

@@ -9,6 +9,24 @@ import numpy as np
 
 from .train import History
 
+# The book's content column is about 680 px wide at a 1280-px window. Figures are drawn at that
+# width and 100 dpi, so the page shows them at their own size: a 10.5-pt tick label stays about
+# 14 px tall, the body's small text, instead of being shrunk with a wider figure.
+BOOK_WIDTH_INCHES = 6.6
+BOOK_STYLE = {
+    "figure.dpi": 100,
+    "figure.figsize": (BOOK_WIDTH_INCHES, 3.6),
+    "font.size": 10.5,
+    "axes.titlesize": 11,
+    "legend.fontsize": 9.5,
+}
+
+
+def book_style() -> None:
+    """Set matplotlib to the book's figure size and type sizes (the chapters' set-up cell calls it)."""
+    plt.rcParams.update(BOOK_STYLE)
+
+
 # Plain networks are drawn dashed, residual ones solid, so the two families read the same in
 # every chapter; the colour is left to matplotlib's cycle (one per run).
 PLAIN_STYLE = {"linestyle": "--"}
@@ -33,7 +51,7 @@ def plot_histories(
     # Accuracies are stored as fractions; the course shows every accuracy in %, like the errors.
     percent = {"train_acc", "test_acc"}
     if ax is None:
-        fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(BOOK_WIDTH_INCHES, 3.4), squeeze=False)
         axes = axes[0]
     else:
         axes = [ax] if len(metrics) == 1 else ax
@@ -75,7 +93,7 @@ def running_mean(values: Sequence[float], window: int) -> np.ndarray:
 def plot_step_losses(histories: Sequence[History], *, title: str = "", smooth: int = 10, ax=None):
     """Training loss at every step (a running mean over ``smooth`` steps), one line per run."""
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 3.8))
+        fig, ax = plt.subplots(figsize=(BOOK_WIDTH_INCHES, 3.6))
     else:
         fig = ax.figure
     for history in histories:
@@ -98,7 +116,7 @@ def plot_layer_values(
 ):
     """One line per network of a per-layer quantity (gradient norms, activation sizes), input to output."""
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 3.8))
+        fig, ax = plt.subplots(figsize=(BOOK_WIDTH_INCHES, 3.6))
     else:
         fig = ax.figure
     for label, values in series.items():
