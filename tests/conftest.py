@@ -1,4 +1,4 @@
-"""Shared test set-up: the offline CIFAR-10 slice and the book preset."""
+"""Shared test set-up: the offline CIFAR-10 slice and the book's preset (cpu)."""
 
 import os
 from pathlib import Path
@@ -8,10 +8,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-# Tests read CIFAR-10 from the shared offline slice (never downloaded) and train at the published book's scale.
+# Tests read CIFAR-10 from the shared offline slice (never downloaded) and train at the book's preset, cpu.
 if "RESNET_COURSE_DATA" not in os.environ and SHARED_DATA.is_dir():
     os.environ["RESNET_COURSE_DATA"] = str(SHARED_DATA)
-os.environ.setdefault("RESNET_COURSE_PRESET", "book")
+os.environ.setdefault("RESNET_COURSE_PRESET", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 

@@ -115,7 +115,7 @@ def _notebook(path, source):
 @pytest.mark.slow
 def test_bench_end_to_end_at_tiny_sizes(tmp_path, one_thread, capsys):
     _notebook(
-        tmp_path / "01_ok.ipynb", "import os\nassert os.environ['RESNET_COURSE_PRESET'] == 'book'"
+        tmp_path / "01_ok.ipynb", "import os\nassert os.environ['RESNET_COURSE_PRESET'] == 'cpu'"
     )
     _notebook(tmp_path / "02_fails.ipynb", "raise RuntimeError('broken chapter')")
     report_path = tmp_path / "bench.json"
@@ -199,7 +199,7 @@ def test_bench_end_to_end_at_tiny_sizes(tmp_path, one_thread, capsys):
         assert 0 < clock["seconds_to_behind"] <= clock["total_seconds"]
     assert any("throughput ratio" in line for line in report["goals"])
     assert any("tutorial pipeline" in line for line in report["goals"])
-    assert report["chapters_by_preset"]["book"] == chapters
+    assert report["chapters_by_preset"]["cpu"] == chapters
 
 
 def test_compiling_pays_only_from_the_run_length_that_wins_back_its_compile_time():

@@ -138,7 +138,7 @@ def test_deploy_workflow_builds_the_book_and_publishes_it():
         if any(s.get("run") == book_command for s in job["steps"])
     )
     assert (
-        build["env"]["RESNET_COURSE_PRESET"] == "book"
+        build["env"]["RESNET_COURSE_PRESET"] == "cpu"
     )  # a CPU runner builds the published preset
 
 
@@ -258,12 +258,12 @@ def test_make_hands_chapters_an_absolute_data_folder_and_the_book_preset(tmp_pat
     data, preset = make_echo(tmp_path, shown, RESNET_COURSE_DATA="../shared/data").split("|")
     assert (
         os.path.normpath(data) == os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
-        and preset == "book"
+        and preset == "cpu"
     )
     chosen = make_echo(
-        tmp_path, shown, RESNET_COURSE_DATA="../shared/data", RESNET_COURSE_PRESET="cpu"
+        tmp_path, shown, RESNET_COURSE_DATA="../shared/data", RESNET_COURSE_PRESET="gpu"
     )
-    assert chosen.endswith("|cpu")  # a preset the user sets is kept
+    assert chosen.endswith("|gpu")  # a preset the user sets is kept
 
 
 def test_the_book_is_executed_again_only_when_what_chapters_import_changes(tmp_path):

@@ -105,12 +105,11 @@ def test_bad_options_are_refused_clearly(kwargs, match):
 
 
 def test_presets_and_device(monkeypatch):
-    assert get_preset("book") is PRESETS["book"]
-    assert (
-        get_preset("quick") is PRESETS["book"] and get_preset("full") is PRESETS["gpu"]
-    )  # the first version's names
-    with pytest.raises(ValueError, match="book, cpu, gpu"):
+    assert get_preset("cpu") is PRESETS["cpu"] and get_preset(" GPU ") is PRESETS["gpu"]
+    with pytest.raises(ValueError, match="cpu, gpu"):
         get_preset("huge")
+    with pytest.raises(ValueError, match="cpu, gpu"):
+        get_preset("book")  # the book is built with the cpu preset: one preset, no second name
     monkeypatch.delenv("RESNET_COURSE_PRESET", raising=False)
     assert get_preset().name == ("gpu" if torch.cuda.is_available() else "cpu")
     for preset in PRESETS.values():  # every preset states who it is for and its time budget

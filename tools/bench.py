@@ -25,7 +25,7 @@ and prints:
   A fourth trainer, *tutorial*, is the usual tutorial pipeline (a ``Dataset`` with torchvision
   transforms and a ``DataLoader``); ``fit / tutorial`` is paired the same way.
 * **chapters**: the wall time of every ``chapters/*.ipynb`` executed with nbclient under each
-  preset of ``--chapter-presets`` (default ``book``; ``book,cpu`` measures both CPU budgets),
+  preset of ``--chapter-presets`` (default ``cpu``, the preset that also builds the book),
   one after another from an empty run cache, as on a fresh machine, and their sum, the whole
   book (takes minutes; ``--no-chapters`` skips it).
 * **degradation**: chapter 1's experiment, plain-20 and plain-56 trained with the preset's
@@ -74,7 +74,10 @@ DEFAULT_PARTS = tuple(part for part in PARTS if part != "compile")
 GOALS = {
     "throughput_ratio": 0.95,
     "tutorial_ratio": 1.3,
-    "book_seconds": 600.0,
+    # The cpu preset builds the published book too: the whole book within 25 minutes and every
+    # chapter within 10, on 2 cores.
+    "book_seconds": 1500.0,
+    "chapter_seconds": 600.0,
     "degradation_seconds": 60.0,
 }
 
@@ -734,7 +737,7 @@ def default_notebooks() -> list[Path]:
 
 
 def time_notebooks(
-    paths: list[Path], *, preset: str = "book", timeout: int = 1800, kernel_name: str | None = None
+    paths: list[Path], *, preset: str = "cpu", timeout: int = 1800, kernel_name: str | None = None
 ) -> dict:
     """Execute each notebook with nbclient, one after another, and time it (kernel start included).
 
@@ -1016,9 +1019,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notebooks", help="glob of notebooks to time (default: chapters/*.ipynb)")
     parser.add_argument(
         "--chapter-presets",
-        default="book",
+        default="cpu",
         help="comma-separated presets the chapters are executed with, "
-        "each from an empty run cache (default book; 'book,cpu' times both budgets)",
+        "each from an empty run cache (default cpu, the preset that builds the book)",
     )
     parser.add_argument(
         "--timeout", type=int, default=1800, help="seconds one notebook cell may take"
@@ -1069,22 +1072,21 @@ def goals(report: dict) -> list[str]:
     for preset_name, chapters in report.get("chapters_by_preset", {}).items():
         if not chapters["notebooks"]:
             continue
-        if preset_name == "book":
+        if preset_name == "cpu":
             total = chapters["total_seconds"]
             met = "met" if total <= GOALS["book_seconds"] and chapters["all_ok"] else "MISSED"
             lines.append(
-                f"whole book at the book preset {total:.0f} s <= {GOALS['book_seconds']:.0f} s, every chapter ran: {met}"
+                f"whole book at the cpu preset {total:.0f} s <= {GOALS['book_seconds']:.0f} s, every chapter ran: {met}"
             )
-        elif preset_name == "cpu":
             slowest = max(chapters["notebooks"], key=lambda entry: entry["seconds"])
             met = (
                 "met"
-                if slowest["seconds"] <= GOALS["book_seconds"] and chapters["all_ok"]
+                if slowest["seconds"] <= GOALS["chapter_seconds"] and chapters["all_ok"]
                 else "MISSED"
             )
             lines.append(
                 f"slowest chapter at the cpu preset ({Path(slowest['notebook']).name}) {slowest['seconds']:.0f} s "
-                f"<= {GOALS['book_seconds']:.0f} s, every chapter ran: {met}"
+                f"<= {GOALS['chapter_seconds']:.0f} s, every chapter ran: {met}"
             )
     clock = report.get("degradation")
     if clock and "error" not in clock:
