@@ -282,9 +282,10 @@ def test_cifar_runs_are_labelled_like_the_paper(cifar_available):
     assert "images/s" in dashboard.status.value
 
 
-def test_run_default_trains_plain_and_residual_and_returns_a_figure():
+def test_run_default_trains_plain_and_residual_and_draws_them_on_demand():
     dashboard = tiny_spirals_dashboard()
-    figure = dashboard.run_default()
+    assert dashboard.run_default() is None  # the dashboard's panel shows the curves: no second figure
+    figure = dashboard.figure()
     assert [h.label for h in dashboard.histories] == ["plain-mlp-4", "residual-mlp-4"]
     loss_axis = figure.axes[0]
     assert [line.get_label() for line in loss_axis.lines] == ["plain-mlp-4", "residual-mlp-4"]
@@ -293,7 +294,8 @@ def test_run_default_trains_plain_and_residual_and_returns_a_figure():
 
 def test_v1_vs_v2_trains_both_block_orders(cifar_available):
     dashboard = v1_vs_v2_explorer(preset=TINY, depth=8)
-    figure = dashboard.run_default()
+    dashboard.run_default()
+    figure = dashboard.figure()
     assert [h.label for h in dashboard.histories] == ["resnet-8", "preact-8"]
     assert len(figure.axes[0].lines) == 2
 
@@ -341,7 +343,7 @@ async def _click_and_wait(dashboard):
 
 
 @pytest.mark.slow
-def test_in_a_notebook_run_default_shows_one_figure_and_the_widget_state_is_saved():
+def test_in_a_notebook_run_default_draws_no_second_figure_and_the_widget_state_holds_one():
     """What the book does: show the dashboard, then run its default configuration."""
     nbclient = pytest.importorskip("nbclient")
     from resnet_course.notebooks import code, new_notebook
@@ -365,8 +367,8 @@ def test_in_a_notebook_run_default_shows_one_figure_and_the_widget_state_is_save
     assert [o.output_type for o in dashboard_outputs] == ["display_data"]
     assert "application/vnd.jupyter.widget-view+json" in dashboard_outputs[0].data
     figures = [o for o in default_outputs if "image/png" in o.get("data", {})]
-    assert len(figures) == 1, [o.output_type for o in default_outputs]
-    # The saved widget state holds the dashboard's own figure too, so the static page shows the controls and curves.
+    assert figures == [], [o.output_type for o in default_outputs]  # drawn once, by the dashboard
+    # The saved widget state holds the dashboard's own figure, so the static page shows the controls and curves.
     state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     outputs = [
         m["state"].get("outputs") for m in state.values() if m["model_name"] == "OutputModel"

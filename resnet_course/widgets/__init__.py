@@ -14,8 +14,8 @@ and its shared plots:
 Each returns a dashboard object: ``.widget`` is the ipywidgets container (displaying
 the object shows it), the controls are attributes (``.depth``, ``.train_button``, ...;
 set ``.value`` and call ``.click()`` from code), ``.histories`` holds every run, and
-``run_default()`` trains the default configuration synchronously and returns a
-figure, for the static book.
+``run_default()`` trains the default configuration synchronously, for the static book,
+whose page then shows the dashboard's own curves (``.figure()`` draws them again on demand).
 
 The package, read in this order: :mod:`.run_config` (what one run is, and the check that
 refuses what cannot run), :mod:`.controls` (sliders, toggles and the panels curves are drawn

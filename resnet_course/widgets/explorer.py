@@ -122,13 +122,14 @@ class Explorer(Dashboard):
             return None
         return self._work(configs, data)
 
-    def run_default(self) -> Figure:
-        """Run :meth:`default_configs` synchronously and return the figure of every run so far.
+    def run_default(self) -> None:
+        """Run :meth:`default_configs` synchronously, for the static book.
 
-        For the static book: the chapter runs this right after showing the dashboard, so
-        the page shows real curves (and the dashboard's own plot, saved with the widget
-        state, shows them too). Raises ValueError for a configuration that cannot run, and
-        DataUnavailableError, whose sentence says what to do, when its data set is missing.
+        The chapter runs this right after showing the dashboard; the dashboard's own panel,
+        saved with the widget state, then shows the curves on the page. Nothing is returned,
+        so the page does not draw them a second time (:meth:`figure` draws them on demand).
+        Raises ValueError for a configuration that cannot run, and DataUnavailableError, whose
+        sentence says what to do, when its data set is missing.
         """
         if self._running:
             raise RuntimeError("a run is going; stop it before run_default().")
@@ -139,7 +140,6 @@ class Explorer(Dashboard):
         self._launch(
             self._work(configs, dashboard_data(configs[0].data, self.preset)), background=False
         )
-        return self.figure()
 
     def _data(self, name: str) -> Dataset | None:
         try:
@@ -194,5 +194,5 @@ class Explorer(Dashboard):
         return self._draw(self.live)
 
     def figure(self) -> Figure:
-        """A new figure of everything trained so far (the static book shows this one)."""
+        """A new figure of everything trained so far (the dashboard's panel shows the same curves)."""
         return self._draw(self._new_panels(StaticFigure(figsize=FIGSIZE)))
