@@ -294,3 +294,71 @@ def show_about(*, histories=(), data=None, archive: str = "") -> None:
     from IPython.display import HTML, display
 
     display(HTML(about_these_numbers_html(histories=histories, data=data, archive=archive)))
+
+
+# The archived configuration of the course's Fig. 6: the cpu preset's recipe (the book's), where
+# the scale study found both halves over 5 seeds. tests/test_archive_figures.py keeps the two equal.
+FIG6_CONFIG = "w8-16px-4200st-cos"
+
+
+def plot_depth_gaps(study: dict, *, ax=None):
+    """What depth costs each family: 56 minus 20 layers, final training error, per configuration.
+
+    One pair of bars per archived configuration where both families have three or more seeds;
+    the whisker is the seed range of the differences. Returns the Figure.
+    """
+    pairs = []
+    for plain in evidence.verdicts(study, "degradation"):
+        residual = evidence.verdict(study, "residual_depth", plain["config"])
+        if residual and min(len(plain["seeds"]), len(residual["seeds"])) >= evidence.MIN_SEEDS:
+            pairs.append((plain, residual))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(BOOK_WIDTH_INCHES, 3.4))
+    else:
+        fig = ax.figure
+    positions = np.arange(len(pairs))
+    for offset, index, label, colour in (
+        (-0.18, 0, "plain: plain-56 minus plain-20", "#7f7f7f"),
+        (0.18, 1, "residual: ResNet-56 minus ResNet-20", "#2ca02c"),
+    ):
+        differences = [pair[index]["difference_points"] for pair in pairs]
+        means = [float(np.mean(d)) for d in differences]
+        ax.bar(positions + offset, means, width=0.36, color=colour, label=label)
+        ax.errorbar(
+            positions + offset,
+            means,
+            yerr=[
+                [m - min(d) for m, d in zip(means, differences)],
+                [max(d) - m for m, d in zip(means, differences)],
+            ],
+            linestyle="none",
+            color="black",
+            capsize=3,
+        )
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(positions, [_tick_label(study, plain["config"]) for plain, _ in pairs])
+    ax.set_ylabel("56 minus 20 layers\n(training error, points)")
+    ax.set_title("What depth costs, per family (archived; bar: mean, whisker: seed range)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper left", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def results_details_html(rows) -> str:
+    """The records of ``tools.reproduce`` (:func:`.evidence.load_results`), folded."""
+    table = _table(
+        ["network", "test error (%)", "paper (%)", "scale", "device", "time"],
+        [
+            [
+                row.model,
+                f"{row.test_error:.2f}",
+                "-" if row.paper_test_error is None else f"{row.paper_test_error:.2f}",
+                "the paper's" if row.full_scale else "; ".join(row.scale_notes),
+                row.device,
+                f"{row.wall_time_s / 60:.1f} min",
+            ]
+            for row in rows
+        ],
+    )
+    return details_html("The recorded runs of the paper's recipe", table)

@@ -137,3 +137,11 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> "Markdown
             )
         lines.append("| " + " | ".join(row) + " |")
     return Markdown("\n".join(lines))
+
+
+def describe_data(data) -> str:
+    """A data set by its name and size, never its path: 'cifar10@16px: 4,600 training and 800 test images'."""
+    return (
+        f"{data.name}: {len(data.x_train):,} training and {len(data.x_test):,} test images, "
+        f"{data.num_classes} classes"
+    )

@@ -234,6 +234,67 @@ _CUT_CODE = """() => [...document.querySelectorAll('article div.highlight pre')]
     .map(pre => pre.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 80))"""
 
 
+# A reader's page shows no plumbing, and every output is readable whole (chapters/README.md):
+# each check below is a function of the page, run on every page of the book and, in the tests
+# at the end of this file, on a small page made to fail it.
+
+# Output blocks (text a cell printed, or a table it displayed) wider than their column.
+_CUT_OUTPUT = """() => [...document.querySelectorAll('article .cell_output pre, article .cell_output table')]
+    .filter(el => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1
+        && !(el.tagName === 'TABLE' && el.parentElement.scrollWidth <= el.parentElement.clientWidth + 1
+             && el.getBoundingClientRect().right <= document.querySelector('article').getBoundingClientRect().right + 1))
+    .map(el => el.innerText.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 80))"""
+
+# What a cell printed that names a place on the build machine.
+_MACHINE_PATHS = """() => [...document.querySelectorAll('article .cell_output')]
+    .map(el => el.innerText)
+    .flatMap(text => text.match(/(?:\\/(?:home|root|work|tmp|Users|usr|opt|var|private)\\/[^\\s'",)]+|site-packages|[A-Z]:\\\\[^\\s]+)/g) || [])"""
+
+# The scale study's names for its configurations (w8-16px-525st-cos), which the text spells out.
+_CONFIG_CODES = """() => (document.querySelector('article').innerText
+    .match(/\\b(?:w\\d+-\\d+px(?:-[\\w.]+)*|\\d+st-(?:cos|step|const)|sort\\d+-d\\d+-\\d+ep)\\b/g) || [])"""
+
+# An output that is nothing but a value: a number, a quoted string, a bare object or figure repr.
+_STRAY_VALUES = """() => [...document.querySelectorAll('article .cell_output .output')]
+    .filter(el => !el.querySelector('img, table, .widget-subarea, details'))
+    .map(el => el.innerText.trim())
+    .filter(text => /^(?:-?[\\d.,]+(?:e[-+]?\\d+)?%?|'[^'\\n]*'|"[^"\\n]*"|True|False|None|<Figure size[^>]*>|<[\\w.]+ object at 0x[0-9a-f]+>)$/.test(text))"""
+
+# The same figure twice on one page: identical image data.
+_DUPLICATE_FIGURES = """() => {
+    const seen = new Map(), twice = [];
+    for (const img of document.querySelectorAll('article img')) {
+        const src = img.getAttribute('src') || '';
+        if (!/\\.png$|^data:image\\/png/.test(src)) continue;
+        if (seen.has(src)) twice.push(src.slice(0, 60)); else seen.set(src, true);
+    }
+    return twice;
+}"""
+
+# A drawn figure (PNG) shown at less than 90% of its own width: its tick labels shrink with it.
+_SHRUNK_FIGURES = """() => [...document.querySelectorAll('article img')]
+    .filter(img => /\\.png$|^data:image\\/png/.test(img.getAttribute('src') || ''))
+    .filter(img => img.naturalWidth > 0 && img.getBoundingClientRect().width > 0
+        && img.getBoundingClientRect().width < 0.9 * img.naturalWidth)
+    .map(img => `${(img.getAttribute('src') || '').slice(0, 50)}: ${img.naturalWidth}px shown at ${Math.round(img.getBoundingClientRect().width)}px`)"""
+
+# Visible code of the kind the page-style guide keeps behind the page.
+_VISIBLE_PLUMBING = """() => [...document.querySelectorAll('article .cell_input')]
+    .filter(el => el.getBoundingClientRect().height > 0 && el.offsetParent !== null)
+    .map(el => el.innerText)
+    .flatMap(text => text.match(/(?:\\bglue\\(|\\bexpect\\(|%xmode|\\bload_study\\(|\\bshow_details\\(|\\bshow_about\\(|\\bprovenance_line\\(|%pip install|RESNET_COURSE_PIP_SOURCE)/g) || [])"""
+
+READER_CHECKS = {
+    "output wider than its block (cut at the right edge)": _CUT_OUTPUT,
+    "a machine path in an output": _MACHINE_PATHS,
+    "a configuration code in the text": _CONFIG_CODES,
+    "a stray value as an output": _STRAY_VALUES,
+    "the same figure twice": _DUPLICATE_FIGURES,
+    "a figure shrunk below 90% of its width (its labels shrink too)": _SHRUNK_FIGURES,
+    "visible plumbing code": _VISIBLE_PLUMBING,
+}
+
+
 def check_page(browser, site_url: str, page_name: str) -> list[str]:
     """Open one page like a reader would; return every problem found (empty when all is well)."""
     html_path = SITE / f"{page_name}.html"
@@ -323,6 +384,13 @@ def check_page(browser, site_url: str, page_name: str) -> list[str]:
         if cut:
             problems.append(f"code wider than its block (cut at the right edge): {cut}")
 
+        # The reader's checks: no plumbing, nothing cut off, no machine path, no configuration
+        # code, no stray value, no figure twice, no figure shrunk (chapters/README.md).
+        for problem, check in READER_CHECKS.items():
+            found = page.evaluate(check)
+            if found:
+                problems.append(f"{problem}: {found[:5]}")
+
         # Figures: every image in the article has loaded with a real size.
         broken = page.evaluate(_BROKEN_IMAGES)
         if broken:
@@ -394,5 +462,82 @@ def test_the_cut_code_check_finds_a_line_wider_than_its_block(browser):
         assert page.evaluate(_CUT_CODE) == [("x = " + "1 + " * 40)[:80]]
         page.set_content(block.format("short = 1\nalso_short = 2"))
         assert page.evaluate(_CUT_CODE) == []
+    finally:
+        page.close()
+
+
+# Each reader's check, on a page made to fail it and on the same page made right.
+READER_CHECK_CASES = {
+    "output wider than its block (cut at the right edge)": (
+        '<article style="width: 400px"><div class="cell_output"><pre style="overflow: auto">'
+        + "x" * 200
+        + "</pre></div></article>",
+        '<article style="width: 400px"><div class="cell_output"><pre style="overflow: auto">'
+        + "x" * 20
+        + "</pre></div></article>",
+    ),
+    "a machine path in an output": (
+        '<article><div class="cell_output"><pre>Dataset from /work/shared/data/x.npz</pre></div></article>',
+        '<article><div class="cell_output"><pre>cifar10@16px: 4,600 training images</pre></div></article>',
+    ),
+    "a configuration code in the text": (
+        "<article><p>Shown at w8-16px-2100st-cos.</p></article>",
+        "<article><p>Shown at 2,100 steps at width 8 on 16-pixel images.</p></article>",
+    ),
+    "a stray value as an output": (
+        '<article><div class="cell_output"><div class="output"><pre>0.7629034063331966</pre></div></div></article>',
+        '<article><div class="cell_output"><div class="output"><pre>plain-20: 0.76 of the input</pre></div></div></article>',
+    ),
+    "the same figure twice": (
+        '<article><img src="data:image/png;base64,AAAA"><img src="data:image/png;base64,AAAA"></article>',
+        '<article><img src="data:image/png;base64,AAAA"><img src="data:image/png;base64,BBBB"></article>',
+    ),
+    "a figure shrunk below 90% of its width (its labels shrink too)": (
+        '<article><img style="width: 300px" src="{png}"></article>',
+        '<article><img src="{png}"></article>',
+    ),
+    "visible plumbing code": (
+        '<article><div class="cell_input"><pre>glue("ch1_steps", STEPS)</pre></div></article>',
+        '<article><div class="cell_input"><pre>model = cifar_resnet(20)</pre></div></article>',
+    ),
+}
+
+
+def _png_data_url(width: int = 600, height: int = 20) -> str:
+    """A real PNG of ``width`` pixels, so the page knows its natural size."""
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    rows = b"".join(b"\x00" + b"\xff" * width for _ in range(height))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("problem", list(READER_CHECK_CASES))
+def test_each_readers_check_can_fail(browser, problem):
+    bad, good = (page.replace("{png}", _png_data_url()) for page in READER_CHECK_CASES[problem])
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.set_content(bad)
+        page.wait_for_load_state("load")
+        assert page.evaluate(READER_CHECKS[problem]), f"the check for {problem} missed it"
+        page.set_content(good)
+        page.wait_for_load_state("load")
+        assert page.evaluate(READER_CHECKS[problem]) == [], f"the check for {problem} misfired"
     finally:
         page.close()

@@ -137,3 +137,22 @@ def test_the_degradation_verdict_needs_both_networks_trained_and_the_deep_one_be
         _history("plain-20", 50.0, 1.4), _history("plain-56", 45.0, 1.3), trained_error=80.0
     )
     assert not shown and "does not show degradation" in text
+
+
+def test_a_claim_about_a_live_run_is_strict_at_the_books_preset_and_a_note_elsewhere(capsys):
+    from resnet_course.claims import BOOK_PRESET
+
+    with pytest.raises(ClaimNotShown):
+        expect(False, "ResNet-56 ends below ResNet-20", preset=BOOK_PRESET, resnet56=20.0)
+    expect(False, "ResNet-56 ends below ResNet-20", preset="gpu", resnet56=20.0)
+    note = capsys.readouterr().out
+    assert "ResNet-56 ends below ResNet-20" in note and "gpu preset" in note
+    assert max(len(line) for line in note.splitlines()) <= 76
+
+
+def test_the_book_is_built_with_the_preset_its_sentences_are_written_for():
+    from resnet_course.claims import BOOK_PRESET
+
+    root = Path(__file__).resolve().parents[1]
+    assert f"RESNET_COURSE_PRESET ?= {BOOK_PRESET}" in (root / "Makefile").read_text()
+    assert f"RESNET_COURSE_PRESET={BOOK_PRESET}" in (root / ".ci" / "run").read_text()

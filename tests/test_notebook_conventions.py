@@ -190,3 +190,76 @@ def test_the_width_check_finds_a_long_line(tmp_path):
     )
     found = [problem for where, code in code_shown_by(page) for problem in long_lines(code, where)]
     assert found == ["page.md (fenced code), line 2: 125 characters"]
+
+
+# ---------------------------------------------------------------- the reader's page (chapters/README.md)
+
+# Code that a chapter keeps behind the page: the guide's tag table, by what the code calls.
+PLUMBING = re.compile(
+    r"\bglue\(|\bexpect\(|%xmode|\bload_study\(|\bshow_details\(|\bshow_about\(|"
+    r"\bprovenance_line\(|\bbook_style\(|RESNET_COURSE_PIP_SOURCE"
+)
+HIDDEN = {"remove-cell", "remove-input", "hide-input", "hide-cell"}
+CONFIG_CODE = re.compile(
+    r"\bw\d+-\d+px(?:-[\w.]+)*|\b\d+st-(?:cos|step|const)\b|\bsort\d+-d\d+-\d+ep\b"
+)
+
+
+def visible_plumbing(notebook) -> list[str]:
+    """Code cells shown on the page that call plumbing (glue, expect, archive readers, ...)."""
+    found = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code" or HIDDEN & set(cell.metadata.get("tags", [])):
+            continue
+        calls = sorted(set(PLUMBING.findall(cell.source)))
+        if calls:
+            found.append(f"cell {index}: {', '.join(calls)}")
+    return found
+
+
+def configuration_codes(notebook) -> list[str]:
+    """The scale study's configuration names in a notebook's prose or printed strings."""
+    found = []
+    for index, cell in enumerate(notebook.cells):
+        text = cell.source if cell.cell_type == "markdown" else ""
+        if cell.cell_type == "code" and not HIDDEN & set(cell.metadata.get("tags", [])):
+            text = cell.source  # visible code is read by the reader too
+        found += [f"cell {index}: {code}" for code in CONFIG_CODE.findall(text)]
+    return found
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=ids(CHAPTERS))
+def test_plumbing_stays_behind_the_page(path):
+    found = visible_plumbing(read(path))
+    assert not found, (
+        f"{path.name}: visible cells call plumbing; tag them remove-cell or remove-input "
+        f"(chapters/README.md): {found}"
+    )
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=ids(CHAPTERS))
+def test_no_configuration_code_in_what_a_reader_reads(path):
+    found = configuration_codes(read(path))
+    assert not found, f"{path.name}: spell configurations out in words: {found}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=ids(CHAPTERS))
+def test_the_colab_set_up_is_behind_the_page(path):
+    notebook = read(path)
+    setup = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    assert "remove-cell" in setup.metadata.get("tags", []), path.name
+
+
+def test_the_page_checks_find_plumbing_and_codes():
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell('glue("ch1_steps", STEPS)'),
+            nbformat.v4.new_code_cell(
+                'expect(a > b, "a wins")', metadata={"tags": ["remove-cell"]}
+            ),
+            nbformat.v4.new_code_cell("model = cifar_resnet(20)"),
+            nbformat.v4.new_markdown_cell("Shown at w8-16px-2100st-cos, and at 2,100 steps."),
+        ]
+    )
+    assert visible_plumbing(notebook) == ["cell 0: glue("]
+    assert configuration_codes(notebook) == ["cell 3: w8-16px-2100st-cos"]

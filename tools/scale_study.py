@@ -728,6 +728,15 @@ def _plot(result: dict) -> None:
         fig.tight_layout()
         fig.savefig(STUDY_DIR / f"{claim.name}.png", dpi=110)
         plt.close(fig)
+    # The course's Fig. 6, which the introduction opens with (the chapters draw it live).
+    from resnet_course.archive_figures import FIG6_CONFIG, plot_fig6
+    from resnet_course.plots import book_style
+
+    if (STUDY_DIR / "runs" / FIG6_CONFIG).is_dir():
+        book_style()
+        fig = plot_fig6(FIG6_CONFIG, folder=STUDY_DIR.parent)
+        fig.savefig(STUDY_DIR / "fig6.png", dpi=100)
+        plt.close(fig)
 
 
 # --- the command ---------------------------------------------------------------------------------

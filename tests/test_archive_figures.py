@@ -1,0 +1,143 @@
+"""The archive as the reader sees it: figures, folded numbers, and the words that judge them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+from resnet_course import evidence  # noqa: E402
+from resnet_course.archive_figures import (  # noqa: E402
+    FIG6_CONFIG,
+    about_these_numbers_html,
+    claim_details_html,
+    plot_claim,
+    plot_depth_gaps,
+    plot_fig6,
+    short_config,
+)
+from resnet_course.plots import BOOK_WIDTH_INCHES  # noqa: E402
+from resnet_course.train import PRESETS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = evidence.load_study(ROOT / "results" / "scale-study" / "summary.json")
+CONFIG_CODE = re.compile(r"\bw\d+-\d+px|\d+st-(?:cos|step|const)\b")
+
+
+def test_the_fig6_configuration_is_the_books_preset():
+    """The archive's Fig. 6 is the recipe the book's own chapters 1 and 2 train."""
+    config = STUDY["configs"][FIG6_CONFIG]
+    preset = PRESETS["cpu"]
+    recipe = preset.config()
+    assert (config["image_size"], config["width"], config["train_size"]) == (
+        preset.image_size,
+        preset.width,
+        preset.train_size,
+    )
+    assert (config["steps"], config["lr"], config["schedule"]) == (
+        recipe.steps,
+        recipe.lr,
+        recipe.schedule,
+    )
+    assert (config["warmup_epochs"], config["batch_size"]) == (
+        recipe.warmup_epochs,
+        recipe.batch_size,
+    )
+
+
+def test_the_introduction_says_what_the_archive_shows():
+    """intro.md opens with Fig. 6: both halves shown over five seeds, each network in minutes."""
+    intro = (ROOT / "intro.md").read_text()
+    assert "results/scale-study/fig6.png" in intro
+    assert (ROOT / "results" / "scale-study" / "fig6.png").is_file()
+    for claim in ("degradation", "residual_depth"):
+        verdict = evidence.verdict(STUDY, claim, FIG6_CONFIG)
+        assert verdict is not None and verdict["verdict"] == "shown", claim
+        assert len(verdict["seeds"]) >= 5, claim
+        # "each of its networks trains in a few minutes on two CPU cores"
+        assert verdict["seconds_per_seed"] / 2 < 10 * 60, claim
+
+
+def test_the_introduction_defines_every_verdict_word_as_the_code_applies_it():
+    intro = " ".join((ROOT / "intro.md").read_text().split())
+    assert "## How to read the evidence" in (ROOT / "intro.md").read_text()
+    for word, meaning in evidence.VERDICT_WORDS.items():
+        assert f"{word} : {meaning[0].upper()}{meaning[1:]}." in intro, word
+
+
+def test_every_verdict_in_the_archive_is_one_of_the_defined_words():
+    words = {v["verdict"] for v in STUDY["verdicts"]}
+    assert words <= set(evidence.VERDICT_WORDS) | {"too few seeds"}, words
+    for v in STUDY["verdicts"]:  # the rule as written: shown needs every seed and the spread
+        if v["verdict"] == "shown":
+            assert v["sign_in_every_seed"] and v["margin_points"] > v["seed_spread_points"]
+            assert len(v["seeds"]) >= evidence.MIN_SEEDS
+
+
+def test_configurations_are_named_in_words():
+    for name in STUDY["configs"]:
+        words = short_config(STUDY, name)
+        assert not CONFIG_CODE.search(words), words
+    assert short_config(STUDY, "w8-16px-2100st-cos") == "2,100 steps, width 8, 16-px images"
+
+
+@pytest.mark.parametrize("claim", ["degradation", "residual_depth", "lesion", "preact_depth"])
+def test_a_claim_is_drawn_at_the_column_width_with_its_verdicts(claim):
+    figure = plot_claim(STUDY, claim)
+    assert figure.get_size_inches()[0] <= BOOK_WIDTH_INCHES
+    (axis,) = figure.axes
+    texts = {t.get_text() for t in axis.texts}
+    assert texts <= set(evidence.VERDICT_WORDS) | {"too few seeds"} and texts
+    assert "Archived" in axis.get_title()
+    ticks = " ".join(t.get_text() for t in axis.get_xticklabels())
+    assert not CONFIG_CODE.search(ticks), ticks
+
+
+def test_a_claim_without_runs_is_refused_in_one_sentence():
+    with pytest.raises(ValueError, match="no finished runs"):
+        plot_claim(STUDY, "no_such_claim")
+
+
+def test_fig6_draws_the_archive_and_the_live_run():
+    from resnet_course.train import History
+
+    live = History(label="plain-20")
+    live.epochs, live.train_acc = [1.0, 2.0], [0.3, 0.5]
+    figure = plot_fig6(FIG6_CONFIG, live={"plain20": live}, folder=ROOT / "results")
+    left, right = figure.axes
+    labels = [line.get_label() for line in left.lines]
+    assert labels == ["plain-20", "plain-20, this page's run", "plain-56"]
+    assert [line.get_label() for line in right.lines] == ["ResNet-20", "ResNet-56"]
+    assert figure.get_size_inches()[0] <= BOOK_WIDTH_INCHES
+
+
+def test_the_depth_gaps_cover_every_configuration_with_both_families():
+    figure = plot_depth_gaps(STUDY)
+    (axis,) = figure.axes
+    both = [
+        v
+        for v in evidence.verdicts(STUDY, "degradation")
+        if evidence.verdict(STUDY, "residual_depth", v["config"])
+    ]
+    assert len(axis.get_xticks()) == len(both)
+
+
+def test_the_numbers_behind_a_figure_are_folded_and_readable():
+    folded = claim_details_html(STUDY, "residual_depth")
+    assert folded.startswith("<details><summary>The numbers behind this figure</summary>")
+    assert not CONFIG_CODE.search(folded)
+    assert "4,200 steps, width 8, 16-px images" in folded and "shown" in folded
+
+
+def test_about_these_numbers_names_the_data_without_its_path():
+    from resnet_course.data import make_spirals
+
+    data = make_spirals(40)
+    about = about_these_numbers_html(data=data)
+    assert about.startswith("<details><summary>About these numbers</summary>")
+    assert "spirals" in about and "SHA-256" in about and "torch" in about
+    assert not re.search(r"/(?:home|root|work|tmp|Users)/", about), about
