@@ -212,10 +212,10 @@ def test_the_readme_says_what_the_archive_shows():
             f"{claim} at {config} has no three-seed verdict"
         )
         found = {
-            "shown": v["shown"],
-            "tie": v["tie_within_spread"],
-            "opposite": v.get("opposite_shown"),
-            "not trained": not v["both_trained"],
+            "shown": v["verdict"] == "shown",
+            "tie": v["verdict"] == "tie",
+            "opposite": v["verdict"] == "opposite",
+            "not trained": v["verdict"] == "untrained",
         }[outcome]
         assert found, (
             f"README.md says {claim} at {config} is '{outcome}'; the archive says otherwise: {v}"
@@ -225,16 +225,21 @@ def test_the_readme_says_what_the_archive_shows():
         "degradation (plain-56 above plain-20 in training error, both trained) is shown from 1,050"
         in readme
     )
+    assert "both halves of the paper's Fig. 6 are shown together at 4,200 steps over five" in readme
+    for claim in ("degradation", "residual_depth"):
+        v = evidence.verdict(study, claim, "w8-16px-4200st-cos")
+        assert v is not None and v["verdict"] == "shown" and len(v["seeds"]) >= 5, claim
     check("degradation", "w8-16px-1050st-cos", "shown")
     check("degradation", "w8-16px-525st-cos", "not trained")
     assert (
         "ResNet-56 is behind ResNet-20 in every seed at 525 steps, tied with it at 1,050" in readme
     )
+    assert "below\n  it in every seed at 2,100 and at 4,200" in readme
     check("residual_depth", "w8-16px-525st-cos", "opposite")
     check("residual_depth", "w8-16px-1050st-cos", "tie")
     check("residual_depth", "w8-16px-2100st-cos", "shown")
     assert (
-        "transformer with and without residuals are shown at the `book` preset's length" in readme
+        "is shown at\n  525 steps, and the transformer with and without residuals at 2 epochs" in readme
     )
     check("lesion", "w8-16px-525st-cos", "shown")
     check("transformer_residual", "sort6-d4-2ep", "shown")
