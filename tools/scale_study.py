@@ -283,7 +283,7 @@ CONFIGS = {
             batch_size=32,
         ),
         # Two epochs of linear warm-up (the paper warms ResNet-110 up), then a cosine decay to 0.
-        # 525 and 1,050 steps were the book's and the cpu preset's comparisons before the search for Fig. 6.
+        # Shorter lengths of the same recipe: where each claim starts to show.
         Config("w8-16px-525st-cos", 16, 8, 525),
         Config("w8-16px-1050st-cos", 16, 8, 1050),
         Config("w8-16px-2100st-cos", 16, 8, 2100),
