@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from tests.book_pages import toc_files
 from tools import book
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +94,7 @@ def test_vendored_assets_exist_after_make_book():
 
 
 def test_references_page_is_last_and_holds_the_bibliography():
-    assert book.toc_files(ROOT / "_toc.yml")[-1] == "references"
+    assert toc_files(ROOT / "_toc.yml")[-1] == "references"
     assert "{bibliography}" in (ROOT / "references.md").read_text()
     assert (
         "{bibliography}" not in (ROOT / "intro.md").read_text()
@@ -102,7 +103,7 @@ def test_references_page_is_last_and_holds_the_bibliography():
 
 def test_intro_links_every_chapter_of_the_toc():
     intro = (ROOT / "intro.md").read_text()
-    chapters = [page for page in book.toc_files(ROOT / "_toc.yml") if page.startswith("chapters/")]
+    chapters = [page for page in toc_files(ROOT / "_toc.yml") if page.startswith("chapters/")]
     unlinked = [page for page in chapters if f"({page}.ipynb)" not in intro]
     assert chapters and not unlinked, f"intro.md does not link: {unlinked}"
 
@@ -137,9 +138,7 @@ def test_deploy_workflow_builds_the_book_and_publishes_it():
         for job in workflow["jobs"].values()
         if any(s.get("run") == book_command for s in job["steps"])
     )
-    assert (
-        build["env"]["RESNET_COURSE_PRESET"] == "cpu"
-    )  # a CPU runner builds the published preset
+    assert build["env"]["RESNET_COURSE_PRESET"] == "cpu"  # a CPU runner builds the published preset
 
 
 # ---------------------------------------------------------------- tools/book.py
@@ -180,14 +179,14 @@ def test_toc_files_reads_parts_sections_and_suffixes(tmp_path):
         "format: jb-book\nroot: intro\nparts:\n- caption: A\n  chapters:\n  - file: chapters/01_a\n"
         "    sections:\n    - file: chapters/01_b.md\n- caption: B\n  chapters:\n  - file: references\n"
     )
-    assert book.toc_files(toc) == ["intro", "chapters/01_a", "chapters/01_b", "references"]
+    assert toc_files(toc) == ["intro", "chapters/01_a", "chapters/01_b", "references"]
 
 
 def test_toc_files_refuses_a_file_that_is_not_a_toc(tmp_path):
     not_toc = tmp_path / "x.yml"
     not_toc.write_text("- a\n- b\n")
     with pytest.raises(ValueError, match="no 'root' entry"):
-        book.toc_files(not_toc)
+        toc_files(not_toc)
 
 
 def script(filename, priority=500, **attributes):

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tools.book import source_of, toc_files
+from tests.book_pages import source_of, toc_files
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = Path(os.environ.get("RESNET_COURSE_SITE", ROOT / "_build" / "html")).resolve()

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from resnet_course.notebooks import COLAB_SETUP_SOURCE
-from tools.book import source_of, toc_files
+from tests.book_pages import source_of, toc_files
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
