@@ -157,7 +157,9 @@ def test_a_trusted_implementation_passes_and_a_broken_one_fails(name):
         assert item.passed or item.hint, "every failure comes with a hint"
     if check.own:  # ...and with it on, the course's own block is not the student's work
         borrowed = check.run(**trusted)
-        assert borrowed.passed == 0 and "not from this notebook" in borrowed.items[0].detail
+        assert (
+            borrowed.passed == 0 and "not code written in this notebook" in borrowed.items[0].detail
+        )
 
 
 def test_input_gradient_check_accepts_the_right_split_and_rejects_a_wrong_one():

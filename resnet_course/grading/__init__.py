@@ -7,15 +7,17 @@ is installed (Colab included)::
     check_basic_block(BasicBlock)      # shows a report, one line per item
 
 That report is the student's feedback. The grade is computed elsewhere: the
-grader runs only each check's probe in the kernel and judges the record in its
-own process (see :mod:`.probes` and :mod:`.grader`).
+grader runs only each check's probe in a sandboxed kernel, which exports the
+student's modules, and judges the graphs in its own process with its own weights
+and inputs (see :mod:`.probes`, :mod:`.programs` and :mod:`.grader`).
 
-* :mod:`.probes`: what a check records about the student's code, and how it travels.
+* :mod:`.probes`: what a check records in the kernel, and what the grader computes from it.
+* :mod:`.programs`: exported graphs, written as plain data and run by the grader.
 * :mod:`.report`: checks, items and the stable reports they print.
 * :mod:`.checks`: every exercise's checks (a probe and its judges each).
 * :mod:`.exercises`: the exercises and their canonical check cells.
-* :mod:`.vetting`: the grader's reading of the source (borrowed answers, patching).
-* :mod:`.sandbox`, :mod:`.grader` and :mod:`.cli`: run a notebook in isolation and grade it.
+* :mod:`.advice`: the source read for the instructor's flags (never a refusal).
+* :mod:`.sandbox`, :mod:`.grader` and :mod:`.cli`: run a notebook in a bubblewrap sandbox and grade it.
 * :mod:`.build_exercises`: make the student notebooks from the solutions.
 """
 

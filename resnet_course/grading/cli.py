@@ -4,15 +4,20 @@
 grades notebooks; ``python -m resnet_course grade submissions/`` grades a class,
 one folder per student (``submissions/<student>/*.ipynb``). It exits 0 only if
 every check of every notebook passed. ``--csv gradebook.csv`` writes one row per
-student and exercise; ``--jobs N`` grades N notebooks at a time.
+student and exercise, written by the grader alone, atomically, after the last notebook;
+``--jobs N`` grades N notebooks at a time. Every notebook runs in a bubblewrap sandbox
+(see :mod:`.sandbox`); where there is none, one notebook is graded with a warning and a
+class only with ``--no-isolation``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--jobs", type=int, default=1, help="notebooks graded at the same time (default 1)"
+    )
+    parser.add_argument(
+        "--no-isolation",
+        action="store_true",
+        help="grade a class even where no sandbox can be made (bubblewrap missing): "
+        "each notebook can then reach the others and the grader",
     )
 
 
@@ -89,18 +100,16 @@ def format_table(rows: list[tuple[str, ...]]) -> str:
 
 
 def _notes(grade: NotebookGrade) -> list[str]:
-    notes = [f"  {problem}" for problem in grade.problems]
+    notes = [f"  {problem}" for problem in grade.problems + grade.notes]
     for check in grade.checks:
         notes += [f"  `{check.cell.call}` failed: {item}" for item in check.failed_items]
+    notes += [f"  flag: {flag}" for flag in grade.flags]
     return [f"{grade.path}:", *notes] if notes else []
 
 
-def _grade(
-    submission: Submission, timeout: float, slot: int, jobs: int
-) -> NotebookGrade | GradingError:
+def _grade(submission: Submission, timeout: float, isolate: bool) -> NotebookGrade | GradingError:
     try:
-        # Sweeping leftover processes between notebooks is safe only when no other notebook is running.
-        return grade_notebook(submission.path, timeout=timeout, slot=slot, sweep_children=jobs == 1)
+        return grade_notebook(submission.path, timeout=timeout, isolate=isolate)
     except GradingError as error:
         return error
     except (
@@ -111,55 +120,68 @@ def _grade(
         )
 
 
+COLUMNS = (
+    "student",
+    "exercise",
+    "points",
+    "max_points",
+    "checks_passed",
+    "checks_total",
+    "problems",
+    "flags",
+    "notebook",
+)
+
+
 def write_gradebook(path: str, submissions: list[Submission], results: list) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "student",
-                "exercise",
-                "points",
-                "max_points",
-                "checks_passed",
-                "checks_total",
-                "problems",
-                "notebook",
+    """One row per notebook, written to a temporary file and renamed over ``path``."""
+    handle = io.StringIO()
+    writer = csv.writer(handle)
+    writer.writerow(COLUMNS)
+    for submission, result in zip(submissions, results):
+        if isinstance(result, GradingError):
+            row = [submission.student, "", 0, "", 0, "", str(result), "", str(submission.path)]
+        else:
+            problems = list(result.problems) + list(result.notes)
+            problems += [f"{c.cell.call}: {item}" for c in result.checks for item in c.failed_items]
+            row = [
+                submission.student,
+                result.exercise.name,
+                f"{result.points:g}",
+                result.exercise.points,
+                result.passed,
+                result.total,
+                " | ".join(problems),
+                " | ".join(result.flags),
+                str(submission.path),
             ]
-        )
-        for submission, result in zip(submissions, results):
-            if isinstance(result, GradingError):
-                writer.writerow(
-                    [submission.student, "", 0, "", 0, "", str(result), str(submission.path)]
-                )
-            else:
-                problems = list(result.problems) + [
-                    f"{c.cell.call}: {item}" for c in result.checks for item in c.failed_items
-                ]
-                writer.writerow(
-                    [
-                        submission.student,
-                        result.exercise.name,
-                        f"{result.points:g}",
-                        result.exercise.points,
-                        result.passed,
-                        result.total,
-                        " | ".join(problems),
-                        str(submission.path),
-                    ]
-                )
+        writer.writerow(row)
+    target = os.path.abspath(path)
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=".gradebook-", suffix=".csv", dir=os.path.dirname(target)
+    )
+    with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as out:
+        out.write(handle.getvalue())
+    os.replace(temporary, target)
 
 
 def main(args: argparse.Namespace) -> int:
-    from .sandbox import become_subreaper, separate_users_possible
+    from .sandbox import isolation_available
 
     submissions = find_submissions(args.notebooks)
     jobs = max(1, args.jobs)
-    become_subreaper()
-    if jobs > 1 and not separate_users_possible():
+    isolate = isolation_available()
+    if not isolate:
+        if len(submissions) > 1 and not args.no_isolation:
+            print(
+                "grade: no sandbox can be made here (bubblewrap's bwrap is missing or cannot run), so "
+                "one notebook could reach the others and the gradebook; install bubblewrap, or pass "
+                "--no-isolation to grade the class anyway.",
+                file=sys.stderr,
+            )
+            return 2
         print(
-            "note: kernels cannot run as users of their own here (that needs root and a Python other users can "
-            "run), so notebooks graded in parallel share one user; grade one at a time (--jobs 1) to keep each "
-            "notebook from reaching the others.",
+            "warning: no sandbox here (install bubblewrap): the notebook runs with your rights.",
             file=sys.stderr,
         )
     print(
@@ -168,11 +190,7 @@ def main(args: argparse.Namespace) -> int:
         flush=True,
     )
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(
-            pool.map(
-                lambda pair: _grade(pair[1], args.timeout, pair[0], jobs), enumerate(submissions)
-            )
-        )
+        results = list(pool.map(lambda s: _grade(s, args.timeout, isolate), submissions))
     rows, notes, all_passed = [], [], True
     for submission, result in zip(submissions, results):
         if isinstance(result, GradingError):
@@ -202,6 +220,7 @@ def main(args: argparse.Namespace) -> int:
     print(
         "All checks passed."
         if all_passed
-        else "Not every check passed; run the notebook to see each check's hints."
+        else "Not every check passed; run the notebook to see each check's hints.",
+        flush=True,  # before the kernels' client threads wind down with the interpreter
     )
     return 0 if all_passed else 1

@@ -46,11 +46,11 @@ class CheckCell:
         passed = dict(part.strip().split("=") for part in self.probe_call.split(","))
         return tuple(passed[name] for name in ALL_CHECKS[self.check].own if name in passed)
 
-    def evidence_source(self, seed: int) -> str:
-        """What the grader runs in this cell's place: the probe only, with a seed drawn at grading time."""
+    def evidence_source(self, seed: int, path: str) -> str:
+        """What the grader runs in this cell's place: the probe only, its record written to ``path``."""
         return (
-            "from resnet_course.grading.probes import emit as _emit_evidence\n"
-            f"_emit_evidence({self.check!r}, {seed}, {self.probe_call})"
+            "from resnet_course.grading.checks import ALL_CHECKS as _checks\n"
+            f"_checks[{self.check!r}].emit({seed}, {path!r}, {self.probe_call})"
         )
 
     @property

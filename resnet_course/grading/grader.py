@@ -1,45 +1,49 @@
-"""Grading one notebook: put the canonical cells back, vet the source, run it, judge the evidence.
+"""Grading one notebook: put the canonical cells back, run it in a sandbox, judge the evidence.
 
-As nbgrader does, the grader trusts nothing in the student's copy of a check
-cell: it finds each check cell (by cell id, by its metadata, or by the call it
-makes) and puts the canonical one in its place. Then, unlike a check cell in
-Jupyter, it splits the check in two (see :mod:`.probes`):
+As nbgrader does, the grader trusts nothing in the student's copy of a check cell: it
+finds each check cell (by cell id, by its metadata, or by the call it makes) and puts the
+canonical one in its place. Then, unlike a check cell in Jupyter, it splits the check in
+two (see :mod:`.probes`):
 
-1. it reads the notebook's source in its own process (:mod:`.vetting`): a graded
-   class must be the notebook's own, and nothing may patch or reach into the
-   interpreter;
-2. it runs the notebook itself with nbclient, in a sandbox (:mod:`.sandbox`),
-   with each check cell replaced by its probe and a seed drawn now; the record
-   comes back as the output of that cell, over the kernel protocol;
-3. it judges each record in its own process, against its own reference.
+1. it runs the notebook with nbclient in a sandbox (:mod:`.sandbox`), each check cell
+   replaced by its probe, which exports the student's modules to a file;
+2. it loads those graphs in its own process, without running any code from them
+   (:mod:`.programs`), and judges what it computes from them itself.
 
-Nothing the kernel does can change a verdict except computing what a correct
-implementation computes.
+Reading the source is advice for the instructor (:mod:`.advice`), never a reason not to
+run a notebook. A cell past its time limit is killed with its whole sandbox.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
+from . import programs
+from .advice import flags_for
 from .checks import ALL_CHECKS
 from .exercises import EXERCISES, METADATA_KEY, STUB_TAG, CheckCell, Exercise, find_exercise
-from .probes import EVIDENCE_MIME, decode
 from .report import Report
-from .vetting import vet
+from .sandbox import Limits, Sandbox
+
+DEFAULT_LIMITS = Limits()
 
 # Seconds per cell; exercise 2's training takes about a minute on a laptop CPU
 DEFAULT_TIMEOUT = 600
 # Per student cell: a notebook that floods its output is cut off, not held in memory
 MAX_OUTPUT_CHARS = 2_000_000
-MAX_EVIDENCE_CHARS = 200_000_000  # per check cell: a record holds weights (a few MB for exercise 3)
-KERNEL_STARTUP_TIMEOUT = 180
+KERNEL_STARTUP_TIMEOUT = 120
+# After a cell's time limit, the seconds nbclient has to give up before the sandbox is killed
+GRACE = 3
 SETUP_TAG = "colab-setup"
+# Judging uses torch's global random state (references are built with it): one notebook at a time.
+_JUDGING = threading.Lock()
 
 
 class GradingError(Exception):
@@ -59,8 +63,12 @@ class NotebookGrade:
     path: Path
     exercise: Exercise
     checks: list[CheckResult]
-    problems: list[str]  # one sentence each: errors, time-outs, missing or broken check cells
+    problems: list[
+        str
+    ]  # one sentence each: time-outs, a dead kernel, missing or broken check cells
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # errors in scratch cells: reported, not failed
+    flags: list[str] = field(default_factory=list)  # advice for the instructor, from the source
 
     @property
     def passed(self) -> int:
@@ -193,9 +201,8 @@ class CellOutcome:
 @dataclass
 class Run:
     cells: list[CellOutcome] = field(default_factory=list)
-    evidence: dict[str, dict | str] = field(
-        default_factory=dict
-    )  # check cell id -> record, or why there is none
+    # check cell id -> record, or why there is none
+    evidence: dict[str, dict | str] = field(default_factory=dict)
     died_in: CellOutcome | None = None
     flooded: list[int] = field(default_factory=list)
     notebook: nbformat.NotebookNode | None = None  # as it ran, with its outputs
@@ -210,42 +217,33 @@ def _error_of(outputs) -> str:
     return ""
 
 
-def _evidence_of(outputs) -> dict | str:
-    payloads = [
-        o["data"][EVIDENCE_MIME]
-        for o in outputs
-        if o.get("output_type") in ("execute_result", "display_data")
-        and EVIDENCE_MIME in o.get("data", {})
-    ]
+def _evidence_of(outputs, path: Path) -> dict | str:
     error = _error_of(outputs)
-    if error:
-        return f"it raised {error}"
-    if len(payloads) != 1:
-        return "it printed no evidence" if not payloads else "it printed more than one record"
     try:
-        return decode(payloads[0])
-    except Exception:  # a record that does not decode was not written by the probe
-        return "its record could not be read"
+        if error:
+            return f"it raised {error}"
+        return programs.load(path)
+    except programs.ProgramError as problem:
+        return str(problem)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _client_class():
     from nbclient import NotebookClient
 
     class CappedClient(NotebookClient):
-        """nbclient, with each cell's output cut off past its limit (larger for the probes' records)."""
+        """nbclient, with each cell's output cut off past its limit."""
 
-        def __init__(self, *args, probe_indices=(), **kwargs):
+        def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.probe_indices = set(probe_indices)
             self.output_sizes: dict[int, int] = {}
             self.flooded: set[int] = set()
 
         def output(self, outs, msg, display_id, cell_index):
             size = self.output_sizes.get(cell_index, 0) + len(str(msg.get("content", "")))
             self.output_sizes[cell_index] = size
-            if size > (
-                MAX_EVIDENCE_CHARS if cell_index in self.probe_indices else MAX_OUTPUT_CHARS
-            ):
+            if size > MAX_OUTPUT_CHARS:
                 self.flooded.add(cell_index)
                 return None
             return super().output(outs, msg, display_id, cell_index)
@@ -258,48 +256,46 @@ def run_notebook(
     probes: dict[int, CheckCell],
     seed: int,
     timeout: float,
-    slot: int = 0,
-    sweep_children: bool = True,
+    isolate: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Run:
-    """Run the notebook in a sandbox, each check cell (by index) replaced by its probe; collect what happened."""
-    import sys
+    """Run the notebook in a sandbox, each check cell (by index) replaced by its probe; collect what happened.
 
+    A cell that runs past ``timeout`` seconds ends the run: its sandbox is killed, with every
+    process the notebook started.
+    """
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpec
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    from .sandbox import Sandbox
-
     run = Run()
     to_run = nbformat.from_dict(notebook)
-    for index, check in probes.items():
-        to_run.cells[index].source = check.evidence_source(seed)
-        to_run.cells[index].outputs = []
-    with Sandbox(slot, sweep_children) as box:
-        km = AsyncKernelManager(connection_file=str(box.connection_file))
-        # The kernel is this Python, whatever kernels are installed; it imports the sandbox's course first.
-        km._kernel_spec = KernelSpec(
-            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            display_name="grader",
-            language="python",
+    with Sandbox(isolate, limits) as box:
+        paths = {index: box.exchange / f"{check.id}.pt" for index, check in probes.items()}
+        for index, check in probes.items():
+            to_run.cells[index].source = check.evidence_source(seed, str(paths[index]))
+            to_run.cells[index].outputs = []
+        km = AsyncKernelManager(
+            transport="ipc", ip=str(box.ipc / "k"), connection_file=str(box.ipc / "kernel.json")
         )
-        km.write_connection_file()
-        box.hand_over(box.connection_file)
+        km._kernel_spec = KernelSpec(
+            argv=box.kernel_argv(), display_name="grader", language="python"
+        )
         client = _client_class()(
             to_run,
             km=km,
             timeout=timeout,
             allow_errors=True,
-            interrupt_on_timeout=True,
+            interrupt_on_timeout=False,
             startup_timeout=KERNEL_STARTUP_TIMEOUT,
+            shutdown_kernel="immediate",
             record_timing=False,
-            probe_indices=probes,
         )
-        kernel_pid = None
+        pid = None
         try:
-            with client.setup_kernel(**box.kernel_kwargs):
-                kernel_pid = getattr(km.provisioner, "pid", None)
-                timeouts_in_a_row, number = 0, 0
+            with client.setup_kernel(**box.popen_kwargs):
+                pid = getattr(km.provisioner, "pid", None)
+                number = 0
                 for index, cell in enumerate(to_run.cells):
                     if cell.cell_type != "code":
                         continue
@@ -308,36 +304,26 @@ def run_notebook(
                     outcome = CellOutcome(
                         number, notebook.cells[index].source, may_raise=STUB_TAG in tags
                     )
-                    started = time.monotonic()
+                    run.cells.append(outcome)
+                    # nbclient gives up at the limit; should it not, the sandbox is killed a little later.
+                    watchdog = threading.Timer(timeout + GRACE, box.kill, [pid])
+                    watchdog.start()
                     try:
                         client.execute_cell(cell, index)
                     except CellTimeoutError:
                         outcome.timed_out = True
                     except DeadKernelError:
-                        run.died_in = outcome
-                        run.cells.append(outcome)
+                        outcome.timed_out = watchdog.finished.is_set()
+                        if not outcome.timed_out:
+                            run.died_in = outcome
+                    finally:
+                        watchdog.cancel()
+                    if outcome.timed_out or run.died_in:
+                        box.kill(pid)
                         break
                     outcome.error = _error_of(cell.outputs)
-                    # nbclient interrupts a cell at its time limit: the cell then shows a KeyboardInterrupt.
-                    if (
-                        outcome.error.startswith("KeyboardInterrupt")
-                        and time.monotonic() - started >= timeout
-                    ):
-                        outcome.timed_out = True
-                    if outcome.timed_out:
-                        outcome.error = ""
-                    timeouts_in_a_row = timeouts_in_a_row + 1 if outcome.timed_out else 0
-                    run.cells.append(outcome)
                     if index in probes:
-                        run.evidence[probes[index].id] = (
-                            "it did not finish in time"
-                            if outcome.timed_out
-                            else _evidence_of(cell.outputs)
-                        )
-                    if (
-                        timeouts_in_a_row >= 2
-                    ):  # a kernel that ignores interrupts would hold every later cell
-                        break
+                        run.evidence[probes[index].id] = _evidence_of(cell.outputs, paths[index])
         except DeadKernelError:
             run.died_in = run.died_in or CellOutcome(0, "")
         except RuntimeError as error:  # the kernel did not start
@@ -345,7 +331,7 @@ def run_notebook(
                 f"could not start a kernel ({str(error).splitlines()[0][:160]})."
             ) from None
         finally:
-            box.end(kernel_pid)
+            box.kill(pid)
         run.flooded = sorted(client.flooded)
     run.notebook = to_run
     return run
@@ -370,14 +356,16 @@ def _where(cell: CellOutcome) -> str:
     return f"code cell {cell.number} (`{_first_line(cell.source)}`)"
 
 
-def _run_problems(run: Run, check_numbers: set[int], timeout: float) -> list[str]:
-    sentences = []
+def _run_problems(run: Run, check_numbers: set[int], timeout: float) -> tuple[list[str], list[str]]:
+    """Sentences about the run: problems (a dead kernel, a time-out) and notes (errors in scratch cells)."""
+    problems, notes = [], []
     if run.died_in is not None:
         where = _where(run.died_in) if run.died_in.number else "starting up"
-        sentences.append(f"the kernel died in {where}; nothing after it ran.")
+        problems.append(f"the kernel died in {where}; nothing after it ran.")
     student = [cell for cell in run.cells if cell.number not in check_numbers]
-    sentences += [
-        f"{_where(cell)} did not finish within {timeout:g} s (grade --timeout sets a longer limit)."
+    problems += [
+        f"{_where(cell)} did not finish within {timeout:g} s, so the notebook was stopped there "
+        "(grade --timeout sets a longer limit)."
         for cell in student
         if cell.timed_out
     ]
@@ -385,40 +373,43 @@ def _run_problems(run: Run, check_numbers: set[int], timeout: float) -> list[str
     if errors:
         # The first error explains the rest (a NameError after it, say): one sentence, and a count.
         more = len(errors) - 1
-        sentences.append(
+        notes.append(
             f"{_where(errors[0])} raised {errors[0].error}"
             + (f" ({more} more cell{'s' if more > 1 else ''} failed after it)." if more else ".")
         )
     if run.flooded:
-        sentences.append(
+        notes.append(
             f"{len(run.flooded)} cell(s) printed more than {MAX_OUTPUT_CHARS:,} characters; the rest was dropped."
         )
-    return sentences
+    return problems, notes
 
 
 def judge_checks(
-    exercise: Exercise, evidence: dict, seed: int, not_own: dict[str, str], present: set[str]
+    exercise: Exercise, evidence: dict, seed: int, present: set[str], cells: set[str] | None
 ) -> tuple[list[CheckResult], list[str]]:
     """Each check's result, judged here from its record, and a sentence for each check that has none."""
     results, problems = [], []
     for cell in exercise.checks:
         check = ALL_CHECKS[cell.check]
-        refused = next((not_own[name] for name in cell.own_names if name in not_own), None)
         record = evidence.get(cell.id)
         if cell.id not in present:
             problems.append(
                 f"the check cell `{cell.call}` is missing; copy it back from a fresh copy of the exercise."
             )
-        elif refused:
-            problems.append(f"the check `{cell.call}` scores 0: {refused}")
         elif record is None:
             problems.append(f"the check `{cell.call}` did not run.")
         elif isinstance(record, str):
             problems.append(f"the check `{cell.call}` failed: {record}.")
-        if refused or not isinstance(record, dict) or cell.id not in present:
+        if not isinstance(record, dict) or cell.id not in present:
             results.append(CheckResult(cell, 0, cell.item_count))
             continue
-        report: Report = check.judge(record, seed)
+        report: Report = check.judge(record, seed, cells=cells)
+        details = {item.detail for item in report.items if not item.passed}
+        if len(details) == 1 and "not code written in this notebook" in next(iter(details)):
+            # A borrowed block fails every item for one reason: one sentence.
+            problems.append(f"the check `{cell.call}` scores 0: {details.pop()}")
+            results.append(CheckResult(cell, 0, report.total))
+            continue
         results.append(
             CheckResult(
                 cell,
@@ -438,8 +429,8 @@ def grade_notebook(
     path: str | os.PathLike,
     *,
     timeout: float = DEFAULT_TIMEOUT,
-    slot: int = 0,
-    sweep_children: bool = True,
+    isolate: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> NotebookGrade:
     """Grade one exercise notebook; raises :class:`GradingError` if it cannot be graded at all."""
     started = time.monotonic()
@@ -459,27 +450,24 @@ def grade_notebook(
         for number, i in enumerate(code_indices)
         if i not in check_indices and i != setup_index
     ]
-    vetting = vet(student_cells, exercise.own_names, exercise.course_names)
-    if vetting.refusals:
-        more = len(vetting.refusals) - 1
-        problem = f"not run: {vetting.refusals[0]}" + (
-            f" ({more} more such line{'s' if more > 1 else ''})" if more else ""
-        )
-        checks = [CheckResult(cell, 0, cell.item_count) for cell in exercise.checks]
-        return NotebookGrade(path, exercise, checks, [problem], time.monotonic() - started)
+    cells = {programs.cell_file_hash(source) for _, source in student_cells}
     seed = (
         secrets.randbelow(2**31 - 1) + 1
     )  # drawn now: no record made before this run can match it
     try:
-        run = run_notebook(notebook, check_indices, seed, timeout, slot, sweep_children)
+        run = run_notebook(notebook, check_indices, seed, timeout, isolate, limits)
     except GradingError as error:
         raise GradingError(f"{path} {error}") from None
     check_numbers = {code_indices.index(i) + 1 for i in check_indices}
-    checks, problems = judge_checks(exercise, run.evidence, seed, vetting.not_own, set(positions))
+    with _JUDGING:
+        checks, check_problems = judge_checks(exercise, run.evidence, seed, set(positions), cells)
+    problems, notes = _run_problems(run, check_numbers, timeout)
     return NotebookGrade(
         path,
         exercise,
         checks,
-        _run_problems(run, check_numbers, timeout) + problems,
+        problems + check_problems,
         time.monotonic() - started,
+        notes,
+        flags_for(student_cells, exercise),
     )

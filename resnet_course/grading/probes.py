@@ -1,34 +1,34 @@
-"""Evidence about a student's code: what it computes on inputs drawn from a seed, never a verdict.
+"""Evidence about a student's code, and how the grader turns it into facts of its own.
 
-A check is split in two. Its *probe* runs the student's code (in the student's
-kernel) and records plain data: outputs on seeded inputs, state_dicts, layer
-summaries, where a class was defined. Its *items* then judge that record
-against the course's own reference. In a check cell both halves run in the
-kernel, which is the student's feedback; ``python -m resnet_course grade`` runs
-only the probe in the kernel, with a seed drawn at grading time, and judges the
-record in its own process, so nothing the kernel patches can change a verdict.
+A check is split in two. Its *probe* runs in the student's kernel and builds the student's
+modules; for each it records the module exported as a graph (:mod:`.programs`) with its
+state. Its *items* then judge, in the grader's process, what the grader computes from
+that graph itself (:func:`materialise`): outputs on inputs it draws, with BN statistics
+it draws or the weights of its own reference, gradients, the layers the graph holds and
+which files its operations were traced from. No verdict rests on an output the student's
+code computed; a check cell in Jupyter runs both halves in the kernel, as feedback.
 
-To pass with a seed it has never seen, a probe's record has to hold what a
-correct implementation computes: outputs on those inputs, for those weights.
+Where an exercise asks for a number or a function of the student's (exercise 1's
+``input_gradient``, exercise 3's ``sizes``, exercise 4's ``option_b_extra``, exercise 2's
+histories), the probe records the value, on inputs drawn from a seed chosen at grading
+time, and the judge compares it with what the grader computes itself.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-# The MIME type of a probe's record in a cell's output: the grader reads only this, from the
-# restored check cell's own execution, over the kernel protocol.
-EVIDENCE_MIME = "application/vnd.resnet-course.evidence+base64"
+from . import programs
 
 MODES = ("train", "eval")
+_BATCH_NORMS = ("batch_norm", "native_batch_norm", "_native_batch_norm_legit")
 
 
 def describe_error(error: BaseException) -> str:
@@ -65,56 +65,17 @@ def randomise_batch_norm(module: nn.Module, gen: torch.Generator | None = None) 
     return module
 
 
-def origin(obj) -> dict:
-    """Where a class or function was defined: its module, its bases, and its own methods' modules."""
-    record = {
-        "type": type(obj).__name__,
-        "module": getattr(obj, "__module__", None),
-        "name": getattr(obj, "__qualname__", None),
-        "mro": [],
-        "methods": {},
-    }
-    if isinstance(obj, type):
-        record["mro"] = [
-            [getattr(c, "__module__", ""), getattr(c, "__qualname__", "")] for c in obj.__mro__
-        ]
-        record["methods"] = {
-            name: getattr(value, "__module__", None)
-            for name, value in vars(obj).items()
-            if callable(value) and hasattr(value, "__code__")
-        }
-    return record
-
-
-def layer_summary(module: nn.Module) -> list[list]:
-    """One row per submodule: [name, type name, attributes]; convolutions and BNs with their sizes."""
-    rows = []
-    for name, sub in module.named_modules():
-        attributes = {}
-        if isinstance(sub, nn.Conv2d):
-            attributes = {
-                "in": sub.in_channels,
-                "out": sub.out_channels,
-                "kernel": list(sub.kernel_size),
-                "stride": list(sub.stride),
-                "groups": sub.groups,
-                "bias": sub.bias is not None,
-            }
-        elif isinstance(sub, nn.modules.batchnorm._BatchNorm):
-            attributes = {"features": sub.num_features}
-        elif isinstance(sub, nn.Linear):
-            attributes = {"in": sub.in_features, "out": sub.out_features}
-        rows.append([name, type(sub).__name__, attributes])
-    return rows
+CASES: dict[str, Case] = {}
 
 
 @dataclass(frozen=True)
 class Case:
-    """One construction of a student's module, and what to record about it.
+    """One construction of a student's module, and what the grader computes from its graph.
 
     ``build`` is called as ``factory(*args, **kwargs)``. ``prepare`` names what is done to
-    the module before its forward passes: ``zero_init_last`` (its own method), ``zero_bn2``
-    (bn2's scale set to 0) or ``zero_convs`` (every convolution's weights set to 0).
+    the module: ``zero_init_last`` (its own method, in the kernel, before export), or, by the
+    grader on the exported weights, ``zero_bn2`` (bn2's scale set to 0) or ``zero_convs``
+    (every convolution's weights set to 0).
     """
 
     label: str
@@ -126,9 +87,14 @@ class Case:
     nonnegative: bool = False
     input_shift: float = 0.0
     also_positive_part: bool = False  # an eval-mode output on relu(x) too
-    attributes: tuple = ("downsample",)  # attributes to record: absent, None, or a type name
+    attributes: tuple = ("downsample",)  # submodules whose presence the judge reads
     # Give BNs random parameters and statistics (off: as the module built them)
     randomise: bool = True
+    # Hand over the weights' values (off: shapes only, for a network the grader fills itself)
+    values: bool = True
+
+    def __post_init__(self):
+        CASES[self.label] = self
 
     @property
     def stride(self) -> int:
@@ -143,32 +109,11 @@ class Case:
         )
 
 
-def _prepare(module: nn.Module, how: str) -> None:
-    if how == "zero_init_last":
-        module.zero_init_last()
-    elif how == "zero_bn2":
-        nn.init.zeros_(module.bn2.weight)
-    elif how == "zero_convs":
-        with torch.no_grad():
-            for conv in (m for m in module.modules() if isinstance(m, nn.Conv2d)):
-                conv.weight.zero_()
+# --- in the kernel --------------------------------------------------------------------------
 
 
-def _forward(module: nn.Module, x: torch.Tensor):
-    try:
-        with torch.no_grad():
-            out = module(x)
-    except Exception as error:  # the student's code may raise anything; the judge says which
-        return describe_error(error)
-    return (
-        out.detach().clone()
-        if isinstance(out, torch.Tensor)
-        else f"returned {type(out).__name__}, not a tensor"
-    )
-
-
-def probe_module(factory, case: Case, seed: int) -> dict:
-    """Build ``case`` with the student's factory and record its weights, layers and outputs."""
+def probe_module(factory, case: Case, seed: int = 0) -> dict:
+    """Build ``case`` with the student's factory and export it, once per mode it is judged in."""
     record: dict = {"label": case.label, "error": None}
     try:
         module = case.build(factory)
@@ -178,41 +123,27 @@ def probe_module(factory, case: Case, seed: int) -> dict:
     if not isinstance(module, nn.Module):
         record["error"] = f"{case.label} returned {type(module).__name__}, not an nn.Module."
         return record
-    if case.randomise:
-        randomise_batch_norm(module, generator(seed, case.label + "/weights"))
-    if case.prepare:
+    if case.prepare == "zero_init_last":
         try:
-            _prepare(module, case.prepare)
+            module.zero_init_last()
+        except Exception as error:
+            record["error"] = f"{case.label}: zero_init_last() failed: {describe_error(error)}"
+            return record
+    state = {name: value.detach().clone() for name, value in module.state_dict().items()}
+    if not case.values:
+        state = {name: torch.zeros(1, dtype=v.dtype).expand(v.shape) for name, v in state.items()}
+    record["state"] = state
+    example = torch.randn(*case.input_shape)
+    record["programs"] = {}
+    for mode in ("train", "eval") if ("train" in case.modes) else ("eval",):
+        try:
+            record["programs"][mode] = programs.export(module, example.clone(), mode == "train")
         except Exception as error:
             record["error"] = (
-                f"preparing {case.label} ({case.prepare}) failed: {describe_error(error)}"
+                f"{case.label} could not be exported in {mode} mode ({describe_error(error)}); "
+                "its forward should be plain tensor operations on its input."
             )
             return record
-    record["state"] = {name: value.detach().clone() for name, value in module.state_dict().items()}
-    record["summary"] = layer_summary(module)
-    record["parameters"] = sum(p.numel() for p in module.parameters())
-    record["attributes"] = {
-        name: (
-            "absent"
-            if not hasattr(module, name)
-            else "None"
-            if getattr(module, name) is None
-            else type(getattr(module, name)).__name__
-        )
-        for name in case.attributes
-    }
-    record["outputs"], record["input_changed"] = {}, {}
-    for (
-        mode
-    ) in case.modes:  # training first: its BN statistics update is part of what eval then sees
-        module.train(mode == "train")
-        x = case.input(seed)
-        before = x.clone()
-        record["outputs"][mode] = _forward(module, x)
-        record["input_changed"][mode] = not torch.equal(x, before)
-    if case.also_positive_part:
-        module.eval()
-        record["outputs"]["eval_positive_part"] = _forward(module, case.input(seed).relu())
     return record
 
 
@@ -241,37 +172,142 @@ def call(function, *args, **kwargs) -> dict:
         return {"error": f"the code raised {describe_error(error)}"}
 
 
-def encode(evidence: dict) -> str:
-    buffer = io.BytesIO()
-    torch.save(evidence, buffer)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+# --- in the grader ----------------------------------------------------------------------------
 
 
-def decode(text: str) -> dict:
-    """The record back, read with ``weights_only`` so that no code in it can run."""
-    data = base64.b64decode(text.encode("ascii"), validate=True)
-    evidence = torch.load(io.BytesIO(data), weights_only=True)
-    if not isinstance(evidence, dict):
-        raise ValueError("the evidence is not a record")
-    return evidence
+def _weight_name(program: programs.Program, node: programs.Node, position: int) -> str | None:
+    argument = node.args[position] if len(node.args) > position else None
+    if isinstance(argument, dict) and "node" in argument:
+        return program.state_names().get(argument["node"])
+    return None
 
 
-@dataclass
-class Emitted:
-    """What ``emit`` shows: a line for a person, and the record for the grader."""
+def layer_summary(program: programs.Program, state: dict) -> list[list]:
+    """Rows [name, type, attributes] for the convolutions, BNs and linear layers the graph runs."""
+    rows = []
+    for node in program.operations:
+        kind = node.target.split(".")[1]
+        weight = _weight_name(program, node, 1)
+        shape = tuple(state[weight].shape) if weight in state else None
+        name = weight.rsplit(".", 1)[0] if weight and "." in weight else ""
+        args = node.args + [None] * 10
+        if kind in ("conv2d", "convolution") and shape is not None and len(shape) == 4:
+            if kind == "conv2d":
+                stride, padding, groups = args[3] or [1, 1], args[4] or [0, 0], args[6] or 1
+            else:
+                stride, padding, groups = args[3], args[4], args[8]
+            stride = list(stride) * (2 if len(list(stride)) == 1 else 1)
+            rows.append(
+                [
+                    name,
+                    "Conv2d",
+                    {
+                        "in": shape[1] * groups,
+                        "out": shape[0],
+                        "kernel": list(shape[2:]),
+                        "stride": stride,
+                        "padding": padding,
+                        "groups": groups,
+                        "bias": _weight_name(program, node, 2) is not None,
+                    },
+                ]
+            )
+        elif kind in _BATCH_NORMS and shape is not None:
+            rows.append([name, "BatchNorm2d", {"features": shape[0]}])
+        elif kind == "linear" and shape is not None:
+            rows.append([name, "Linear", {"in": shape[1], "out": shape[0]}])
+    return rows
 
-    check: str
-    payload: str = field(repr=False)
 
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        return {
-            "text/plain": f"evidence for the check {self.check} ({len(self.payload):,} characters)",
-            EVIDENCE_MIME: self.payload,
-        }
+def batch_norm_tensors(program: programs.Program) -> list[list[str | None]]:
+    """[weight, bias, running_mean, running_var] state names of each BN the graph runs."""
+    found = []
+    for node in program.operations:
+        if node.target.split(".")[1] in _BATCH_NORMS:
+            names = [_weight_name(program, node, i) for i in (1, 2, 3, 4)]
+            if names not in found:
+                found.append(names)
+    return found
 
 
-def emit(check_name: str, seed: int, **objects) -> Emitted:
-    """Run a check's probe on the student's objects; the grader's version of a check cell ends with this."""
-    from .checks import ALL_CHECKS
+def load_module(built: dict) -> programs.ProgramModule:
+    """The student's exported module, checked and ready to run in the grader's process."""
+    loaded = {mode: programs.Program(data) for mode, data in built["programs"].items()}
+    any_program = next(iter(loaded.values()))
+    parameters = {t for k, _, t in any_program.inputs if k == "PARAMETER"}
+    state = {str(k): v for k, v in built["state"].items() if isinstance(v, torch.Tensor)}
+    return programs.ProgramModule(loaded, state, parameters)
 
-    return Emitted(check_name, encode(ALL_CHECKS[check_name].probe(seed, **objects)))
+
+def forward(module: nn.Module, x: torch.Tensor):
+    try:
+        with torch.no_grad():
+            out = module(x)
+    except programs.ProgramError as error:
+        return str(error) + "."
+    except Exception as error:  # a graph that does not run on the grader's input
+        return describe_error(error)
+    if not isinstance(out, torch.Tensor):
+        return f"returned {type(out).__name__}, not a tensor"
+    return out.detach().clone()
+
+
+def materialise(built: dict, seed: int) -> dict:
+    """What the grader computes from a case's graph: outputs, layers, parameter count.
+
+    Fills ``built`` in place with ``module`` (the graph as a module, its weights prepared as
+    the case says), ``outputs``, ``input_changed``, ``summary``, ``parameters`` and
+    ``attributes``; records a sentence under ``error`` if the graph cannot be run.
+    """
+    if built.get("error") or "module" in built or "programs" not in built:
+        return built
+    case = CASES.get(built.get("label"))
+    if case is None:
+        built["error"] = "the evidence names a module the check did not build."
+        return built
+    try:
+        module = load_module(built)
+    except programs.ProgramError as error:
+        built["error"] = f"{case.label}: {error}."
+        return built
+    except Exception as error:  # a record the probe did not write
+        built["error"] = f"{case.label}: its evidence could not be used ({describe_error(error)})."
+        return built
+    any_program = next(iter(module.programs.values()))
+    state = module.tensors()
+    gen = generator(seed, case.label + "/weights")
+    with torch.no_grad():
+        if case.randomise:
+            for weight, bias, mean, var in batch_norm_tensors(any_program):
+                for name, low in ((weight, 0.5), (bias, -0.5), (mean, -0.5), (var, 0.5)):
+                    if name in state:
+                        state[name].copy_(torch.rand(state[name].shape, generator=gen) + low)
+        if case.prepare == "zero_bn2" and "bn2.weight" in state:
+            state["bn2.weight"].zero_()
+        if case.prepare == "zero_convs":
+            for row in layer_summary(any_program, state):
+                if row[1] == "Conv2d" and f"{row[0]}.weight" in state:
+                    state[f"{row[0]}.weight"].zero_()
+    built["module"] = module
+    built["summary"] = layer_summary(any_program, state)
+    built["parameters"] = sum(
+        state[t].numel() for k, _, t in any_program.inputs if k == "PARAMETER" and t in state
+    )
+    built["attributes"] = {
+        name: "module" if any(key.startswith(name + ".") for key in state) else "None"
+        for name in case.attributes
+    }
+    built["state"] = {name: value.detach().clone() for name, value in state.items()}
+    built["outputs"], built["input_changed"] = {}, {}
+    for (
+        mode
+    ) in case.modes:  # training first: its BN statistics update is part of what eval then sees
+        module.train(mode == "train")
+        x = case.input(seed)
+        given = x.clone()
+        built["outputs"][mode] = forward(module, given)
+        built["input_changed"][mode] = not torch.equal(x, given)
+    if case.also_positive_part:
+        module.eval()
+        built["outputs"]["eval_positive_part"] = forward(module, case.input(seed).relu())
+    return built

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+from torch import nn
 
 from ..data import DataUnavailableError
-from .probes import describe_error, origin, quietly
+from . import programs
+from .probes import describe_error, materialise, quietly
 
 PASS, FAIL = "[pass]", "[FAIL]"
 _INDENT = " " * 9  # under the item's name
@@ -120,47 +122,28 @@ class Item:
     hint: str
 
 
-# Modules a graded class may be built on: the notebook itself, PyTorch, and Python.
-_OWN_MODULES = ("__main__",)
-_ALLOWED_BASES = ("torch", "builtins", "typing", "abc")
-
-
-def own_code_problem(name: str, record: dict) -> str | None:
-    """Why the object graded as ``name`` is not the notebook's own code, or None if it is."""
-    if record.get("module") not in _OWN_MODULES:
-        where = record.get("module") or "somewhere else"
-        return (
-            f"{name} comes from {where}, not from this notebook; define it yourself in a code cell."
-        )
-    for module, qualname in record.get("mro", [])[1:]:
-        if module not in _OWN_MODULES and module.split(".")[0] not in _ALLOWED_BASES:
-            return f"{name} is built on {module}.{qualname}; write it yourself on nn.Module."
-    borrowed = sorted(
-        method for method, module in record.get("methods", {}).items() if module not in _OWN_MODULES
-    )
-    if borrowed:
-        return (
-            f"{name}'s {', '.join(borrowed)} come from elsewhere; write them yourself in the class."
-        )
-    return None
-
-
 class Check:
-    """A probe and a named list of items that judge what it recorded.
+    """A probe and a named list of items that judge what the grader computes from its record.
 
     ``check.probe(seed, **objects)`` runs the student's code and returns a record (see
     :mod:`.probes`); ``check.judge(record, seed)`` gives the report. ``check.run(**objects)``
-    does both, which is what a check cell shows. ``own`` names the objects that must be
-    defined in the notebook itself (a class or function of the course does not count).
+    does both, which is what a check cell shows. ``own`` names the objects that must be the
+    notebook's own code: the graphs of the modules they build must come from the notebook's
+    cells (or the course files in ``allowed``, which the exercise builds on).
     Each item runs on its own: one that raises fails with a hint, and the others still run.
     """
 
     def __init__(
-        self, name: str, probe: Callable[..., dict] | None = None, own: tuple[str, ...] = ()
+        self,
+        name: str,
+        probe: Callable[..., dict] | None = None,
+        own: tuple[str, ...] = (),
+        allowed: tuple[str, ...] = (),
     ):
         self.name = name
         self._probe = probe or (lambda seed, **objects: {})
         self.own = own
+        self.allowed = allowed
         self.items: list[Item] = []
 
     def item(self, name: str, *, hint: str):
@@ -182,26 +165,53 @@ class Check:
 
     def probe(self, seed: int, **objects) -> dict:
         """The record of the student's objects (run in the kernel). It never raises."""
-        record = {"origins": {name: origin(objects[name]) for name in self.own if name in objects}}
         try:
-            record.update(quietly(self._probe, seed, **objects))
+            return dict(quietly(self._probe, seed, **objects))
         except (
             Exception
         ) as error:  # a probe records the student's errors itself; this is the last resort
-            record["probe_error"] = f"the code raised {describe_error(error)}"
-        return record
+            return {"probe_error": f"the code raised {describe_error(error)}"}
 
-    def judge(self, record: dict, seed: int, *, own_code_required: bool = True) -> Report:
-        """The report on a record (run in the grader's process, or in the kernel for feedback)."""
+    def emit(self, seed: int, path: str, **objects) -> str:
+        """The grader's version of a check cell: the probe's record, written to ``path``."""
+        programs.save(self.probe(seed, **objects), path)
+        return f"evidence for the check {self.name} written"
+
+    def borrowed(self, record: dict, cells: set[str] | None) -> str | None:
+        """A sentence if a graded module's operations come from code other than the notebook's."""
+        for built in record.values():
+            if not (isinstance(built, dict) and isinstance(built.get("module"), nn.Module)):
+                continue
+            for program in built["module"].programs.values():
+                source = programs.foreign_source(program, cells, self.allowed)
+                if source:
+                    name = " and ".join(self.own)
+                    return (
+                        f"{built['label']} runs {source}, not code written in this notebook; "
+                        f"write {name} yourself in a code cell."
+                    )
+        return None
+
+    def judge(
+        self,
+        record: dict,
+        seed: int,
+        *,
+        own_code_required: bool = True,
+        cells: set[str] | None = None,
+    ) -> Report:
+        """The report on a record (in the grader's process, or in the kernel for feedback).
+
+        ``cells``: the hashes of the notebook's cells, where the grader knows them.
+        """
         report = Report(self.name)
-        not_own = [
-            problem
-            for name, origin_record in record.get("origins", {}).items()
-            if own_code_required and (problem := own_code_problem(name, origin_record))
-        ]
+        for built in record.values():
+            if isinstance(built, dict) and "programs" in built:
+                materialise(built, seed)
+        borrowed = self.borrowed(record, cells) if (own_code_required and self.own) else None
         for item in self.items:
-            if not_own:
-                report.items.append(ItemResult(item.name, False, not_own[0], item.hint))
+            if borrowed:
+                report.items.append(ItemResult(item.name, False, borrowed, item.hint))
             elif record.get("probe_error"):
                 report.items.append(ItemResult(item.name, False, record["probe_error"], item.hint))
             else:

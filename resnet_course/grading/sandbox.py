@@ -1,32 +1,37 @@
-"""Where one notebook's kernel runs: its own directory, its own read-only copy of the course, its own user.
+"""Where one notebook's kernel runs: a bubblewrap sandbox the operating system enforces.
 
-* The kernel's working directory, home and temporary files are a fresh directory.
-* ``resnet_course`` is imported from a copy made for this notebook (first on
-  ``PYTHONPATH``), with its files made read-only; no solution is beside it.
-* When the grader runs as root (and its Python is one another user can run), the
-  kernel runs as a user id of its own with no groups, so it can neither write the course nor touch another notebook's files
-  or processes; at the end every process of that user is killed. Otherwise the
-  kernel's session (its process group) is killed, and the grader, a child
-  subreaper, kills whatever was left under it.
+Each kernel gets (with ``bwrap``, Debian's ``bubblewrap`` package):
+
+* a read-only view of the system and of the Python environment, with the course's
+  repository hidden except the package itself (no solution is in sight);
+* a private, writable home and working directory (a fresh folder, removed afterwards)
+  and its own ``/tmp``;
+* its own PID namespace (it cannot see or signal the grader or another kernel), no
+  network, its own IPC and host name; the kernel talks to the grader over Unix sockets
+  in a folder both see (jupyter_client's ``ipc`` transport);
+* limits on memory, CPU time, file size and open files;
+* death with the grader (``--die-with-parent``): killing the sandbox kills every process
+  the notebook started, detached or not.
+
+Without ``bwrap`` (macOS, Windows, a machine without the package), :func:`isolation_available`
+is False; the grader then runs the kernel as a plain subprocess and kills its session and
+marked processes at the end, which protects nothing from a notebook that means harm.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import resnet_course
 
-# Kernels' user ids when the grader runs as root: unused by any account here
-FIRST_KERNEL_UID = 61_000
 _PASSED_THROUGH = (
     "PATH",
     "LANG",
@@ -37,130 +42,82 @@ _PASSED_THROUGH = (
     "MKL_NUM_THREADS",
     "CUDA_VISIBLE_DEVICES",
     "VIRTUAL_ENV",
-    "SYSTEMROOT",
+)
+# Sets the limits, then becomes the kernel: ``python -c LIMITS AS CPU FSIZE -m ipykernel_launcher ...``
+_LIMITS = (
+    "import os, resource, sys\n"
+    "for name, value in zip(('RLIMIT_AS', 'RLIMIT_CPU', 'RLIMIT_FSIZE', 'RLIMIT_NOFILE'), sys.argv[1:5]):\n"
+    "    if int(value) > 0:\n"
+    "        resource.setrlimit(getattr(resource, name), (int(value), int(value)))\n"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[5:]])\n"
 )
 
 
-def become_subreaper() -> None:
-    """Orphans of the kernels become the grader's children, so it can find and end them (Linux)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        pass
+@dataclass(frozen=True)
+class Limits:
+    """Per-notebook resource limits; 0 leaves one unset."""
+
+    memory_bytes: int = 16 << 30  # address space: torch maps far more than it touches
+    cpu_seconds: int = 3600
+    file_bytes: int = 1 << 30
+    open_files: int = 1024
 
 
-def _copy_package(target: Path) -> None:
-    source = Path(resnet_course.__file__).resolve().parent
-    shutil.copytree(
-        source, target / "resnet_course", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-    )
-    for path in sorted(target.rglob("*"), reverse=True):
-        path.chmod(0o555 if path.is_dir() else 0o444)
-    target.chmod(0o555)
-
-
-def _processes_of(uid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def _children_of(pid: int) -> list[int]:
-    """Children of every thread of ``pid`` (orphans handed to a subreaper may be any thread's)."""
-    children = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return children
-
-
-def _processes_marked(marker: bytes) -> list[int]:
-    """Processes whose environment holds ``marker``: a kernel's descendants inherit it."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def _kill(pids) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-def _others_can_run(path: Path) -> bool:
-    """Whether a user with no groups can run ``path``: every folder above it searchable, the file readable."""
-    path = path.resolve()
-    folders_ok = all(folder.stat().st_mode & stat.S_IXOTH for folder in path.parents)
-    return (
-        folders_ok
-        and bool(path.stat().st_mode & stat.S_IROTH)
-        and bool(path.stat().st_mode & stat.S_IXOTH)
-    )
-
-
-def separate_users_possible() -> bool:
-    """Root on Linux, with a Python that another user can run (a Python under /root cannot be)."""
-    if not (sys.platform.startswith("linux") and hasattr(os, "geteuid") and os.geteuid() == 0):
+def isolation_available() -> bool:
+    """Whether bubblewrap is installed and can make a sandbox on this machine."""
+    if not sys.platform.startswith("linux") or shutil.which("bwrap") is None:
         return False
     try:
-        return _others_can_run(Path(sys.executable)) and _others_can_run(Path(torch_file()))
-    except OSError:
+        probe = ["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net"]
+        probe += ["--unshare-user", "--die-with-parent", "true"]
+        return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
         return False
 
 
-def torch_file() -> str:
-    import torch
+def _repository() -> Path | None:
+    """The clone the package is imported from (its solutions must stay hidden), or None."""
+    package = Path(resnet_course.__file__).resolve().parent
+    root = package.parent
+    return root if (root / "exercises").is_dir() or (root / ".git").exists() else None
 
-    return torch.__file__
+
+def _visible_inside(repository: Path) -> list[Path]:
+    """What the kernel needs from inside the clone: the package, the environment, the data."""
+    paths = [Path(resnet_course.__file__).resolve().parent, Path(sys.prefix).resolve()]
+    paths += [Path(p).resolve() for p in sysconfig.get_paths().values()]
+    data = os.environ.get("RESNET_COURSE_DATA")
+    if data:
+        paths.append(Path(data).resolve())
+    found = []
+    for path in paths:
+        if path.exists() and path.is_relative_to(repository) and path != repository:
+            if not any(path.is_relative_to(other) for other in found):
+                found = [p for p in found if not p.is_relative_to(path)] + [path]
+    return found
 
 
 class Sandbox:
-    """A context manager: ``with Sandbox(slot) as box: ...box.kernel_kwargs...``; everything ends on exit."""
+    """``with Sandbox(isolate=True) as box:`` a folder for one notebook, and the kernel's command."""
 
-    def __init__(self, slot: int = 0, sweep_children: bool = True):
-        self.uid = FIRST_KERNEL_UID + slot if separate_users_possible() else None
-        self.sweep_children = sweep_children
+    def __init__(self, isolate: bool, limits: Limits | None = None):
+        self.isolate = isolate
+        self.limits = limits or Limits()
 
-    def __enter__(self) -> "Sandbox":
-        if self.uid is not None:
-            self._kill_user()  # a process left by an earlier grading with this id
-        self.root = Path(tempfile.mkdtemp(prefix="resnet-course-grade-"))
-        self.lib, self.work, self.home = self.root / "lib", self.root / "work", self.root / "home"
-        for folder in (self.lib, self.work, self.home, self.home / "tmp"):
+    def __enter__(self) -> Sandbox:
+        self.root = Path(tempfile.mkdtemp(prefix="rcg-"))
+        self.work, self.home, self.ipc = self.root / "work", self.root / "home", self.root / "ipc"
+        self.exchange = self.root / "exchange"  # where the probes write the programs they export
+        for folder in (self.work, self.home, self.home / "tmp", self.ipc, self.exchange):
             folder.mkdir()
-        _copy_package(self.lib)
-        self.connection_file = self.home / "kernel.json"
-        if self.uid is not None:
-            for folder in (self.work, self.home, self.home / "tmp"):
-                os.chown(folder, self.uid, self.uid)
-            for folder in (self.work, self.home):
-                folder.chmod(0o700)
-            self.root.chmod(0o755)
         return self
 
     @property
     def environment(self) -> dict[str, str]:
         env = {key: os.environ[key] for key in _PASSED_THROUGH if key in os.environ}
         env.update(
-            PYTHONPATH=str(self.lib),
             HOME=str(self.home),
-            TMPDIR=str(self.home / "tmp"),
+            TMPDIR="/tmp" if self.isolate else str(self.home / "tmp"),
             MPLCONFIGDIR=str(self.home / "matplotlib"),
             IPYTHONDIR=str(self.home / "ipython"),
             JUPYTER_RUNTIME_DIR=str(self.home / "runtime"),
@@ -168,66 +125,71 @@ class Sandbox:
             MPLBACKEND="Agg",
             PYTHONDONTWRITEBYTECODE="1",
             PYTHONNOUSERSITE="1",
+            RESNET_COURSE_SANDBOX=str(self.root),  # also marks the kernel's processes
         )
         return env
 
+    def _bwrap(self) -> list[str]:
+        argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        argv += ["--tmpfs", "/tmp"]
+        repository = _repository()
+        if repository is not None:
+            argv += ["--tmpfs", str(repository)]
+            for path in _visible_inside(repository):
+                argv += ["--ro-bind", str(path), str(path)]
+        argv += ["--bind", str(self.root), str(self.root), "--chdir", str(self.work)]
+        argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
+        argv += ["--unshare-user", "--uid", "1000", "--gid", "1000"]
+        # ipykernel would watch the grader's pid, which means nothing in another PID namespace.
+        argv += ["--unsetenv", "JPY_PARENT_PID"]
+        argv += ["--die-with-parent", "--new-session", "--"]
+        return argv
+
+    def kernel_argv(self) -> list[str]:
+        """The kernel's command line, ``{connection_file}`` left for jupyter_client to fill in."""
+        limits = self.limits
+        numbers = (limits.memory_bytes, limits.cpu_seconds, limits.file_bytes, limits.open_files)
+        kernel = [sys.executable, "-c", _LIMITS, *map(str, numbers)]
+        kernel += ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        return (self._bwrap() if self.isolate else []) + kernel
+
     @property
-    def kernel_kwargs(self) -> dict:
-        """Keywords for the kernel's Popen (through jupyter_client): where and as whom it runs."""
-        # What the kernel itself prints (ipykernel's warnings) is not the notebook's output: drop it.
-        kwargs = {
+    def popen_kwargs(self) -> dict:
+        # What the kernel itself prints (ipykernel's warnings) is not the notebook's output.
+        return {
             "cwd": str(self.work),
             "env": self.environment,
             "stdout": subprocess.DEVNULL,
             "stderr": subprocess.DEVNULL,
         }
-        if self.uid is not None:
-            kwargs.update(user=self.uid, group=self.uid, extra_groups=[])
-        return kwargs
 
-    def hand_over(self, path: Path) -> None:
-        """Let the kernel's user read a file the grader wrote (its connection file)."""
-        if self.uid is not None:
-            os.chown(path, self.uid, self.uid)
-            path.chmod(stat.S_IRUSR | stat.S_IWUSR)
-
-    def _kill_user(self) -> None:
-        for _ in range(3):
-            pids = _processes_of(self.uid)
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-
-    def end(self, kernel_pid: int | None = None) -> None:
-        """Kill everything the notebook started: its session, its user, its marked and orphaned processes."""
-        if kernel_pid:
+    def kill(self, pid: int | None) -> None:
+        """Kill the kernel's sandbox: with bwrap, every process in it dies with its first one."""
+        if pid:
             try:
-                os.killpg(kernel_pid, signal.SIGKILL)  # the kernel leads its own session
+                os.killpg(
+                    pid, signal.SIGKILL
+                )  # jupyter_client starts the kernel in its own session
             except OSError:
                 pass
-        marker = f"HOME={self.home}".encode()
-        for _ in range(3):  # a process may fork while it is being killed: sweep until none is left
-            if self.uid is not None:
-                self._kill_user()
-            _kill(_processes_marked(marker))
-            if self.sweep_children:
-                _kill(_children_of(os.getpid()))
-            time.sleep(0.1)
-            for pid in _children_of(os.getpid()) if self.sweep_children else ():
-                try:
-                    os.waitpid(pid, os.WNOHANG)  # reap what was killed, so no zombie is left
-                except OSError:
-                    pass
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if not self.isolate:
+            _kill_marked(f"RESNET_COURSE_SANDBOX={self.root}".encode())
 
     def __exit__(self, *exc) -> None:
-        self.end()
-        for path in self.root.rglob("*"):
-            try:
-                path.chmod(0o700 if path.is_dir() else 0o600)
-            except OSError:
-                pass
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _kill_marked(marker: bytes) -> None:
+    """Without a sandbox: the processes whose environment holds ``marker`` (the kernel's descendants)."""
+    for _ in range(3):
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if marker in (entry / "environ").read_bytes().split(b"\0"):
+                        os.kill(int(entry.name), signal.SIGKILL)
+                except OSError:
+                    continue

@@ -6,12 +6,11 @@ import torch
 from torch import nn
 
 from ...analysis import count_macs, count_parameters
-from ..probes import Case, origin, probe_module, seeded_input
-from ..report import Check, CheckFailed, Report, own_code_problem
+from ..probes import Case, probe_module
+from ..report import Check, CheckFailed, Report
 from .helpers import (
     attribute,
     convolutions,
-    expect_close,
     expect_reference,
     expect_shape,
     module_record,
@@ -102,30 +101,20 @@ def _torchvision_resnet50(seed: int) -> nn.Module:
     return torchvision.models.resnet50().eval()
 
 
+RESNET50 = Case(
+    "resnet50",
+    input_shape=(1, 3, 64, 64),
+    modes=("eval",),
+    attributes=(),
+    randomise=False,
+    values=False,
+)
+
+
 def _probe_resnet50(seed, resnet50, sizes):
-    record: dict = {"network": None, "sizes": None}
+    record: dict = {"sizes": None}
     if isinstance(resnet50, nn.Module):
-        network = {
-            "parameters": sum(p.numel() for p in resnet50.parameters()),
-            "blocks": [
-                origin(type(m)) for m in resnet50.modules() if type(m).__name__ == "Bottleneck"
-            ][:1],
-        }
-        try:
-            # torchvision's ResNet-50 with weights drawn from the seed, loaded into the student's network:
-            # a network built right gives torchvision's outputs on an input drawn from the seed too.
-            resnet50.load_state_dict(_torchvision_resnet50(seed).state_dict())
-            resnet50.eval()
-            with torch.no_grad():
-                network["output"] = (
-                    resnet50(seeded_input(seed, "resnet50/x", (1, 3, 64, 64))).detach().clone()
-                )
-        except Exception as error:
-            first = (
-                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            )
-            network["error"] = f"loading torchvision's ResNet-50 weights failed ({first[:160]})."
-        record["network"] = network
+        record["network"] = probe_module(lambda: resnet50, RESNET50)
     else:
         record["network_type"] = type(resnet50).__name__
     if isinstance(sizes, dict):
@@ -145,14 +134,16 @@ def _probe_resnet50(seed, resnet50, sizes):
     return record
 
 
-resnet50 = Check("resnet50", _probe_resnet50)
+# The course's ResNet class may hold the blocks; the blocks themselves must be the notebook's.
+resnet50 = Check(
+    "resnet50", _probe_resnet50, own=("resnet50",), allowed=("resnet_course/models.py",)
+)
 
 
 def _network(record) -> dict:
-    network = record.get("network")
-    if network is None:
+    if "network" not in record:
         raise CheckFailed(f"resnet50 is {record.get('network_type', 'nothing')}, not a network.")
-    return network
+    return module_record(record, "network")
 
 
 @resnet50.item(
@@ -170,19 +161,10 @@ def _resnet50_parameters(record, seed):
     hint="check your Bottleneck's layer names (conv1..conv3, bn1..bn3, downsample) and its stride placement.",
 )
 def _resnet50_torchvision(record, seed):
-    network = _network(record)
-    if not network["blocks"]:
-        raise CheckFailed(
-            "resnet50 holds no block of a class named Bottleneck; build it from yours."
-        )
-    problem = own_code_problem("resnet50's Bottleneck", network["blocks"][0])
-    if problem:
-        raise CheckFailed(problem)
-    if network.get("error"):
-        raise CheckFailed(network["error"])
-    with torch.no_grad():
-        expected = _torchvision_resnet50(seed)(seeded_input(seed, "resnet50/x", (1, 3, 64, 64)))
-    expect_close(network["output"], expected, "resnet50's output", atol=1e-4)
+    _network(record)
+    expect_reference(
+        {RESNET50.label: record["network"]}, RESNET50, _torchvision_resnet50(seed), seed, atol=1e-4
+    )
 
 
 @resnet50.item(

@@ -9,7 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..probes import Case, randomise_batch_norm  # noqa: F401  (re-exported for the checks and tests)
+from ..probes import (  # noqa: F401  (randomise_batch_norm re-exported for the checks and tests)
+    Case,
+    describe_error,
+    generator,
+    randomise_batch_norm,
+    seeded_input,
+)
 from ..report import CheckFailed
 
 
@@ -20,6 +26,8 @@ def module_record(record: dict, key: str) -> dict:
         raise CheckFailed(f"nothing was recorded for {key}.")
     if built.get("error"):
         raise CheckFailed(built["error"])
+    if "module" not in built:
+        raise CheckFailed(f"nothing the grader can run was recorded for {key}.")
     return built
 
 
@@ -74,30 +82,131 @@ def convolutions(built: dict, prefix: str = "") -> list[dict]:
     return [row[2] for row in layers(built, prefix) if "kernel" in row[2]]
 
 
-def load_weights(reference: nn.Module, state: dict, what: str, strict: bool = True) -> nn.Module:
-    """``reference.load_state_dict(state)``, failing with the names or shapes that differ."""
-    reference_keys, student_keys = set(reference.state_dict()), set(state)
-    missing, unexpected = (
-        sorted(reference_keys - student_keys),
-        sorted(student_keys - reference_keys),
-    )
-    if missing or (unexpected and strict):
-        detail = []
-        if missing:
-            detail.append(f"lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-        if unexpected and strict:
-            detail.append(
-                f"has extra {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}"
+def _reference_state(reference: nn.Module, seed: int, label: str) -> dict:
+    """The reference's weights: its own initialisation, with BN parameters and statistics drawn from the seed."""
+    randomise_batch_norm(reference, generator(seed, label + "/reference"))
+    return reference.state_dict()
+
+
+def load_reference(
+    built: dict, reference: nn.Module, what: str, seed: int, *, strict=True, by_position=False
+) -> nn.Module:
+    """The student's graph, given the reference's weights (by name, or in order): the grader's own numbers."""
+    module = built["module"]
+    student = {name: value for name, value in module.tensors().items()}
+    target = _reference_state(reference, seed, built["label"])
+    if by_position:
+        if len(student) != len(target):
+            raise CheckFailed(
+                f"{what} has {len(student)} weight tensors, the reference {len(target)}."
             )
-        raise CheckFailed(
-            f"{what}'s weights do not match the reference's names: it {' and '.join(detail)}."
+        mapping = dict(zip(student, target))
+    else:
+        missing, unexpected = sorted(set(target) - set(student)), sorted(set(student) - set(target))
+        if missing or (unexpected and strict):
+            detail = []
+            if missing:
+                detail.append(f"lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+            if unexpected and strict:
+                detail.append(
+                    f"has extra {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}"
+                )
+            raise CheckFailed(
+                f"{what}'s weights do not match the reference's names: it {' and '.join(detail)}."
+            )
+        mapping = {name: name for name in target}
+    for index, (name, reference_name) in enumerate(mapping.items()):
+        if tuple(student[name].shape) != tuple(target[reference_name].shape):
+            raise CheckFailed(
+                f"{what}'s weight {name} (number {index + 1}) has shape {tuple(student[name].shape)} "
+                f"where the reference has {tuple(target[reference_name].shape)} ({reference_name})."
+            )
+    module.load({name: target[reference_name] for name, reference_name in mapping.items()})
+    module.reference_names = mapping
+    return module
+
+
+def _gradients(module: nn.Module, x: torch.Tensor, upstream: torch.Tensor, names):
+    leaf = x.clone().requires_grad_(True)
+    out = module(leaf * 1)  # a copy: an in-place operation on the input must not touch the leaf
+    tensors = [leaf] + [t for t in names if isinstance(t, torch.Tensor)]
+    return out, torch.autograd.grad((out * upstream).sum(), tensors, allow_unused=True)
+
+
+def same_function(
+    built: dict, reference: nn.Module, case: Case, seed: int, what: str, atol: float = 1e-5
+) -> None:
+    """The student's graph, with the reference's weights, gives the reference's outputs and gradients.
+
+    Training mode first (outputs, the gradient with respect to the input and to every weight),
+    then eval mode, with the BN statistics that training step left.
+    """
+    module = built["module"]
+    mapping = getattr(module, "reference_names", {})
+    student_tensors, reference_tensors = module.tensors(), dict(reference.named_parameters())
+    pairs = [(n, r) for n, r in mapping.items() if r in reference_tensors]
+    for mode in case.modes:
+        reference.train(mode == "train")
+        module.train(mode == "train")
+        x = case.input(seed)
+        if mode != "train":
+            with torch.no_grad():
+                expected = reference(x.clone())
+            expect_close(output_of(module, x), expected, f"{what}'s output in {mode} mode", atol)
+            continue
+        upstream = seeded_input(seed, case.label + "/upstream", _shape_of(reference, x))
+        try:
+            out, grads = _gradients(module, x, upstream, [student_tensors[n] for n, _ in pairs])
+        except Exception as error:  # a graph that does not run with the reference's weights
+            raise CheckFailed(f"{what} in {mode} mode: {describe_error(error)}") from None
+        expected, reference_grads = _gradients(
+            reference, x, upstream, [reference_tensors[r] for _, r in pairs]
         )
+        expect_close(out, expected, f"{what}'s output in {mode} mode", atol)
+        expect_close(
+            grads[0], reference_grads[0], f"{what}'s gradient with respect to its input", 10 * atol
+        )
+        for (name, _), grad, reference_grad in zip(pairs, grads[1:], reference_grads[1:]):
+            if reference_grad is not None:
+                if grad is None:
+                    raise CheckFailed(f"{what}'s output does not depend on {name}.")
+                expect_close(
+                    grad, reference_grad, f"{what}'s gradient with respect to {name}", 10 * atol
+                )
+
+
+def _shape_of(reference: nn.Module, x: torch.Tensor) -> tuple:
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        training = reference.training
+        state = {k: v.clone() for k, v in reference.state_dict().items()}
+        shape = tuple(reference(x.clone()).shape)
+        reference.load_state_dict(state)
+        reference.train(training)
+    return shape
+
+
+def output_of(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     try:
-        reference.load_state_dict({key: state[key] for key in reference_keys})
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[-1].strip()
-        raise CheckFailed(f"{what}'s weights have the wrong shapes ({first}).") from None
-    return reference
+        with torch.no_grad():
+            return module(x.clone())
+    except Exception as error:
+        raise CheckFailed(f"the graph did not run: {describe_error(error)}") from None
+
+
+def expect_reference(
+    record: dict,
+    case: Case,
+    reference: nn.Module,
+    seed: int,
+    *,
+    strict: bool = True,
+    atol: float = 1e-5,
+    by_position: bool = False,
+) -> None:
+    """The module built for ``case``, given the reference's weights, computes what the reference does."""
+    built = module_record(record, case.label)
+    load_reference(built, reference, case.label, seed, strict=strict, by_position=by_position)
+    same_function(built, reference, case, seed, case.label, atol)
 
 
 def load_weights_by_position(reference: nn.Module, state: dict, what: str) -> nn.Module:
@@ -113,29 +222,3 @@ def load_weights_by_position(reference: nn.Module, state: dict, what: str) -> nn
             )
     reference.load_state_dict(dict(zip(target, values)))
     return reference
-
-
-def same_function(
-    built: dict, reference: nn.Module, case: Case, seed: int, what: str, atol: float = 1e-5
-) -> None:
-    """The recorded outputs equal the reference's, in training mode then eval mode, on the same input."""
-    for mode in case.modes:
-        reference.train(mode == "train")
-        with torch.no_grad():
-            expected = reference(case.input(seed))
-        expect_close(output(built, mode), expected, f"{what}'s output in {mode} mode", atol)
-
-
-def expect_reference(
-    record: dict,
-    case: Case,
-    reference: nn.Module,
-    seed: int,
-    *,
-    strict: bool = True,
-    atol: float = 1e-5,
-) -> None:
-    """The module built for ``case`` computes what ``reference`` does once given its weights."""
-    built = module_record(record, case.label)
-    load_weights(reference, built["state"], case.label, strict=strict)
-    same_function(built, reference, case, seed, case.label, atol)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..probes import Case, describe_error, probe_module
+from ... import blocks as course_blocks
+from ..probes import Case, probe_module
 from ..report import Check, CheckFailed, Report
-from .helpers import expect_close, expect_shape, layers, module_record, output
+from .helpers import (
+    expect_close,
+    expect_shape,
+    layers,
+    load_reference,
+    module_record,
+    output,
+    output_of,
+)
 
 RESNEXT_CARDINALITY, RESNEXT_GROUP_WIDTH = 32, 4  # the paper's 32x4d template
 
@@ -66,29 +73,21 @@ def _case(in_channels: int, out_channels: int, stride: int = 1) -> Case:
 KEEPS, HALVES = _case(256, 256), _case(256, 512, 2)
 
 
-def _identity(block: nn.Module, x: torch.Tensor):
-    """What the block adds to its branch: x, or its projection (recorded, as the judge cannot run it)."""
-    try:
-        with torch.no_grad():
-            return x.clone() if block.downsample is None else block.downsample(x).detach().clone()
-    except Exception as error:  # a missing or broken downsample is reported by the judge
-        return describe_error(error)
-
-
 def _probe_resnext_block(seed, ResNeXtBlock):
-    record = {case.label: probe_module(ResNeXtBlock, case, seed) for case in (KEEPS, HALVES)}
-    for case in (KEEPS, HALVES):
-        built = record[case.label]
-        if built.get("error"):
-            continue
-        try:
-            block = case.build(ResNeXtBlock)
-            block.load_state_dict(built["state"])
-            block.eval()
-            built["identity"] = _identity(block, case.input(seed))
-        except Exception as error:  # the judge reports it for this case
-            built["identity"] = describe_error(error)
-    return record
+    return {case.label: probe_module(ResNeXtBlock, case, seed) for case in (KEEPS, HALVES)}
+
+
+def _reference(case: Case) -> nn.Module:
+    """The course's bottleneck, grouped as the exercise's template (a 128-wide 3x3 in 32 groups)."""
+    in_channels, out_channels = case.args
+    planes = out_channels // 4
+    return course_blocks.Bottleneck(
+        in_channels,
+        planes,
+        case.stride,
+        groups=RESNEXT_CARDINALITY,
+        width_per_group=RESNEXT_GROUP_WIDTH * 64 // planes,
+    )
 
 
 resnext_block = Check("resnext_block", _probe_resnext_block, own=("ResNeXtBlock",))
@@ -145,37 +144,6 @@ def _resnext_weights(record, seed):
         raise CheckFailed(f"its convolutions hold {weights:,} weights.")
 
 
-def _weights(built: dict) -> SimpleNamespace:
-    """The block's layers as plain weights: what split_transform_merge reads."""
-    state, convs = (
-        built["state"],
-        {row[0]: row[2] for row in built["summary"] if "kernel" in row[2]},
-    )
-    layers_ = {}
-    for name in ("conv1", "conv2", "conv3"):
-        if name not in convs or f"{name}.weight" not in state:
-            raise CheckFailed(
-                f"{built['label']} has no convolution named {name}; name the layers as the exercise asks."
-            )
-        padding = (convs[name]["kernel"][0] - 1) // 2
-        layers_[name] = SimpleNamespace(
-            weight=state[f"{name}.weight"], stride=tuple(convs[name]["stride"]), padding=padding
-        )
-    for name in ("bn1", "bn2", "bn3"):
-        if f"{name}.running_mean" not in state:
-            raise CheckFailed(
-                f"{built['label']} has no BN named {name}; name the layers as the exercise asks."
-            )
-        layers_[name] = SimpleNamespace(
-            eps=1e-5,
-            **{
-                key: state[f"{name}.{key}"]
-                for key in ("weight", "bias", "running_mean", "running_var")
-            },
-        )
-    return SimpleNamespace(**layers_)
-
-
 @resnext_block.item(
     "it computes the same function as 32 separate split-transform-merge paths built from its weights",
     hint="y = relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)); layers named "
@@ -184,15 +152,13 @@ def _weights(built: dict) -> SimpleNamespace:
 def _resnext_paths(record, seed):
     for case in (KEEPS, HALVES):
         built = module_record(record, case.label)
-        identity = built.get("identity")
-        if not isinstance(identity, torch.Tensor):
-            raise CheckFailed(f"{case.label} has no usable downsample attribute ({identity}).")
+        reference = _reference(case).eval()
+        module = load_reference(built, reference, case.label, seed).eval()
         x = case.input(seed)
         with torch.no_grad():
-            paths = F.relu(
-                split_transform_merge(_weights(built), x, RESNEXT_CARDINALITY) + identity
-            )
-        expect_close(output(built, "eval"), paths, f"{case.label} against the 32 paths", atol=1e-4)
+            identity = x if reference.downsample is None else reference.downsample(x)
+            paths = F.relu(split_transform_merge(reference, x, RESNEXT_CARDINALITY) + identity)
+        expect_close(output_of(module, x), paths, f"{case.label} against the 32 paths", atol=1e-4)
 
 
 def check_resnext_block(ResNeXtBlock) -> Report:

@@ -1,0 +1,121 @@
+"""What the source of a notebook suggests, for the instructor: advice, never a reason not to run it.
+
+The grade does not depend on reading the source (see :mod:`.probes` and :mod:`.sandbox`);
+this only points an instructor at lines worth a look, each named as the student wrote it:
+the course's reference imported, code run from a string, a process started, a file written
+outside the working directory, a pickle loaded. Honest notebooks do some of these too
+(a scratch comparison with the course's block, say), which is why it is advice.
+"""
+
+from __future__ import annotations
+
+import ast
+
+# The course's reference implementations of what the exercises ask for.
+REFERENCE_MODULES = ("resnet_course.blocks", "resnet_course.models", "torchvision.models")
+REFERENCE_NAMES = frozenset(
+    {"BasicBlock", "Bottleneck", "PreActBlock", "PlainBlock", "ZeroPadShortcut", "ResNet"}
+)
+_RUNS_STRINGS = frozenset({"exec", "eval", "compile", "__import__", "run_path", "run_module"})
+_PROCESSES = frozenset({"system", "popen", "Popen", "run", "call", "check_output", "spawn", "fork"})
+_SIGNALS = frozenset({"kill", "killpg", "setsid", "setpgrp"})
+
+
+def _python(source: str) -> str:
+    """The cell as Python, magics turned into the calls IPython makes (``%time x`` -> ``x`` timed)."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return TransformerManager().transform_cell(source)
+    except Exception:  # IPython missing or a cell it cannot read: the raw source
+        return source
+
+
+def _line(source: str, node: ast.AST) -> str:
+    lines = source.splitlines()
+    number = getattr(node, "lineno", 0)
+    text = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _name(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ""
+
+
+def _writes_outside(call: ast.Call) -> bool:
+    """``open('/abs/path', 'w')`` or ``open('../x', 'a')``: a write that leaves the working directory."""
+    if _name(call.func) != "open" or not call.args:
+        return False
+    target = call.args[0]
+    mode = (
+        call.args[1]
+        if len(call.args) > 1
+        else next((k.value for k in call.keywords if k.arg == "mode"), None)
+    )
+    writes = isinstance(mode, ast.Constant) and any(c in str(mode.value) for c in "wax+")
+    where = target.value if isinstance(target, ast.Constant) else ""
+    return writes and isinstance(where, str) and (where.startswith(("/", "~")) or ".." in where)
+
+
+def cell_flags(number: int, source: str) -> list[str]:
+    """Advice on one code cell: a sentence per suspicious line, naming the line."""
+    found = []
+
+    def flag(text: str, reason: str) -> None:
+        sentence = f"code cell {number}: `{text}` {reason}"
+        if sentence not in found:
+            found.append(sentence)
+
+    for raw in source.splitlines():
+        if raw.lstrip().startswith("!") or raw.lstrip().startswith("%%bash"):
+            flag(raw.strip()[:60], "runs a shell command")
+    python = _python(source)
+    try:
+        tree = ast.parse(python)
+    except SyntaxError:
+        return found
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = {alias.name for alias in node.names}
+            if node.module.startswith(REFERENCE_MODULES) or (
+                node.module == "resnet_course" and names & REFERENCE_NAMES
+            ):
+                flag(_line(python, node), "imports the course's or torchvision's reference")
+        elif isinstance(node, ast.Import):
+            if any(alias.name.startswith(REFERENCE_MODULES) for alias in node.names):
+                flag(_line(python, node), "imports the course's or torchvision's reference")
+        elif isinstance(node, ast.Call):
+            name = _name(node.func)
+            if name in _RUNS_STRINGS:
+                flag(_line(python, node), "runs code from a string or a file")
+            elif name in _PROCESSES and _name(getattr(node.func, "value", None) or node) in (
+                "os",
+                "subprocess",
+            ):
+                flag(_line(python, node), "starts a process")
+            elif name in _SIGNALS:
+                flag(_line(python, node), "sends signals or leaves its session")
+            elif name in ("load", "loads") and _name(getattr(node.func, "value", node)) in (
+                "pickle",
+                "dill",
+                "cloudpickle",
+            ):
+                flag(_line(python, node), "unpickles data, which can run code")
+            elif _writes_outside(node):
+                flag(_line(python, node), "writes outside the working directory")
+            elif any(
+                (k.arg == "weights_only" and getattr(k.value, "value", None) is False)
+                or (k.arg == "allow_pickle" and getattr(k.value, "value", None) is True)
+                for k in node.keywords
+            ):
+                flag(_line(python, node), "loads a pickle, which can run code")
+    return found
+
+
+def flags_for(cells: list[tuple[int, str]], exercise=None) -> list[str]:
+    """Advice on a notebook's student cells, given as (code cell number, source) pairs."""
+    return [sentence for number, source in cells for sentence in cell_flags(number, source)]

@@ -1,0 +1,234 @@
+"""Honest solutions in ordinary styles: every one earns full marks, whatever else its notebook does.
+
+Each style is exercise 1's solution with its block written differently or with a scratch
+cell a student might add (magics, shell commands, files, plots, the course's block for a
+comparison, a cell that raises). All are graded in one class run (``--jobs 2 --csv``).
+"""
+
+from __future__ import annotations
+
+import pytest
+from grader_notebooks import Style, full_marks, grade_batch
+
+pytestmark = pytest.mark.slow
+
+CLASS_CELL = "class BasicBlock(nn.Module):"
+
+INIT = """\
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or in_channels != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, planes, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes),
+            )
+"""
+FORWARD = """\
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+"""
+ZERO = "        nn.init.zeros_(self.bn2.weight)\n"
+
+
+def block(
+    forward=FORWARD, zero=ZERO, init=INIT, more="", head="", base="nn.Module", signature=""
+) -> str:
+    """Exercise 1's block, with parts of it written another way."""
+    return (
+        f"{head}class BasicBlock({base}):\n"
+        f"    def __init__(self, in_channels, planes, stride=1){signature}:\n{init}\n"
+        f"    def forward(self, x):\n{forward}\n"
+        f"    def zero_init_last(self):\n{zero}{more}"
+    )
+
+
+def written(source: str, **extra) -> Style:
+    return Style(replace=((CLASS_CELL, source),), **extra)
+
+
+def scratch(*cells: str) -> Style:
+    return Style(extra=cells)
+
+
+HONEST = {
+    # The lines the old grader refused, each in an otherwise plain solution.
+    "getattr": written(
+        block(
+            forward=FORWARD.replace(
+                "self.downsample is None", "getattr(self, 'downsample', None) is None"
+            )
+        )
+    ),
+    "class-name-in-repr": written(
+        block(more="\n    def __repr__(self):\n        return f'{self.__class__.__name__}()'\n")
+    ),
+    "autoreload": scratch("%load_ext autoreload\n%autoreload 2"),
+    "shell-commands": scratch("!pip list | head -3\n!nvidia-smi || true"),
+    "config-magic": scratch("%config InlineBackend.figure_format = 'retina'"),
+    "help-magic": scratch("nn.Conv2d?"),
+    "notes-file": scratch("with open('notes.txt', 'w') as f:\n    f.write('block done')"),
+    "getcwd": scratch("import os\nprint(os.getcwd())"),
+    "torch-version": scratch("print(torch.__version__)"),
+    "cudnn-deterministic": scratch("torch.backends.cudnn.deterministic = True"),
+    "forward-reference": written(
+        block(
+            more='\n    @classmethod\n    def same(cls, channels) -> "BasicBlock":\n'
+            "        return cls(channels, channels)\n"
+        )
+    ),
+    "rcparams": scratch("import matplotlib.pyplot as plt\nplt.rcParams['figure.figsize'] = (4, 3)"),
+    "ipython-display": scratch("from IPython.display import display\ndisplay(BasicBlock(16, 16))"),
+    "warnings": scratch("import warnings\nwarnings.filterwarnings('ignore')"),
+    "torch-save-scratch": scratch(
+        "torch.save(BasicBlock(16, 16).state_dict(), 'block.pt')\n"
+        "print(len(torch.load('block.pt')))"
+    ),
+    "torchvision-resnet50-scratch": scratch(
+        "import torchvision\nm = torchvision.models.resnet50()\n"
+        "print(sum(p.numel() for p in m.parameters()))"
+    ),
+    "logging-in-forward": written(
+        block(
+            head="import logging\nlog = logging.getLogger('block')\n\n",
+            forward="        log.debug('input %s', tuple(x.shape))\n" + FORWARD,
+        )
+    ),
+    "course-block-before-own": Style(
+        before=((CLASS_CELL, "from resnet_course import BasicBlock\nprint(BasicBlock(16, 16))"),)
+    ),
+    "scratch-cell-raises": scratch("raise ValueError('just trying something')"),
+    # Other ordinary ways of writing the block.
+    "functional": written(
+        block(
+            head="import torch.nn.functional as F\n\n",
+            forward=FORWARD.replace(
+                "self.relu(out + identity)", "F.relu(torch.add(out, identity))"
+            ),
+        )
+    ),
+    "in-place-add": written(
+        block(
+            forward=FORWARD.replace(
+                "return self.relu(out + identity)", "out += identity\n        return self.relu(out)"
+            )
+        )
+    ),
+    "if-downsample": written(
+        block(
+            forward="        identity = x\n        if self.downsample is not None:\n"
+            "            identity = self.downsample(x)\n"
+            "        out = self.conv1(x)\n        out = self.bn1(out)\n        out = self.relu(out)\n"
+            "        out = self.conv2(out)\n        out = self.bn2(out)\n"
+            "        return self.relu(out + identity)\n"
+        )
+    ),
+    "identity-module": written(
+        block(
+            init=INIT.replace("self.downsample = None\n", "self.downsample = nn.Identity()\n"),
+            forward=FORWARD.replace(
+                "x if self.downsample is None else self.downsample(x)", "self.downsample(x)"
+            ),
+        )
+    ),
+    "old-style-super": written(
+        block(init=INIT.replace("super().__init__()", "super(BasicBlock, self).__init__()"))
+    ),
+    "type-hints": written(
+        block(
+            head="from __future__ import annotations\n\n",
+            signature=" -> None",
+        ).replace("def forward(self, x):", "def forward(self, x: torch.Tensor) -> torch.Tensor:")
+    ),
+    "torch-relu": written(
+        block(forward=FORWARD.replace("self.relu(out + identity)", "torch.relu(out + identity)"))
+    ),
+    "print-in-forward": written(
+        block(forward="        print('block', tuple(x.shape))\n" + FORWARD)
+    ),
+    "assert-in-forward": written(block(forward="        assert x.dim() == 4, x.shape\n" + FORWARD)),
+    "zero-with-no-grad": written(
+        block(zero="        with torch.no_grad():\n            self.bn2.weight.fill_(0.0)\n")
+    ),
+    "zero-with-data": written(block(zero="        self.bn2.weight.data.zero_()\n")),
+    "helper-function": Style(
+        before=(
+            (
+                CLASS_CELL,
+                "def conv3x3(cin, cout, stride=1):\n"
+                "    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)",
+            ),
+        ),
+        replace=(
+            (
+                CLASS_CELL,
+                block(
+                    init=INIT.replace(
+                        "nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)",
+                        "conv3x3(in_channels, planes, stride)",
+                    )
+                ),
+            ),
+        ),
+    ),
+    "own-base-class": Style(
+        before=((CLASS_CELL, "class Residual(nn.Module):\n    expansion = 1"),),
+        replace=((CLASS_CELL, block(base="Residual")),),
+    ),
+    "module-imported-by-name": written(
+        block(head="from torch.nn import Module\n\n", base="Module")
+    ),
+    "timed-cell": written("%%time\n" + block()),
+    "matplotlib-inline": scratch(
+        "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])"
+    ),
+    "seeds": scratch(
+        "import numpy as np\nimport random\ntorch.manual_seed(0)\nnp.random.seed(0)\nrandom.seed(0)"
+    ),
+    "extra-repr": written(block(more="\n    def extra_repr(self):\n        return 'residual'\n")),
+    "sleep-and-time": scratch(
+        "import time\nstart = time.time()\ntime.sleep(0.2)\nprint(time.time() - start)"
+    ),
+    "inplace-false-relu": written(block(init=INIT.replace("nn.ReLU(inplace=True)", "nn.ReLU()"))),
+    "display-block": scratch("BasicBlock(16, 32, stride=2)"),
+    "tmp-file": scratch(
+        "import tempfile\nwith tempfile.NamedTemporaryFile('w') as f:\n    f.write('x')"
+    ),
+    "pathlib-home": scratch(
+        "from pathlib import Path\n(Path.home() / 'scratch.txt').write_text('hi')"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def honest_batch(tmp_path_factory):
+    return grade_batch(tmp_path_factory.mktemp("honest") / "class", HONEST)
+
+
+def test_there_are_at_least_thirty_styles():
+    assert len(HONEST) >= 30
+
+
+@pytest.mark.parametrize("student", sorted(HONEST))
+def test_an_honest_style_earns_full_marks(honest_batch, student):
+    row = honest_batch.rows[student]
+    assert full_marks(honest_batch, student), row
+    assert honest_batch.table_row(student)[3] == "10/10", honest_batch.stdout[-3000:]
+
+
+def test_a_scratch_error_is_reported_but_fails_nothing(honest_batch):
+    row = honest_batch.rows["scratch-cell-raises"]
+    assert "raised ValueError: just trying something" in row["problems"]
+    assert full_marks(honest_batch, "scratch-cell-raises")
+
+
+def test_flags_name_what_the_student_wrote(honest_batch):
+    flags = honest_batch.rows["course-block-before-own"]["flags"]
+    assert "`from resnet_course import BasicBlock`" in flags
+    assert "get_ipython" not in honest_batch.rows["autoreload"]["flags"]

@@ -1,0 +1,112 @@
+"""Attacks on the class: one batch, each attack beside an honest student, graded with ``--jobs 2 --csv``.
+
+The honest student keeps full marks in the table and the gradebook, the run ends within its
+time limit plus a minute, and nothing an attack started is left in site-packages or in the
+process table. Without bubblewrap, grading a class refuses unless told to go on.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from grader_notebooks import ROOT, Style, full_marks, grade_batch
+
+from resnet_course.grading.sandbox import isolation_available
+
+pytestmark = pytest.mark.slow
+TIMEOUT = 20
+TOKEN = f"attack-{uuid.uuid4().hex}"
+PTH = f"zz_{TOKEN.replace('-', '_')}.pth"
+
+
+def attack(source: str) -> Style:
+    return Style(extra=(source,), solution=False)
+
+
+def attacks(gradebook: Path) -> dict[str, Style]:
+    rewriter = (
+        "import time\nwhile True:\n    try:\n"
+        f"        open({str(gradebook)!r}, 'w').write('student,points\\nanyone,10\\n')\n"
+        "    except OSError:\n        pass\n    time.sleep(0.2)\n"
+        f"# {TOKEN}"
+    )
+    return {
+        "a-kill-parent": attack("import os\nos.kill(os.getppid(), 9)"),
+        "a-sigstop-everything": attack(
+            "import os, signal\nfor pid in os.listdir('/proc'):\n"
+            "    if pid.isdigit() and int(pid) != os.getpid():\n"
+            "        try:\n            os.kill(int(pid), signal.SIGSTOP)\n"
+            "        except OSError:\n            pass"
+        ),
+        "a-swallow-interrupts": attack(
+            "import time\nwhile True:\n    try:\n        time.sleep(1)\n"
+            "    except KeyboardInterrupt:\n        pass"
+        ),
+        "a-pth-in-site-packages": attack(
+            "import site\n"
+            f"open(site.getsitepackages()[0] + '/{PTH}', 'w').write('import os  # {TOKEN}')"
+        ),
+        "a-detached-rewriter": attack(
+            "import subprocess, sys\n"
+            f"subprocess.Popen(['setsid', 'env', '-i', sys.executable, '-c', {rewriter!r}],\n"
+            "                 start_new_session=True)"
+        ),
+        "honest": Style(),
+    }
+
+
+def leftovers() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if TOKEN.encode() in (entry / "cmdline").read_bytes():
+                    found.append(entry.name)
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.skipif(not isolation_available(), reason="bubblewrap (bwrap) is not available")
+def test_class_attacks_do_not_reach_an_honest_student(tmp_path):
+    folder = tmp_path / "class"
+    gradebook = tmp_path / "class-gradebook.csv"
+    batch = grade_batch(folder, attacks(gradebook), "--timeout", str(TIMEOUT))
+    assert batch.seconds < TIMEOUT + 60 + 30, batch.seconds  # and 30 s to start six kernels
+    assert set(batch.rows) == set(attacks(gradebook)), batch.stdout + batch.stderr
+    assert full_marks(batch, "honest"), batch.rows["honest"]
+    assert batch.table_row("honest")[3] == "10/10"
+    for student in batch.rows:
+        if student != "honest":
+            assert not full_marks(batch, student), batch.rows[student]
+    assert "did not finish within 20 s" in batch.rows["a-swallow-interrupts"]["problems"]
+    for folder_ in {*site.getsitepackages(), site.getusersitepackages()}:
+        assert not (Path(folder_) / PTH).exists()
+    assert leftovers() == []
+    assert "anyone" not in gradebook.read_text()
+
+
+def test_a_class_is_not_graded_without_a_sandbox_unless_told(tmp_path):
+    """Without bwrap on the PATH: a class is refused in one sentence; --no-isolation is the way on."""
+    for student in ("ann", "ben"):
+        (tmp_path / student).mkdir()
+        (tmp_path / student / "05_preactivation.ipynb").write_bytes(
+            (ROOT / "exercises" / "05_preactivation.ipynb").read_bytes()
+        )
+    result = subprocess.run(
+        [sys.executable, "-m", "resnet_course", "grade", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={**os.environ, "PATH": str(tmp_path / "no-bin")},
+    )
+    assert result.returncode == 2
+    assert "--no-isolation" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
