@@ -174,18 +174,22 @@ def test_a_flood_of_output_is_cut_off(tmp_path):
 
 @needs_sandbox
 def test_a_saboteur_cannot_reach_the_next_notebook(tmp_path):
-    """A saboteur that kills every kernel it can see, in a loop, is stopped with its notebook.
+    """A saboteur that kills every other kernel it can see, in a loop, is stopped with its notebook.
 
     No timing: the saboteur's last cell shows its loop running (so it was active when its
     notebook ended), and the loop never stops on its own, so had it outlived its sandbox it
     would still be killing kernels when the next notebook runs.
     """
     token = f"saboteur-{uuid.uuid4().hex}"
+    loop = (
+        "while true; do for p in $(pgrep -f [i]pykernel_launcher); do "
+        '[ "$p" != "$KERNEL" ] && kill -9 "$p"; done; sleep 0.05; done # ' + token
+    )
     saboteur = cells(
-        "import subprocess\n"
-        f"subprocess.Popen('while true; do pkill -f ipykernel; sleep 0.05; done # {token}',\n"
-        "                 shell=True, start_new_session=True)",
-        f"import subprocess\nprint(subprocess.run(['pgrep', '-f', {token!r}]).returncode)",
+        "import os, subprocess\n"
+        f"subprocess.Popen({loop!r}, shell=True, start_new_session=True,\n"
+        "                 env={**os.environ, 'KERNEL': str(os.getpid())})",
+        f"import subprocess\nprint(subprocess.run(['pgrep', '-f', {token!r}], capture_output=True).returncode)",
     )
     run = run_notebook(saboteur, {}, seed=1, timeout=60)
     assert printed(run, 1).strip() == "0", "the saboteur's loop was running"

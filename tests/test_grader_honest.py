@@ -226,6 +226,7 @@ def test_a_scratch_error_is_reported_but_fails_nothing(honest_batch):
     row = honest_batch.rows["scratch-cell-raises"]
     assert "raised ValueError: just trying something" in row["problems"]
     assert full_marks(honest_batch, "scratch-cell-raises")
+    assert honest_batch.returncode == 0 and "All checks passed." in honest_batch.stdout
 
 
 def test_flags_name_what_the_student_wrote(honest_batch):

@@ -57,6 +57,12 @@ def attacks(gradebook: Path) -> dict[str, Style]:
             f"subprocess.Popen(['setsid', 'env', '-i', sys.executable, '-c', {rewriter!r}],\n"
             "                 start_new_session=True)"
         ),
+        "a-kernel-killer": attack(
+            "import os, subprocess\n"
+            "subprocess.Popen('while true; do pkill -9 -f [i]pykernel_launcher; sleep 0.05; done "
+            f"# {TOKEN}', shell=True, start_new_session=True)\n"
+            "import time\ntime.sleep(5)"
+        ),
         "honest": Style(),
     }
 

@@ -40,12 +40,6 @@ class CheckCell:
             f"{a.strip()}={a.strip()}" for a in self.arguments.split(",")
         )
 
-    @property
-    def own_names(self) -> tuple[str, ...]:
-        """The notebook's names that must be the student's own code (the check's ``own``, as passed)."""
-        passed = dict(part.strip().split("=") for part in self.probe_call.split(","))
-        return tuple(passed[name] for name in ALL_CHECKS[self.check].own if name in passed)
-
     def evidence_source(self, seed: int, path: str) -> str:
         """What the grader runs in this cell's place: the probe only, its record written to ``path``."""
         return (
@@ -100,11 +94,6 @@ class Exercise:
     follows: str  # the chapter it follows
     checks: tuple[CheckCell, ...]
     points: int = 10
-    course_names: frozenset = frozenset()  # the course's objects the student is asked to build with
-
-    @property
-    def own_names(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(name for cell in self.checks for name in cell.own_names))
 
     @property
     def item_count(self) -> int:
@@ -145,7 +134,6 @@ EXERCISES: dict[str, Exercise] = {
                     "histories, make_cifar_net",
                 ),
             ),
-            course_names=frozenset({"BasicBlock", "PlainBlock"}),
         ),
         Exercise(
             3,

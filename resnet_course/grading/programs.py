@@ -92,7 +92,7 @@ def describe(exported) -> dict:
     """An ExportedProgram as plain data: nodes, signature and constants (no weights)."""
     nodes = []
     for node in exported.graph.nodes:
-        target = node.target if isinstance(node.target, str) else _target_name(node.target)
+        target = _GETITEM if node.target is operator.getitem else str(node.target)
         stack = node.meta.get("nn_module_stack") or {}
         nodes.append(
             {
@@ -120,12 +120,6 @@ def describe(exported) -> dict:
     }
 
 
-def _target_name(target) -> str:
-    if target is operator.getitem:
-        return _GETITEM
-    return str(target)
-
-
 def export(module: nn.Module, example: torch.Tensor, train: bool) -> dict:
     """``module`` exported in training or eval mode on an input shaped like ``example``."""
     module.train(train)
@@ -134,9 +128,7 @@ def export(module: nn.Module, example: torch.Tensor, train: bool) -> dict:
 
 
 def save(record: dict, path) -> None:
-    buffer = io.BytesIO()
-    torch.save(record, buffer)
-    Path(path).write_bytes(buffer.getvalue())
+    torch.save(record, path)
 
 
 def load(path) -> dict:
