@@ -207,8 +207,8 @@ def details_html(summary: str, body_html: str) -> str:
     return f"<details><summary>{html.escape(summary)}</summary>\n{body_html}\n</details>"
 
 
-def claim_details_html(study: dict, claim: str) -> str:
-    """The table behind :func:`plot_claim`, its rule and where the runs came from, folded."""
+def _claim_table_html(study: dict, claim: str) -> str:
+    """One claim's statement and its table: the values per seed, the difference, the verdict."""
     first, second = evidence.labels(study, claim)
     unit = "%" if evidence.metric_name(study, claim).endswith("(%)") else "points"
     rows = [
@@ -231,17 +231,28 @@ def claim_details_html(study: dict, claim: str) -> str:
         "verdict",
     ]
     statement = study["claims"][claim]["statement"]
-    return details_html(
-        "The numbers behind this figure",
+    return (
         f"<p>Claim: {html.escape(statement)}. Values: "
-        f"{html.escape(evidence.metric_name(study, claim))}.</p>"
-        + _table(header, rows)
-        + f"<p>{html.escape(evidence.RULES)}</p>"
-        + f"<p>{html.escape(evidence.provenance_line(study, claim))}</p>",
+        f"{html.escape(evidence.metric_name(study, claim))}.</p>" + _table(header, rows)
     )
 
 
-def show_details(study: dict, claim: str) -> None:
+def claim_details_html(study: dict, claim: str | Sequence[str]) -> str:
+    """The table behind :func:`plot_claim`, its rule and where the runs came from, folded.
+
+    ``claim`` may name several claims (a figure with one panel per claim): one table each, in
+    one folded block.
+    """
+    claims = (claim,) if isinstance(claim, str) else tuple(claim)
+    return details_html(
+        "The numbers behind this figure",
+        "".join(_claim_table_html(study, name) for name in claims)
+        + f"<p>{html.escape(evidence.RULES)}</p>"
+        + f"<p>{html.escape(evidence.provenance_line(study, claims))}</p>",
+    )
+
+
+def show_details(study: dict, claim: str | Sequence[str]) -> None:
     """Display :func:`claim_details_html` (Jupyter and the book both render it)."""
     from IPython.display import HTML, display
 

@@ -133,6 +133,15 @@ def test_the_numbers_behind_a_figure_are_folded_and_readable():
     assert "4,200 steps, width 8, 16-px images" in folded and "shown" in folded
 
 
+def test_the_numbers_behind_a_figure_of_two_claims_fold_into_one_block():
+    """Chapter 3 draws two claims in one figure: one fold holds both tables, each with its claim."""
+    folded = claim_details_html(STUDY, ("shortcut_b", "shortcut_c"))
+    assert folded.count("<details>") == 1 and folded.count("<table") == 2
+    assert folded.count("<p>Claim: ") == 2 and "option C" in folded
+    assert not CONFIG_CODE.search(folded)
+    assert folded.count(evidence.RULES.split(";")[0]) == 1  # the rules once, not per claim
+
+
 def test_about_these_numbers_names_the_data_without_its_path():
     from resnet_course.data import make_spirals
 
