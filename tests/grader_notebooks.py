@@ -29,6 +29,7 @@ class Style:
     extra: tuple[str, ...] = ()  # cells inserted before the first check cell
     replace: tuple[tuple[str, str], ...] = ()  # (marker in a code cell, its new source)
     before: tuple[tuple[str, str], ...] = ()  # (marker in a code cell, a cell inserted before it)
+    drop: tuple[str, ...] = ()  # cells holding these markers are removed
     exercise: str = "01_basic_block"
     solution: bool = True
 
@@ -36,6 +37,7 @@ class Style:
 def notebook_for(style: Style) -> nbformat.NotebookNode:
     folder = EXERCISE_DIR / "solutions" if style.solution else EXERCISE_DIR
     notebook = nbformat.read(folder / f"{style.exercise}.ipynb", as_version=4)
+    notebook.cells = [c for c in notebook.cells if not any(m in c.source for m in style.drop)]
     for marker, source in style.before:
         index = next(
             i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and marker in c.source

@@ -142,6 +142,20 @@ CHEATS = {
         ),
         solution=False,
     ),
+    # Code placed where the trace would take it for PyTorch's or a notebook cell's.
+    "file-under-a-torch-folder": Style(
+        extra=(
+            "import pathlib, sys\nfolder = pathlib.Path('site-packages/torch')\n"
+            "folder.mkdir(parents=True, exist_ok=True)\n"
+            f"(folder / 'oracle.py').write_text({RUN_AS_MAIN!r})\n"
+            "sys.path.insert(0, str(folder))\nimport oracle",
+        ),
+        solution=False,
+    ),
+    "compiled-as-an-old-cell-name": Style(
+        extra=(f"exec(compile({SOLUTION_BLOCK!r}, '<ipython-input-1-0123abcd>', 'exec'))",),
+        solution=False,
+    ),
     "forged-state-dict": cheat(
         "class BasicBlock(nn.Module):\n"
         "    def __init__(self, in_channels, planes, stride=1):\n"
@@ -207,6 +221,8 @@ BORROWED = {
     "ex3-torchvision-bottleneck",
     "ex5-class-attribute",
     "ex6-global-in-helper",
+    "file-under-a-torch-folder",
+    "compiled-as-an-old-cell-name",
 }
 
 

@@ -233,3 +233,32 @@ def test_flags_name_what_the_student_wrote(honest_batch):
     flags = honest_batch.rows["course-block-before-own"]["flags"]
     assert "`from resnet_course import BasicBlock`" in flags
     assert "get_ipython" not in honest_batch.rows["autoreload"]["flags"]
+
+
+# Exercise 2's networks, without the training (its check cell removed: the grader would train).
+NETWORKS = {
+    "sequential-of-course-blocks": Style(
+        exercise="02_plain_vs_residual",
+        drop=("for name, residual in", "check_plain_vs_residual(", "plot_step_losses("),
+    ),
+    "course-network-borrowed": Style(
+        exercise="02_plain_vs_residual",
+        drop=("for name, residual in", "check_plain_vs_residual(", "plot_step_losses("),
+        replace=(
+            (
+                "def make_cifar_net(",
+                "from resnet_course import cifar_resnet\n\n"
+                "def make_cifar_net(depth, *, residual, width=8, num_classes=10):\n"
+                "    return cifar_resnet(depth, block='basic' if residual else 'plain', width=width)",
+            ),
+        ),
+    ),
+}
+
+
+def test_exercise_2_networks_are_judged_by_where_their_operations_come_from(tmp_path):
+    batch = grade_batch(tmp_path / "class", NETWORKS)
+    own, borrowed = batch.rows["sequential-of-course-blocks"], batch.rows["course-network-borrowed"]
+    assert own["checks_passed"] == "5", own  # cifar_nets in full; the training check is missing
+    assert borrowed["checks_passed"] == "0", borrowed
+    assert "resnet_course/models.py" in borrowed["problems"], borrowed["problems"]

@@ -16,7 +16,8 @@ REFERENCE_MODULES = ("resnet_course.blocks", "resnet_course.models", "torchvisio
 REFERENCE_NAMES = frozenset(
     {"BasicBlock", "Bottleneck", "PreActBlock", "PlainBlock", "ZeroPadShortcut", "ResNet"}
 )
-_RUNS_STRINGS = frozenset({"exec", "eval", "compile", "__import__", "run_path", "run_module"})
+_RUNS_STRINGS = frozenset({"exec", "eval", "compile", "__import__"})  # as names or builtins.name
+_RUNS_FILES = frozenset({"run_path", "run_module", "import_module", "spec_from_file_location"})
 _PROCESSES = frozenset({"system", "popen", "Popen", "run", "call", "check_output", "spawn", "fork"})
 _SIGNALS = frozenset({"kill", "killpg", "setsid", "setpgrp"})
 
@@ -61,8 +62,11 @@ def _writes_outside(call: ast.Call) -> bool:
     return writes and isinstance(where, str) and (where.startswith(("/", "~")) or ".." in where)
 
 
-def cell_flags(number: int, source: str) -> list[str]:
-    """Advice on one code cell: a sentence per suspicious line, naming the line."""
+def cell_flags(number: int, source: str, graded=REFERENCE_NAMES) -> list[str]:
+    """Advice on one code cell: a sentence per suspicious line, naming the line.
+
+    ``graded``: the names the exercise grades; importing one of them from the course is flagged.
+    """
     found = []
 
     def flag(text: str, reason: str) -> None:
@@ -82,7 +86,7 @@ def cell_flags(number: int, source: str) -> list[str]:
         if isinstance(node, ast.ImportFrom) and node.module:
             names = {alias.name for alias in node.names}
             if node.module.startswith(REFERENCE_MODULES) or (
-                node.module == "resnet_course" and names & REFERENCE_NAMES
+                node.module == "resnet_course" and names & set(graded)
             ):
                 flag(_line(python, node), "imports the course's or torchvision's reference")
         elif isinstance(node, ast.Import):
@@ -90,19 +94,33 @@ def cell_flags(number: int, source: str) -> list[str]:
                 flag(_line(python, node), "imports the course's or torchvision's reference")
         elif isinstance(node, ast.Call):
             name = _name(node.func)
-            if name in _RUNS_STRINGS:
+            owner = getattr(node.func, "value", None)
+            bare = isinstance(node.func, ast.Name) or (
+                owner is not None and _name(owner) == "builtins"
+            )
+            if (name in _RUNS_STRINGS and bare) or name in _RUNS_FILES:
                 flag(_line(python, node), "runs code from a string or a file")
-            elif name in _PROCESSES and _name(getattr(node.func, "value", None) or node) in (
-                "os",
-                "subprocess",
+            elif (
+                name in _PROCESSES
+                and owner is not None
+                and _name(owner)
+                in (
+                    "os",
+                    "subprocess",
+                )
             ):
                 flag(_line(python, node), "starts a process")
             elif name in _SIGNALS:
                 flag(_line(python, node), "sends signals or leaves its session")
-            elif name in ("load", "loads") and _name(getattr(node.func, "value", node)) in (
-                "pickle",
-                "dill",
-                "cloudpickle",
+            elif (
+                name in ("load", "loads")
+                and owner is not None
+                and _name(owner)
+                in (
+                    "pickle",
+                    "dill",
+                    "cloudpickle",
+                )
             ):
                 flag(_line(python, node), "unpickles data, which can run code")
             elif _writes_outside(node):
@@ -118,4 +136,7 @@ def cell_flags(number: int, source: str) -> list[str]:
 
 def flags_for(cells: list[tuple[int, str]], exercise=None) -> list[str]:
     """Advice on a notebook's student cells, given as (code cell number, source) pairs."""
-    return [sentence for number, source in cells for sentence in cell_flags(number, source)]
+    graded = REFERENCE_NAMES
+    if exercise is not None:  # the objects its check cells pass: what the student must write
+        graded = {name.strip() for c in exercise.checks for name in c.arguments.split(",")}
+    return [s for number, source in cells for s in cell_flags(number, source, graded)]

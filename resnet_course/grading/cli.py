@@ -85,16 +85,9 @@ HEADER = ("student", "exercise", "checks passed", "points", "notebook")
 def format_table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]
 
-    def line(row):
-        return "  ".join(
-            [
-                f"{row[0]:<{widths[0]}}",
-                f"{row[1]:<{widths[1]}}",
-                f"{row[2]:>{widths[2]}}",
-                f"{row[3]:>{widths[3]}}",
-                row[4],
-            ]
-        )
+    def line(row):  # names left-aligned, numbers right-aligned, the path as it is
+        cells = [f"{v:{'<' if i < 2 else '>'}{widths[i]}}" for i, v in enumerate(row[:4])]
+        return "  ".join([*cells, row[4]])
 
     return "\n".join([line(HEADER), "-" * len(line(HEADER)), *map(line, rows)])
 
@@ -120,24 +113,14 @@ def _grade(submission: Submission, timeout: float, isolate: bool) -> NotebookGra
         )
 
 
-COLUMNS = (
-    "student",
-    "exercise",
-    "points",
-    "max_points",
-    "checks_passed",
-    "checks_total",
-    "problems",
-    "flags",
-    "notebook",
-)
+COLUMNS = "student exercise points max_points checks_passed checks_total problems flags notebook"
 
 
 def write_gradebook(path: str, submissions: list[Submission], results: list) -> None:
     """One row per notebook, written to a temporary file and renamed over ``path``."""
     handle = io.StringIO()
     writer = csv.writer(handle)
-    writer.writerow(COLUMNS)
+    writer.writerow(COLUMNS.split())
     for submission, result in zip(submissions, results):
         if isinstance(result, GradingError):
             row = [submission.student, "", 0, "", 0, "", str(result), "", str(submission.path)]

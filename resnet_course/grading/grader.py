@@ -1,17 +1,11 @@
 """Grading one notebook: put the canonical cells back, run it in a sandbox, judge the evidence.
 
-As nbgrader does, the grader trusts nothing in the student's copy of a check cell: it
-finds each check cell (by cell id, by its metadata, or by the call it makes) and puts the
-canonical one in its place. Then, unlike a check cell in Jupyter, it splits the check in
-two (see :mod:`.probes`):
-
-1. it runs the notebook with nbclient in a sandbox (:mod:`.sandbox`), each check cell
-   replaced by its probe, which exports the student's modules to a file;
-2. it loads those graphs in its own process, without running any code from them
-   (:mod:`.programs`), and judges what it computes from them itself.
-
-Reading the source is advice for the instructor (:mod:`.advice`), never a reason not to
-run a notebook. A cell past its time limit is killed with its whole sandbox.
+As nbgrader does, the grader trusts nothing in the student's copy of a check cell: it puts the
+canonical one back (found by id, metadata or the call it makes). It runs the notebook with
+nbclient in a sandbox (:mod:`.sandbox`), each check cell replaced by its probe, which exports
+the student's modules; then it loads those graphs without running any code from them
+(:mod:`.programs`) and judges what it computes from them. A cell past its time limit is killed
+with its sandbox. Reading the source is advice (:mod:`.advice`), never a reason not to run.
 """
 
 from __future__ import annotations
@@ -385,7 +379,7 @@ def _run_problems(run: Run, check_numbers: set[int], timeout: float) -> tuple[li
 
 
 def judge_checks(
-    exercise: Exercise, evidence: dict, seed: int, present: set[str], cells: set[str] | None
+    exercise: Exercise, evidence: dict, seed: int, present: set[str], cells: dict[str, str] | None
 ) -> tuple[list[CheckResult], list[str]]:
     """Each check's result, judged here from its record, and a sentence for each check that has none."""
     results, problems = [], []
@@ -450,7 +444,7 @@ def grade_notebook(
         for number, i in enumerate(code_indices)
         if i not in check_indices and i != setup_index
     ]
-    cells = {programs.cell_file_hash(source) for _, source in student_cells}
+    cells = {programs.cell_file_hash(source): source for _, source in student_cells}
     seed = (
         secrets.randbelow(2**31 - 1) + 1
     )  # drawn now: no record made before this run can match it

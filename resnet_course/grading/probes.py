@@ -1,17 +1,13 @@
 """Evidence about a student's code, and how the grader turns it into facts of its own.
 
-A check is split in two. Its *probe* runs in the student's kernel and builds the student's
-modules; for each it records the module exported as a graph (:mod:`.programs`) with its
-state. Its *items* then judge, in the grader's process, what the grader computes from
-that graph itself (:func:`materialise`): outputs on inputs it draws, with BN statistics
-it draws or the weights of its own reference, gradients, the layers the graph holds and
-which files its operations were traced from. No verdict rests on an output the student's
-code computed; a check cell in Jupyter runs both halves in the kernel, as feedback.
-
-Where an exercise asks for a number or a function of the student's (exercise 1's
-``input_gradient``, exercise 3's ``sizes``, exercise 4's ``option_b_extra``, exercise 2's
-histories), the probe records the value, on inputs drawn from a seed chosen at grading
-time, and the judge compares it with what the grader computes itself.
+A check's *probe* runs in the student's kernel: it builds the student's modules and records each
+exported as a graph (:mod:`.programs`) with its state. Its *items* judge, in the grader's process,
+what the grader computes from that graph itself (:func:`materialise`): outputs on its own inputs,
+with BN statistics it draws or its reference's weights, gradients, layers, and where each
+operation was traced from. A check cell in Jupyter runs both halves in the kernel, as feedback.
+Where an exercise asks for a number or a function's result (``input_gradient``, ``sizes``,
+``option_b_extra``, exercise 2's histories), the probe records it, on inputs drawn from a seed
+chosen at grading time, and the judge compares it with what the grader computes.
 """
 
 from __future__ import annotations
@@ -131,7 +127,7 @@ def probe_module(factory, case: Case, seed: int = 0) -> dict:
             return record
     state = {name: value.detach().clone() for name, value in module.state_dict().items()}
     if not case.values:
-        state = {name: torch.zeros(1, dtype=v.dtype).expand(v.shape) for name, v in state.items()}
+        state = {name: torch.zeros((), dtype=v.dtype).expand(v.shape) for name, v in state.items()}
     record["state"] = state
     example = torch.randn(*case.input_shape)
     record["programs"] = {}

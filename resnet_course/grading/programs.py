@@ -152,15 +152,18 @@ def load(path) -> dict:
 # --- the grader's side: check and run ----------------------------------------------------------
 
 
-_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>\S+)')
+_FRAME = re.compile(
+    r'File "(?P<file>[^"]+)", line (?P<line>\d+), in \S+(?:\n {4}(?P<code>[^\n]*))?'
+)
 _TORCH_DIR = str(Path(torch.__file__).resolve().parent)
 _STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve())
 _CELL = re.compile(r"(^|/)ipykernel_\d+/(?P<hash>\d+)\.py$|^<ipython-input-\d+-[0-9a-f]+>$")
+_TIMED = ("<timed exec>", "<timed eval>")  # IPython's %%time and %time
 
 
-def frames(trace: str) -> list[str]:
-    """The files of a node's stack trace, outermost first."""
-    return [match["file"] for match in _FRAME.finditer(trace or "")]
+def frames(trace: str) -> list[tuple[str, int, str]]:
+    """(file, line, code shown) of each frame of a node's stack trace, outermost first."""
+    return [(m["file"], int(m["line"]), (m["code"] or "").strip()) for m in _FRAME.finditer(trace)]
 
 
 def is_library_file(path: str) -> bool:
@@ -169,18 +172,25 @@ def is_library_file(path: str) -> bool:
         resolved = str(Path(path).resolve())
     except (OSError, ValueError):
         return False
-    return resolved.startswith((_TORCH_DIR + "/", _STDLIB + "/")) or "/site-packages/torch/" in path
+    return resolved.startswith((_TORCH_DIR + "/", _STDLIB + "/"))
 
 
-def cell_hash(path: str) -> str | None:
-    """The hash in a notebook cell's file name (ipykernel names each cell's code by it), or None.
+def _in_a_cell(path: str, line: int, code: str, cells: dict[str, str] | None) -> bool:
+    """Whether a frame is in one of the notebook's cells (``cells``: ipykernel's hash -> source).
 
-    ``""`` for an older IPython's ``<ipython-input-...>`` name, which holds no such hash.
+    With the cells known (the grader's case), the frame's file must be named by the hash of
+    one of them and the line it shows must be that cell's line; code run under ``%%time``
+    counts where a cell starts with it. Without (a check cell in Jupyter), any cell counts.
     """
     match = _CELL.search(path)
-    if match is None:
-        return None
-    return match["hash"] or ""
+    if cells is None:
+        return bool(match) or path in _TIMED
+    if path in _TIMED:
+        return any(source.lstrip().startswith(("%%time", "%time")) for source in cells.values())
+    if not match or not match["hash"] or match["hash"] not in cells:
+        return False
+    lines = cells[match["hash"]].splitlines()
+    return 0 < line <= len(lines) and bool(code) and lines[line - 1].strip() == code
 
 
 def cell_file_hash(source: str) -> str:
@@ -387,31 +397,38 @@ def whose(path: str) -> str:
     return f"`{path}`"
 
 
+def _course_file(path: str) -> str | None:
+    """``resnet_course/models.py`` for a file of the installed course, else None."""
+    resolved = Path(path).resolve() if path.startswith("/") else None
+    if resolved and str(resolved).startswith(_COURSE_DIR + "/"):
+        return resolved.relative_to(Path(_COURSE_DIR).parent).as_posix()
+    return None
+
+
 def foreign_source(
-    program: Program, cells: set[str] | None, allowed: tuple[str, ...] = ()
+    program: Program,
+    cells: dict[str, str] | None,
+    allowed: tuple[str, ...] = (),
+    through_cells: bool = True,
 ) -> str | None:
     """Where the graph's operations came from, if not only from the notebook's cells (else None).
 
     Every operation's stack trace may pass through PyTorch's and Python's own files, the
-    notebook's cells (``cells``: the hashes ipykernel names them by; None accepts any cell) and
+    notebook's cells (``cells``: hash -> source, see :func:`_in_a_cell`; None: any cell) and
     the course files named in ``allowed``; each operation must come through a cell or an
-    allowed file. Anything else (the course's blocks, torchvision, code run from a string
-    or a file) is named in the answer.
+    allowed file (unless ``through_cells`` is off: a network of PyTorch's containers holds
+    operations of PyTorch's alone). Anything else (the course's blocks, torchvision, code run
+    from a string or a file) is named in the answer.
     """
     for node in program.operations:
         through_own_code = False
-        for path in frames(node.trace):
+        for path, line, code in frames(node.trace):
             if is_library_file(path):
                 continue
-            number = cell_hash(path)
-            if number is not None and (cells is None or number in cells or number == ""):
-                through_own_code = True
-            elif path in ("<timed exec>", "<timed eval>"):  # IPython's %%time and %time
-                through_own_code = True
-            elif allowed and any(path.endswith(name) for name in allowed):
+            if _in_a_cell(path, line, code, cells) or _course_file(path) in allowed:
                 through_own_code = True
             else:
                 return whose(path)
-        if not through_own_code:
+        if through_cells and not through_own_code:
             return "operations whose trace reaches none of this notebook's cells"
     return None

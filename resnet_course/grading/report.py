@@ -129,7 +129,9 @@ class Check:
     :mod:`.probes`); ``check.judge(record, seed)`` gives the report. ``check.run(**objects)``
     does both, which is what a check cell shows. ``own`` names the objects that must be the
     notebook's own code: the graphs of the modules they build must come from the notebook's
-    cells (or the course files in ``allowed``, which the exercise builds on).
+    cells (or the course files in ``allowed``, which the exercise builds on); with
+    ``through_cells`` off, operations of PyTorch's own layers alone also count (a network
+    assembled from ``nn.Sequential``).
     Each item runs on its own: one that raises fails with a hint, and the others still run.
     """
 
@@ -139,8 +141,10 @@ class Check:
         probe: Callable[..., dict] | None = None,
         own: tuple[str, ...] = (),
         allowed: tuple[str, ...] = (),
+        through_cells: bool = True,
     ):
         self.name = name
+        self.through_cells = through_cells
         self._probe = probe or (lambda seed, **objects: {})
         self.own = own
         self.allowed = allowed
@@ -177,13 +181,13 @@ class Check:
         programs.save(self.probe(seed, **objects), path)
         return f"evidence for the check {self.name} written"
 
-    def borrowed(self, record: dict, cells: set[str] | None) -> str | None:
+    def borrowed(self, record: dict, cells: dict[str, str] | None) -> str | None:
         """A sentence if a graded module's operations come from code other than the notebook's."""
         for built in record.values():
             if not (isinstance(built, dict) and isinstance(built.get("module"), nn.Module)):
                 continue
             for program in built["module"].programs.values():
-                source = programs.foreign_source(program, cells, self.allowed)
+                source = programs.foreign_source(program, cells, self.allowed, self.through_cells)
                 if source:
                     name = " and ".join(self.own)
                     return (
@@ -198,11 +202,11 @@ class Check:
         seed: int,
         *,
         own_code_required: bool = True,
-        cells: set[str] | None = None,
+        cells: dict[str, str] | None = None,
     ) -> Report:
         """The report on a record (in the grader's process, or in the kernel for feedback).
 
-        ``cells``: the hashes of the notebook's cells, where the grader knows them.
+        ``cells``: the notebook's cells by the hash ipykernel names them with, where the grader knows them.
         """
         report = Report(self.name)
         for built in record.values():

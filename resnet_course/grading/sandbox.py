@@ -1,21 +1,13 @@
-"""Where one notebook's kernel runs: a bubblewrap sandbox the operating system enforces.
+"""Where one notebook's kernel runs: a bubblewrap (``bwrap``) sandbox the operating system enforces.
 
-Each kernel gets (with ``bwrap``, Debian's ``bubblewrap`` package):
+A read-only view of the system and the Python environment, with the course's repository hidden
+but for the package; a private, writable home, working directory and ``/tmp``; its own PID,
+network (none), IPC and UTS namespaces, the kernel reached over Unix sockets in a shared folder
+(jupyter_client's ``ipc`` transport); limits on memory, CPU time, file size and open files; and
+``--die-with-parent``: killing the sandbox kills every process the notebook started.
 
-* a read-only view of the system and of the Python environment, with the course's
-  repository hidden except the package itself (no solution is in sight);
-* a private, writable home and working directory (a fresh folder, removed afterwards)
-  and its own ``/tmp``;
-* its own PID namespace (it cannot see or signal the grader or another kernel), no
-  network, its own IPC and host name; the kernel talks to the grader over Unix sockets
-  in a folder both see (jupyter_client's ``ipc`` transport);
-* limits on memory, CPU time, file size and open files;
-* death with the grader (``--die-with-parent``): killing the sandbox kills every process
-  the notebook started, detached or not.
-
-Without ``bwrap`` (macOS, Windows, a machine without the package), :func:`isolation_available`
-is False; the grader then runs the kernel as a plain subprocess and kills its session and
-marked processes at the end, which protects nothing from a notebook that means harm.
+Without ``bwrap`` (:func:`isolation_available` is False) the kernel is a plain subprocess, whose
+session and marked processes are killed at the end; that protects nothing from a hostile notebook.
 """
 
 from __future__ import annotations
@@ -33,16 +25,9 @@ from pathlib import Path
 import resnet_course
 
 _PASSED_THROUGH = (
-    "PATH",
-    "LANG",
-    "LC_ALL",
-    "RESNET_COURSE_DATA",
-    "RESNET_COURSE_PRESET",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "CUDA_VISIBLE_DEVICES",
-    "VIRTUAL_ENV",
-)
+    "PATH LANG LC_ALL RESNET_COURSE_DATA RESNET_COURSE_PRESET OMP_NUM_THREADS MKL_NUM_THREADS "
+    "CUDA_VISIBLE_DEVICES VIRTUAL_ENV"
+).split()
 # Sets the limits, then becomes the kernel: ``python -c LIMITS AS CPU FSIZE -m ipykernel_launcher ...``
 _LIMITS = (
     "import os, resource, sys\n"

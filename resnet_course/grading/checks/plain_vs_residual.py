@@ -97,9 +97,14 @@ def _probe_cifar_nets(seed, make_cifar_net):
     return {case.label: probe_module(make_cifar_net, case, seed) for case in NETS.values()}
 
 
-# The exercise builds the nets from the course's blocks; the network itself must be the notebook's.
+# The exercise builds the nets from the course's blocks, in PyTorch's containers or a class of
+# the student's; the course's own networks (resnet_course/models.py) do not count.
 cifar_nets = Check(
-    "cifar_nets", _probe_cifar_nets, own=("make_cifar_net",), allowed=("resnet_course/blocks.py",)
+    "cifar_nets",
+    _probe_cifar_nets,
+    own=("make_cifar_net",),
+    allowed=("resnet_course/blocks.py",),
+    through_cells=False,
 )
 
 
