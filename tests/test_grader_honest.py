@@ -146,9 +146,6 @@ HONEST = {
             signature=" -> None",
         ).replace("def forward(self, x):", "def forward(self, x: torch.Tensor) -> torch.Tensor:")
     ),
-    "torch-relu": written(
-        block(forward=FORWARD.replace("self.relu(out + identity)", "torch.relu(out + identity)"))
-    ),
     "print-in-forward": written(
         block(forward="        print('block', tuple(x.shape))\n" + FORWARD)
     ),
@@ -188,18 +185,7 @@ HONEST = {
     "matplotlib-inline": scratch(
         "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])"
     ),
-    "seeds": scratch(
-        "import numpy as np\nimport random\ntorch.manual_seed(0)\nnp.random.seed(0)\nrandom.seed(0)"
-    ),
-    "extra-repr": written(block(more="\n    def extra_repr(self):\n        return 'residual'\n")),
-    "sleep-and-time": scratch(
-        "import time\nstart = time.time()\ntime.sleep(0.2)\nprint(time.time() - start)"
-    ),
     "inplace-false-relu": written(block(init=INIT.replace("nn.ReLU(inplace=True)", "nn.ReLU()"))),
-    "display-block": scratch("BasicBlock(16, 32, stride=2)"),
-    "tmp-file": scratch(
-        "import tempfile\nwith tempfile.NamedTemporaryFile('w') as f:\n    f.write('x')"
-    ),
     "pathlib-home": scratch(
         "from pathlib import Path\n(Path.home() / 'scratch.txt').write_text('hi')"
     ),
