@@ -116,3 +116,21 @@ def test_a_class_is_not_graded_without_a_sandbox_unless_told(tmp_path):
     assert result.returncode == 2
     assert "--no-isolation" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_one_notebook_is_graded_without_a_sandbox_with_a_warning(tmp_path):
+    path = tmp_path / "05_preactivation.ipynb"
+    path.write_bytes((ROOT / "exercises" / "solutions" / "05_preactivation.ipynb").read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-m", "resnet_course", "grade", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "PATH": str(tmp_path / "no-bin")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: no sandbox here (install bubblewrap): the notebook runs with your rights."
+    ]
