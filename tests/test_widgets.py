@@ -197,7 +197,10 @@ def test_the_controls_name_one_block_and_refuse_a_plain_pre_activation_network()
     with pytest.raises(ValueError, match="plain network has no pre-activation"):
         block_for(False, "pre")
     dashboard = degradation_explorer(preset=TINY, data="cifar10", residual=True, block="pre")
-    assert dashboard.config().block == "preact" and dashboard.config().label == "preact-20"
+    assert (
+        dashboard.config().block == "preact"
+        and dashboard.config().label == "pre-activation ResNet-20"
+    )
     assert [c.block for c in dashboard.default_configs()] == ["plain", "preact"]
     assert dashboard.config(block="plain", depth=8).label == "plain-8"
     assert dashboard.start(residual=True) is False and "residual" in dashboard.message.value
@@ -277,14 +280,16 @@ def test_cifar_runs_are_labelled_like_the_paper(cifar_available):
     dashboard.train_button.click()  # synchronous: no loop
     dashboard.residual.value = True
     dashboard.train_button.click()
-    assert [h.label for h in dashboard.histories] == ["plain-8", "resnet-8"]
+    assert [h.label for h in dashboard.histories] == ["plain-8", "ResNet-8"]
     assert all(h.test_acc and h.images_per_s for h in dashboard.histories)
     assert "images/s" in dashboard.status.value
 
 
 def test_run_default_trains_plain_and_residual_and_draws_them_on_demand():
     dashboard = tiny_spirals_dashboard()
-    assert dashboard.run_default() is None  # the dashboard's panel shows the curves: no second figure
+    assert (
+        dashboard.run_default() is None
+    )  # the dashboard's panel shows the curves: no second figure
     figure = dashboard.figure()
     assert [h.label for h in dashboard.histories] == ["plain-mlp-4", "residual-mlp-4"]
     loss_axis = figure.axes[0]
@@ -296,7 +301,7 @@ def test_v1_vs_v2_trains_both_block_orders(cifar_available):
     dashboard = v1_vs_v2_explorer(preset=TINY, depth=8)
     dashboard.run_default()
     figure = dashboard.figure()
-    assert [h.label for h in dashboard.histories] == ["resnet-8", "preact-8"]
+    assert [h.label for h in dashboard.histories] == ["ResNet-8", "pre-activation ResNet-8"]
     assert len(figure.axes[0].lines) == 2
 
 

@@ -5,7 +5,7 @@ and its shared plots:
 
 * :func:`degradation_explorer` - train plain and residual networks of a chosen depth,
   width, block type, learning rate and length on spirals or CIFAR-10, and overlay
-  their curves ("plain-56" against "resnet-56");
+  their curves ("plain-56" against "ResNet-56");
 * :func:`gradient_flow_explorer` - per-layer gradient norms of plain and residual
   stacks, at initialisation and after a few training steps;
 * :func:`v1_vs_v2_explorer` - post-activation (v1) against pre-activation (v2)

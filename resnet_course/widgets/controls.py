@@ -12,7 +12,9 @@ from matplotlib.figure import Figure
 from .. import plots
 from .run_config import DATA_SETS, SPIRALS, SPIRALS_DEPTHS
 
-FIGSIZE = (10, 3.6)
+# The book's column width at the dashboards' 100 dpi (plots.BOOK_WIDTH_INCHES): the page shows the
+# panel at its own size, so its labels stay legible.
+FIGSIZE = (6.6, 3.4)
 _WIDE = {"description_width": "110px"}
 
 

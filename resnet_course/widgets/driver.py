@@ -29,7 +29,7 @@ class Dashboard:
     # rate-limited; the figure is always redrawn when a run ends.
     status_interval_s = 0.25
     redraw_interval_s = 1.0
-    dpi = 80
+    dpi = 100
 
     def __init__(self, *, preset: Preset | None = None, device: str | torch.device | None = None):
         self.preset = preset or get_preset()
@@ -59,7 +59,7 @@ class Dashboard:
     def _assemble(self, controls: Sequence[widgets.Widget]) -> widgets.VBox:
         """The dashboard: a header, the subclass's controls, the buttons, the messages, the plot."""
         header = widgets.HTML(
-            value=f"<b>{html.escape(self.title)}</b> &middot; {html.escape(self.preset.describe())}"
+            value=f"<b>{html.escape(self.title)}</b> &middot; preset {html.escape(self.preset.name)}"
         )
         buttons = widgets.HBox(
             [self.train_button, self.stop_button, self.clear_button, self.progress]

@@ -56,7 +56,10 @@ class RunConfig:
     def label(self) -> str:
         if self.data == SPIRALS:
             return f"{'residual' if self.residual else 'plain'}-mlp-{self.depth}"
-        return {PLAIN: "plain", BASIC: "resnet", PREACT: "preact"}[self.block] + f"-{self.depth}"
+        # The course's one name per network: plain-20, ResNet-20, pre-activation ResNet-20.
+        return {PLAIN: "plain", BASIC: "ResNet", PREACT: "pre-activation ResNet"}[
+            self.block
+        ] + f"-{self.depth}"
 
 
 def block_for(residual: bool, block_type: str) -> str:
