@@ -20,6 +20,8 @@ _RUNS_STRINGS = frozenset({"exec", "eval", "compile", "__import__"})  # as names
 _RUNS_FILES = frozenset({"run_path", "run_module", "import_module", "spec_from_file_location"})
 _PROCESSES = frozenset({"system", "popen", "Popen", "run", "call", "check_output", "spawn", "fork"})
 _SIGNALS = frozenset({"kill", "killpg", "setsid", "setpgrp"})
+_PICKLERS = ("pickle", "dill", "cloudpickle")
+_RUNS, _UNPICKLES = "runs code from a string or a file", "unpickles data, which can run code"
 
 
 def _python(source: str) -> str:
@@ -93,44 +95,30 @@ def cell_flags(number: int, source: str, graded=REFERENCE_NAMES) -> list[str]:
             if any(alias.name.startswith(REFERENCE_MODULES) for alias in node.names):
                 flag(_line(python, node), "imports the course's or torchvision's reference")
         elif isinstance(node, ast.Call):
-            name = _name(node.func)
-            owner = getattr(node.func, "value", None)
-            bare = isinstance(node.func, ast.Name) or (
-                owner is not None and _name(owner) == "builtins"
-            )
-            if (name in _RUNS_STRINGS and bare) or name in _RUNS_FILES:
-                flag(_line(python, node), "runs code from a string or a file")
-            elif (
-                name in _PROCESSES
-                and owner is not None
-                and _name(owner)
-                in (
-                    "os",
-                    "subprocess",
-                )
-            ):
-                flag(_line(python, node), "starts a process")
-            elif name in _SIGNALS:
-                flag(_line(python, node), "sends signals or leaves its session")
-            elif (
-                name in ("load", "loads")
-                and owner is not None
-                and _name(owner)
-                in (
-                    "pickle",
-                    "dill",
-                    "cloudpickle",
-                )
-            ):
-                flag(_line(python, node), "unpickles data, which can run code")
-            elif _writes_outside(node):
-                flag(_line(python, node), "writes outside the working directory")
-            elif any(
+            name, owner = _name(node.func), _name(getattr(node.func, "value", None) or node)
+            bare = isinstance(node.func, ast.Name) or owner == "builtins"
+            pickled = any(
                 (k.arg == "weights_only" and getattr(k.value, "value", None) is False)
                 or (k.arg == "allow_pickle" and getattr(k.value, "value", None) is True)
                 for k in node.keywords
-            ):
-                flag(_line(python, node), "loads a pickle, which can run code")
+            )
+            reason = next(
+                (
+                    why
+                    for rule, why in (
+                        ((name in _RUNS_STRINGS and bare) or name in _RUNS_FILES, _RUNS),
+                        (name in _PROCESSES and owner in ("os", "subprocess"), "starts a process"),
+                        (name in _SIGNALS, "sends signals or leaves its session"),
+                        (name in ("load", "loads") and owner in _PICKLERS, _UNPICKLES),
+                        (pickled, _UNPICKLES),
+                        (_writes_outside(node), "writes outside the working directory"),
+                    )
+                    if rule
+                ),
+                None,
+            )
+            if reason:
+                flag(_line(python, node), reason)
     return found
 
 

@@ -193,21 +193,10 @@ def layer_summary(program: programs.Program, state: dict) -> list[list]:
             else:
                 stride, padding, groups = args[3], args[4], args[8]
             stride = list(stride) * (2 if len(list(stride)) == 1 else 1)
-            rows.append(
-                [
-                    name,
-                    "Conv2d",
-                    {
-                        "in": shape[1] * groups,
-                        "out": shape[0],
-                        "kernel": list(shape[2:]),
-                        "stride": stride,
-                        "padding": padding,
-                        "groups": groups,
-                        "bias": _weight_name(program, node, 2) is not None,
-                    },
-                ]
-            )
+            attributes = {"in": shape[1] * groups, "out": shape[0], "kernel": list(shape[2:])}
+            attributes |= {"stride": stride, "padding": padding, "groups": groups}
+            attributes["bias"] = _weight_name(program, node, 2) is not None
+            rows.append([name, "Conv2d", attributes])
         elif kind in _BATCH_NORMS and shape is not None:
             rows.append([name, "BatchNorm2d", {"features": shape[0]}])
         elif kind == "linear" and shape is not None:
@@ -253,7 +242,7 @@ def materialise(built: dict, seed: int) -> dict:
 
     Fills ``built`` in place with ``module`` (the graph as a module, its weights prepared as
     the case says), ``outputs``, ``input_changed``, ``summary``, ``parameters`` and
-    ``attributes``; records a sentence under ``error`` if the graph cannot be run.
+    ``attributes``; records a sentence under ``error`` if the graph cannot be used.
     """
     if built.get("error") or "module" in built or "programs" not in built:
         return built
@@ -262,42 +251,41 @@ def materialise(built: dict, seed: int) -> dict:
         built["error"] = "the evidence names a module the check did not build."
         return built
     try:
-        module = load_module(built)
+        _materialise(built, case, seed)
     except programs.ProgramError as error:
         built["error"] = f"{case.label}: {error}."
-        return built
     except Exception as error:  # a record the probe did not write
         built["error"] = f"{case.label}: its evidence could not be used ({describe_error(error)})."
-        return built
-    any_program = next(iter(module.programs.values()))
+    return built
+
+
+def _materialise(built: dict, case: Case, seed: int) -> None:
+    module = load_module(built)
+    program = next(iter(module.programs.values()))
     state = module.tensors()
     gen = generator(seed, case.label + "/weights")
     with torch.no_grad():
         if case.randomise:
-            for weight, bias, mean, var in batch_norm_tensors(any_program):
+            for weight, bias, mean, var in batch_norm_tensors(program):
                 for name, low in ((weight, 0.5), (bias, -0.5), (mean, -0.5), (var, 0.5)):
                     if name in state:
                         state[name].copy_(torch.rand(state[name].shape, generator=gen) + low)
         if case.prepare == "zero_bn2" and "bn2.weight" in state:
             state["bn2.weight"].zero_()
-        if case.prepare == "zero_convs":
-            for row in layer_summary(any_program, state):
-                if row[1] == "Conv2d" and f"{row[0]}.weight" in state:
-                    state[f"{row[0]}.weight"].zero_()
-    built["module"] = module
-    built["summary"] = layer_summary(any_program, state)
-    built["parameters"] = sum(
-        state[t].numel() for k, _, t in any_program.inputs if k == "PARAMETER" and t in state
-    )
+        for row in layer_summary(program, state) if case.prepare == "zero_convs" else ():
+            if row[1] == "Conv2d" and f"{row[0]}.weight" in state:
+                state[f"{row[0]}.weight"].zero_()
+    parameters = [t for kind, _, t in program.inputs if kind == "PARAMETER" and t in state]
+    built["summary"] = layer_summary(program, state)
+    built["parameters"] = sum(state[name].numel() for name in parameters)
     built["attributes"] = {
         name: "module" if any(key.startswith(name + ".") for key in state) else "None"
         for name in case.attributes
     }
     built["state"] = {name: value.detach().clone() for name, value in state.items()}
     built["outputs"], built["input_changed"] = {}, {}
-    for (
-        mode
-    ) in case.modes:  # training first: its BN statistics update is part of what eval then sees
+    # Training first: its BN statistics update is part of what eval then sees.
+    for mode in case.modes:
         module.train(mode == "train")
         x = case.input(seed)
         given = x.clone()
@@ -306,4 +294,4 @@ def materialise(built: dict, seed: int) -> dict:
     if case.also_positive_part:
         module.eval()
         built["outputs"]["eval_positive_part"] = forward(module, case.input(seed).relu())
-    return built
+    built["module"] = module

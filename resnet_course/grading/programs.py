@@ -376,33 +376,26 @@ class ProgramModule(nn.Module):
         return self.programs[mode].run(self.tensors(), x)
 
 
-_COURSE_DIR = str(Path(__file__).resolve().parents[1])
-
-
-def _torchvision_dir() -> str | None:
+def _inside(path: str, package: str) -> str | None:
+    """``package/...`` for a file of that installed package (the course, torchvision), else None."""
     import importlib.util
 
-    spec = importlib.util.find_spec("torchvision")
-    return str(Path(spec.origin).resolve().parent) if spec and spec.origin else None
+    spec = importlib.util.find_spec(package)
+    if not (spec and spec.origin and path.startswith("/")):
+        return None
+    folder, resolved = Path(spec.origin).resolve().parent, Path(path).resolve()
+    return (
+        resolved.relative_to(folder.parent).as_posix() if resolved.is_relative_to(folder) else None
+    )
 
 
 def whose(path: str) -> str:
     """How a report names a file the graph's operations came from."""
-    resolved = str(Path(path).resolve()) if path.startswith("/") else path
-    if resolved.startswith(_COURSE_DIR + "/"):
-        return f"the course's own code ({Path(resolved).relative_to(Path(_COURSE_DIR).parent)})"
-    vision = _torchvision_dir()
-    if vision and resolved.startswith(vision + "/"):
-        return f"torchvision's code ({Path(resolved).relative_to(Path(vision).parent)})"
+    if course := _inside(path, "resnet_course"):
+        return f"the course's own code ({course})"
+    if vision := _inside(path, "torchvision"):
+        return f"torchvision's code ({vision})"
     return f"`{path}`"
-
-
-def _course_file(path: str) -> str | None:
-    """``resnet_course/models.py`` for a file of the installed course, else None."""
-    resolved = Path(path).resolve() if path.startswith("/") else None
-    if resolved and str(resolved).startswith(_COURSE_DIR + "/"):
-        return resolved.relative_to(Path(_COURSE_DIR).parent).as_posix()
-    return None
 
 
 def foreign_source(
@@ -425,7 +418,7 @@ def foreign_source(
         for path, line, code in frames(node.trace):
             if is_library_file(path):
                 continue
-            if _in_a_cell(path, line, code, cells) or _course_file(path) in allowed:
+            if _in_a_cell(path, line, code, cells) or _inside(path, "resnet_course") in allowed:
                 through_own_code = True
             else:
                 return whose(path)

@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,17 +68,10 @@ def _repository() -> Path | None:
 
 def _visible_inside(repository: Path) -> list[Path]:
     """What the kernel needs from inside the clone: the package, the environment, the data."""
-    paths = [Path(resnet_course.__file__).resolve().parent, Path(sys.prefix).resolve()]
-    paths += [Path(p).resolve() for p in sysconfig.get_paths().values()]
-    data = os.environ.get("RESNET_COURSE_DATA")
-    if data:
-        paths.append(Path(data).resolve())
-    found = []
-    for path in paths:
-        if path.exists() and path.is_relative_to(repository) and path != repository:
-            if not any(path.is_relative_to(other) for other in found):
-                found = [p for p in found if not p.is_relative_to(path)] + [path]
-    return found
+    wanted = [Path(resnet_course.__file__).resolve().parent, Path(sys.prefix).resolve()]
+    if os.environ.get("RESNET_COURSE_DATA"):
+        wanted.append(Path(os.environ["RESNET_COURSE_DATA"]).resolve())
+    return [p for p in wanted if p.exists() and p != repository and p.is_relative_to(repository)]
 
 
 class Sandbox:
