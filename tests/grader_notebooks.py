@@ -20,6 +20,8 @@ from pathlib import Path
 
 import nbformat
 
+from resnet_course.grading.sandbox import isolation_available
+
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISE_DIR = ROOT / "exercises"
 
@@ -78,6 +80,8 @@ def grade_batch(
         nbformat.write(notebook_for(style), folder / student / f"{style.exercise}.ipynb")
     gradebook = folder.parent / f"{folder.name}-gradebook.csv"
     command = [sys.executable, "-m", "resnet_course", "grade", str(folder), "--csv", str(gradebook)]
+    if not isolation_available():  # the grader would refuse a class (the tests say what it does)
+        command.append("--no-isolation")
     started = time.monotonic()
     result = subprocess.run(
         [*command, "--jobs", "2", *options],
