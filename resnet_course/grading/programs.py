@@ -25,9 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-FORMAT = 1
-MAX_BYTES = 400_000_000  # a ResNet-50's weights are about 100 MB
-MAX_NODES = 5_000  # a ResNet-50 exports to about 1,000
+MAX_BYTES = 400_000_000  # a ResNet-50's weights in float32 are about 100 MB
+MAX_NODES = 5_000  # ten times a ResNet-50's graph (497 nodes in eval mode)
 MAX_ELEMENTS = 50_000_000  # per tensor an operation makes: 200 MB of floats
 
 # The operations a residual network's forward pass may use; anything else is refused unread.
