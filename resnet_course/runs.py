@@ -36,7 +36,7 @@ from torch import nn
 
 from .data import Dataset, cache_dir
 from .models import create_model
-from .train import History, TrainConfig, fit, pick_device, set_seed
+from .train import History, TrainConfig, fit, pick_device, set_seed, warn_if_diverged
 
 # The modules whose source decides what a run computes; editing any of them starts afresh.
 CODE_MODULES = ("blocks.py", "models.py", "train.py", "data.py")
@@ -181,6 +181,7 @@ def train(
             history.label = label or history.label
             history.config["cached"] = True
             history.config["run_key"] = key
+            warn_if_diverged(history)  # as fit warned when the run was made
             return model.to(pick_device(recipe.get("device"))), history
 
     history = fit(model, data, config=config, seed=seed, **recipe)

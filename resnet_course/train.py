@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Iterator
 
@@ -416,6 +417,23 @@ class History:
 
 
 # --- the loop ----------------------------------------------------------------------------------
+
+
+class TrainingDiverged(RuntimeWarning):
+    """A run's loss stopped being finite; it ended there, and the warning's text is ``history.message``.
+
+    A warning, not an exception: the history up to that step is still returned, and Jupyter
+    shows the sentence under the cell that trained.
+    """
+
+
+def warn_if_diverged(history: History, *, stacklevel: int = 2) -> None:
+    """Warn with ``history.message`` (a :class:`TrainingDiverged`) when the run diverged.
+
+    ``stacklevel`` counts from the caller of this function, as :func:`warnings.warn`'s does.
+    """
+    if history.diverged:
+        warnings.warn(history.message, TrainingDiverged, stacklevel=stacklevel + 1)
 
 
 def _should_stop(stop) -> bool:
@@ -812,7 +830,8 @@ def fit(
     DistributedDataParallel; step losses are then this process's slice, epoch figures
     cover all of them, and ``stop`` must be set in every process alike.
     A run stopped early returns the history it has; a run whose loss stops being finite
-    ends there, with ``history.diverged_at_step`` and a one-sentence ``history.message``.
+    ends there, with ``history.diverged_at_step`` and a one-sentence ``history.message``,
+    which ``fit`` also gives as a :class:`TrainingDiverged` warning.
 
     ``compile=True`` runs the model through ``torch.compile``. It is off by default because it
     does not pay at the presets' run lengths where it has been measured (``python -m tools.bench
@@ -824,4 +843,5 @@ def fit(
     run = TrainingRun(model, data, config=config, **options)
     for _ in run:
         pass
+    warn_if_diverged(run.history)  # points at the line that called fit
     return run.history

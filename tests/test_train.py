@@ -1,4 +1,5 @@
 import threading
+import warnings
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from resnet_course.models import MLP, create_model
 from resnet_course.train import (
     PRESETS,
     TrainConfig,
+    TrainingDiverged,
     TrainingRun,
     fit,
     get_preset,
@@ -128,15 +130,16 @@ def test_a_learning_rate_that_is_not_finite_and_positive_is_refused(lr):
 
 def test_a_diverging_run_stops_within_a_few_steps_and_says_so():
     set_seed(0)
-    history = fit(
-        MLP(4, 32),
-        make_spirals(200),
-        epochs=50,
-        lr=1e6,
-        batch_size=32,
-        schedule="constant",
-        progress=False,
-    )
+    with pytest.warns(TrainingDiverged):
+        history = fit(
+            MLP(4, 32),
+            make_spirals(200),
+            epochs=50,
+            lr=1e6,
+            batch_size=32,
+            schedule="constant",
+            progress=False,
+        )
     assert history.diverged and history.diverged_at_step <= 5
     assert len(history.steps) == history.diverged_at_step  # nothing trained after the bad step
     assert "diverged" in history.message and "lower the learning rate" in history.message
@@ -145,6 +148,27 @@ def test_a_diverging_run_stops_within_a_few_steps_and_says_so():
         and "nan" not in history.summary().split("became")[0]
     )
     assert not history.stopped  # diverging is not a Stop click
+
+
+def test_a_diverging_run_warns_once_with_its_sentence_where_fit_was_called():
+    # A Python warning is what Jupyter shows under the cell; history.message alone says nothing.
+    set_seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = fit(MLP(4, 32), make_spirals(200), steps=50, lr=1e6, progress=False)
+    diverged = [w for w in caught if issubclass(w.category, TrainingDiverged)]
+    assert history.diverged and len(diverged) == 1
+    assert str(diverged[0].message) == history.message
+    assert diverged[0].filename == __file__  # points at the caller's line, not the loop's
+    assert issubclass(TrainingDiverged, RuntimeWarning)
+
+
+def test_a_run_that_does_not_diverge_does_not_warn():
+    set_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingDiverged)
+        history = fit(MLP(3, 8), make_spirals(50), steps=3, batch_size=16, progress=False)
+    assert not history.diverged
 
 
 def test_steps_trains_exactly_that_many_steps():
