@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .analysis import eval_mode, hooks
-from .data import Dataset
+from .data import Dataset, check_size
 from .models import LayerStack, cifar_resnet
 
 # --- a small sequence task ---------------------------------------------------------------------
@@ -58,6 +58,8 @@ def make_sequence_task(
         raise ValueError(
             f"a sequence task needs length >= 2 and vocab >= 2, got length={length}, vocab={vocab}."
         )
+    check_size("train_size", train_size, what="sequences")
+    check_size("test_size", test_size, what="sequences")
     generator = torch.Generator().manual_seed(seed)
     x = torch.randint(0, vocab, (train_size + test_size, length), generator=generator)
     if task == "copy":

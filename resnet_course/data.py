@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import os
 import pickle
 import zipfile
@@ -47,6 +48,20 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 class DataUnavailableError(RuntimeError):
     """The data set is neither on disk nor downloadable; the message says what to do."""
+
+
+def check_size(name: str, value, *, what: str = "examples", optional: bool = False) -> None:
+    """Refuse, in one sentence, a size that is not a positive whole number (``None`` too, unless ``optional``).
+
+    Without it a negative size slices from the end: ``train_size=-3`` kept all but 3 images.
+    """
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        everything = " (or None for all of them)" if optional else ""
+        raise ValueError(
+            f"{name} must be a positive whole number of {what}{everything}, got {value!r}."
+        )
 
 
 @dataclass
@@ -104,6 +119,8 @@ class Dataset:
 
     def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> "Dataset":
         """The first ``train``/``test`` examples after a seeded shuffle (class balance kept on average)."""
+        check_size("train", train, optional=True)
+        check_size("test", test, optional=True)
         generator = torch.Generator().manual_seed(seed)
         pieces = {}
         for split, count in (("train", train), ("test", test)):
@@ -259,6 +276,13 @@ def make_spirals(
     seed: int = 0,
 ) -> Dataset:
     """Interleaved spirals in the plane, one arm per class: a small, non-linear problem."""
+    check_size("n_per_class", n_per_class, what="points")
+    check_size("classes", classes, what="arms")
+    if not (isinstance(test_fraction, numbers.Real) and 0 < test_fraction < 1):
+        raise ValueError(
+            f"test_fraction must be between 0 and 1 (the share of points kept for testing), "
+            f"got {test_fraction!r}."
+        )
     generator = torch.Generator().manual_seed(seed)
     xs, ys = [], []
     for label in range(classes):
@@ -271,6 +295,11 @@ def make_spirals(
     order = torch.randperm(len(x), generator=generator)
     x, y = x[order], y[order]
     n_test = int(len(x) * test_fraction)
+    if n_test == 0:
+        raise ValueError(
+            f"{len(x)} points with test_fraction={test_fraction:g} leave no test points; "
+            f"ask for more points per class or a larger test_fraction."
+        )
     return Dataset(
         x[n_test:],
         y[n_test:],
@@ -302,6 +331,9 @@ def load_cifar10(
     ``image_size=16`` shrinks the images once for fast CPU runs; ``train_size`` and
     ``test_size`` take seeded random subsets.
     """
+    check_size("image_size", image_size, what="pixels a side")
+    check_size("train_size", train_size, optional=True)
+    check_size("test_size", test_size, optional=True)
     arrays, source = _find_cifar10(download)
     data = Dataset(
         *(_to_tensor(arrays[key]) for key in NPZ_KEYS),
@@ -516,6 +548,8 @@ def pack_subset(
     """
     if not data.is_image:
         raise ValueError("pack_subset writes image data sets; this one holds points.")
+    check_size("train_per_class", train_per_class, what="images")
+    check_size("test_per_class", test_per_class, what="images")
     generator = torch.Generator().manual_seed(seed)
     arrays = {}
     for split, per_class in (("train", train_per_class), ("test", test_per_class)):
