@@ -485,6 +485,83 @@ def evaluate(
     return loss_sum.item() / n, correct.item() / n
 
 
+# The layers whose input says what a model takes, and how to say it.
+_INPUT_LAYERS = (nn.Conv2d, nn.Conv1d, nn.Linear, nn.Embedding)
+
+
+def _takes(layer: nn.Module) -> str:
+    """What ``layer`` takes as input, in words, with the shape of a batch."""
+    if isinstance(layer, nn.Conv2d):
+        return f"images with {layer.in_channels} channels (batches N x {layer.in_channels} x H x W)"
+    if isinstance(layer, nn.Conv1d):
+        return f"sequences of {layer.in_channels} channels (batches N x {layer.in_channels} x L)"
+    if isinstance(layer, nn.Linear):
+        return f"vectors of {layer.in_features} numbers (batches N x {layer.in_features})"
+    return f"token ids from 0 to {layer.num_embeddings - 1}"
+
+
+def _what_fits(data: Dataset) -> str:
+    """A model that would take ``data``, by what its examples are."""
+    if data.is_image:
+        channels = data.input_shape[0]
+        option = "" if channels == 3 else f", in_channels={channels}"
+        return f"for images, a CIFAR network such as cifar_resnet(20{option}) fits"
+    if data.is_vectors:
+        return (
+            f"for points of {data.input_shape[0]} numbers, an MLP such as "
+            f"MLP(8, in_features={data.input_shape[0]}, num_classes={data.num_classes}) fits"
+        )
+    return "build the model for this data's examples"
+
+
+@torch.no_grad()
+def check_fits(model: nn.Module, data: Dataset, inputs: torch.Tensor) -> None:
+    """Refuse, in one sentence naming both shapes, a model that cannot take ``data``.
+
+    ``inputs`` is one example of ``data`` as the model would see it. The model runs it once in
+    eval mode (BatchNorm's running statistics untouched, no gradient, every submodule's mode
+    restored), so a CIFAR network given the 2-D spirals, or an MLP given images, is refused
+    before training starts instead of failing inside torch; a model with fewer outputs than the
+    data has classes is refused too.
+    """
+    first: list[tuple[str, nn.Module]] = []  # the first input layer that ran
+    names = {module: name for name, module in model.named_modules()}
+
+    def note(module, _args):
+        if not first:
+            first.append((names[module], module))
+
+    handles = [m.register_forward_pre_hook(note) for m in names if isinstance(m, _INPUT_LAYERS)]
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        logits = model(inputs)
+    except (RuntimeError, IndexError) as error:
+        batch = " x ".join(map(str, ("N", *data.input_shape)))
+        takes = f"{type(model).__name__} takes other inputs"
+        if first:
+            name, layer = first[0]
+            takes = f"{type(model).__name__}'s first layer ({name}, a {type(layer).__name__}) takes {_takes(layer)}"
+        torch_said = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
+        raise ValueError(
+            f"the model and the data do not fit: {takes}, but {data.name!r} gives batches of {batch}; "
+            f"{_what_fits(data)} (torch: {torch_said})."
+        ) from None
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, was_training in modes:
+            module.training = was_training
+    outputs = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else None
+    if outputs is not None and outputs < data.num_classes:
+        raise ValueError(
+            f"the model gives {outputs} class scores per example but {data.name!r} has "
+            f"{data.num_classes} classes; build it with num_classes={data.num_classes}."
+        )
+
+
 def build_optimizer(parameters, config: TrainConfig, *, on_cuda: bool) -> torch.optim.Optimizer:
     """SGD (momentum, optionally Nesterov) or Adam, with weight decay on every parameter."""
     fused = {"fused": True} if on_cuda else {"foreach": True}
@@ -612,6 +689,7 @@ class TrainingRun:
             self.device,
             memory_format=torch.channels_last if self.channels_last else torch.contiguous_format,
         )
+        check_fits(self.model, self.data, self._inputs(self.data.normalise(self.data.x_train[:1])))
         self.forward = torch.compile(self.model) if config.compile else self.model
         self.rank, self.world_size, self.train_forward = 0, 1, self.forward
         if distributed:

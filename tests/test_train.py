@@ -377,3 +377,60 @@ def test_one_evaluate_for_the_loop_and_the_analysis():
     assert (
         run.model.training and not frozen.training and not any(m.training for m in frozen.modules())
     )
+
+
+def _tiny_images(count=16, size=8, classes=10):
+    from resnet_course.data import Dataset
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(count) % classes
+    return Dataset(
+        images,
+        labels,
+        images[:8],
+        labels[:8],
+        classes=tuple(str(i) for i in range(classes)),
+        name="tiny-images",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+    )
+
+
+def test_a_cifar_network_on_the_2d_spirals_is_refused_naming_both_shapes():
+    with pytest.raises(ValueError, match=r"do not fit") as error:
+        TrainingRun(
+            create_model("resnet20", width=4),
+            make_spirals(50),
+            steps=2,
+            batch_size=16,
+            progress=False,
+        )
+    message = str(error.value)
+    assert "conv1" in message and "N x 3 x H x W" in message  # what the model takes
+    assert "N x 2" in message and "spirals" in message  # what the data gives
+    assert "MLP(" in message  # and what would fit
+
+
+def test_an_mlp_on_images_is_refused_naming_both_shapes():
+    with pytest.raises(ValueError, match=r"do not fit") as error:
+        fit(MLP(4, 16), _tiny_images(), steps=2, batch_size=8, progress=False)
+    message = str(error.value)
+    assert "N x 2)" in message and "N x 3 x 8 x 8" in message
+    assert "cifar_resnet(" in message
+
+
+def test_a_model_with_fewer_outputs_than_the_data_has_classes_is_refused():
+    with pytest.raises(ValueError, match=r"2 class scores.*3 classes.*num_classes=3"):
+        fit(MLP(4, 16), make_spirals(50, classes=3), steps=2, batch_size=16, progress=False)
+
+
+def test_the_fit_check_leaves_the_model_as_it_was():
+    set_seed(0)
+    model = create_model("resnet20", width=4)
+    model.layer1.eval()  # a frozen part stays frozen
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    TrainingRun(model, _tiny_images(), steps=2, batch_size=8, progress=False, device="cpu")
+    assert model.training and not model.layer1.training
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor.to(before[name].dtype), before[name]), name
