@@ -176,3 +176,62 @@ def test_cifar_resnext_groups_have_the_named_width():
     assert (paper.groups, paper.out_channels) == (8, 8 * 64)
     small = create_model("resnext29_small").layer1[0].conv2
     assert (small.groups, small.out_channels) == (4, 4 * 8)
+
+
+def test_an_impossible_depth_is_refused_before_it_is_built_with_its_size():
+    # cifar_resnet(600002) is a valid 6n+2 depth; building it once filled 24 GB and was killed.
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"600,002-layer") as error:
+        cifar_resnet(600002)
+    assert time.perf_counter() - start < 5  # refused, not built
+    message = str(error.value)
+    assert "9.7 billion parameters" in message and "39 GB" in message
+    assert "2,000 layers" in message  # the limit, and why there is one
+
+
+def test_a_network_whose_weights_exceed_the_free_memory_is_refused(monkeypatch):
+    from resnet_course import models
+
+    monkeypatch.setattr(models, "available_memory", lambda: 2_000_000)  # 2 MB free
+    with pytest.raises(ValueError, match=r"110-layer.*1\.7 million parameters.*2 MB free"):
+        cifar_resnet(110)
+    cifar_resnet(20, width=4)  # what fits still builds
+    monkeypatch.setattr(models, "available_memory", lambda: None)  # unknown: no memory check
+    cifar_resnet(110)
+
+
+@pytest.mark.parametrize(
+    "name, depth",
+    [
+        ("resnet20", 20),
+        ("plain20", 20),
+        ("preact_resnet164", 164),
+        ("resnext29_small", 29),
+        ("resnet50", 50),
+        ("resnext50_32x4d", 50),
+        ("preact_resnet18", 18),
+    ],
+)
+def test_the_size_estimate_is_the_built_networks_depth_and_parameter_count(
+    name, depth, monkeypatch
+):
+    from resnet_course import models
+
+    estimates = []  # what ResNet estimated before building, from its own arguments
+    estimate = models.network_size
+    monkeypatch.setattr(
+        models,
+        "network_size",
+        lambda *a, **kw: estimates.append(estimate(*a, **kw)) or estimates[-1],
+    )
+    model = create_model(name)
+    assert estimates == [(depth, count_parameters(model))]
+
+
+def test_an_impossibly_deep_mlp_is_refused_before_it_is_built():
+    with pytest.raises(ValueError, match=r"600,002-layer network would hold 633\.6 million"):
+        MLP(600002)
+    model = MLP(8, 16, in_features=3, num_classes=4)
+    assert count_parameters(model) == 4 * 16 + 6 * (16 * 16 + 16) + 17 * 4
