@@ -15,7 +15,15 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .blocks import BLOCKS, BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottleneck
+from .blocks import (
+    BLOCKS,
+    PLAIN_ZERO_INIT,
+    BasicBlock,
+    Bottleneck,
+    PlainBlock,
+    PreActBlock,
+    PreActBottleneck,
+)
 
 
 class ResNet(nn.Module):
@@ -62,6 +70,8 @@ class ResNet(nn.Module):
         self.bn1 = None if block.preact else nn.BatchNorm2d(stem_channels)
         self.relu = nn.ReLU(inplace=True)
 
+        if zero_init_last and issubclass(block, PlainBlock):
+            raise ValueError(PLAIN_ZERO_INIT)
         # Refused before anything is allocated: cifar_resnet(600002) once filled 24 GB and was killed.
         depth, parameters = network_size(
             block,
