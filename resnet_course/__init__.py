@@ -14,15 +14,13 @@ from .blocks import BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottl
 from .data import Dataset, DataUnavailableError, load_cifar10, make_spirals, pack_subset
 from .models import MLP, ResNet, cifar_resnet, cifar_resnext, create_model, list_models
 from .notebooks import REPOSITORY_URL, glue
+from .presets import PRESETS, Preset, get_preset
 from .train import (
-    PRESETS,
     History,
-    Preset,
     TrainConfig,
     TrainingDiverged,
     TrainingRun,
     fit,
-    get_preset,
     pick_device,
     set_seed,
 )

@@ -9,7 +9,7 @@ decides the result:
 * the data's content (a SHA-256 of its four tensors, not a path);
 * the recipe (every ``fit`` option that changes the arithmetic) and the seed;
 * the code that builds and trains the model (a hash of ``blocks.py``, ``models.py``,
-  ``train.py`` and ``data.py``), the torch version, the device type and the precision.
+  ``train.py``, ``data.py`` and ``presets.py``), the torch version, the device type and the precision.
 
 So chapter 1's plain-20 and chapter 2's plain-20 are one run, a dashboard's default
 configuration is the chapter's run, and a rebuild of the book trains nothing it has
@@ -39,7 +39,7 @@ from .models import create_model
 from .train import History, TrainConfig, fit, pick_device, set_seed, warn_if_diverged
 
 # The modules whose source decides what a run computes; editing any of them starts afresh.
-CODE_MODULES = ("blocks.py", "models.py", "train.py", "data.py")
+CODE_MODULES = ("blocks.py", "models.py", "train.py", "data.py", "presets.py")
 # fit options that do not change the arithmetic of a run, only how it is shown or stopped.
 DISPLAY_OPTIONS = frozenset({"progress", "label", "on_step", "stop", "log_every"})
 KEY_VERSION = 1  # bump when the layout of a cache entry changes

@@ -6,13 +6,12 @@ import torch
 
 from resnet_course.data import make_spirals
 from resnet_course.models import MLP, create_model
+from resnet_course.presets import PRESETS, get_preset
 from resnet_course.train import (
-    PRESETS,
     TrainConfig,
     TrainingDiverged,
     TrainingRun,
     fit,
-    get_preset,
     learning_rate,
     pick_device,
     set_seed,

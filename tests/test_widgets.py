@@ -14,7 +14,7 @@ import pytest
 from traitlets import TraitError
 
 from resnet_course.plots import running_mean
-from resnet_course.train import Preset
+from resnet_course.presets import Preset
 from resnet_course.widgets import (
     RunConfig,
     block_for,

@@ -58,7 +58,8 @@ from torch import nn
 from resnet_course.data import Dataset, DataUnavailableError, load_cifar10
 from resnet_course.models import create_model, valid_cifar_depth
 from resnet_course.plots import running_mean
-from resnet_course.train import TrainingRun, describe_device, get_preset, pick_device, set_seed
+from resnet_course.presets import get_preset
+from resnet_course.train import TrainingRun, describe_device, pick_device, set_seed
 
 PARTS = (
     "machine",
@@ -626,7 +627,8 @@ def measure_compile(
     took. A compiled model pays from ``break_even_steps = compile_seconds / (eager step - compiled
     step)``: the table behind :func:`resnet_course.train.use_compile`.
     """
-    from resnet_course.train import PRESETS, use_channels_last
+    from resnet_course.presets import PRESETS
+    from resnet_course.train import use_channels_last
 
     device = pick_device(device)
     memory_format = (

@@ -10,7 +10,8 @@ from matplotlib.figure import Figure
 
 from .. import plots
 from ..data import Dataset
-from ..train import History, Preset, TrainingRun
+from ..presets import Preset
+from ..train import History, TrainingRun
 from .controls import LivePanels, int_slider, run_style, set_range, toggle
 from .explorer import Explorer
 from .run_config import (

@@ -17,7 +17,8 @@ import ipywidgets as widgets
 import torch
 from matplotlib.figure import Figure
 
-from ..train import History, Preset, TrainingRun, describe_device, get_preset, pick_device
+from ..presets import Preset, get_preset
+from ..train import History, TrainingRun, describe_device, pick_device
 from .controls import png_output, progress_bar
 
 

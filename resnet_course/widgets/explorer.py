@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ..data import Dataset, DataUnavailableError
 from ..models import cifar_depths
-from ..train import Preset
+from ..presets import Preset
 from .controls import (
     FIGSIZE,
     LivePanels,

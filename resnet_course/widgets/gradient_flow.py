@@ -12,7 +12,8 @@ from torch import nn
 
 from ..analysis import gradient_norms
 from ..data import Dataset
-from ..train import Preset, TrainingRun
+from ..presets import Preset
+from ..train import TrainingRun
 from .controls import LivePanels, int_slider, run_style
 from .explorer import Explorer
 from .run_config import BASIC, PLAIN, SPIRALS, RunConfig, build_model

@@ -8,7 +8,8 @@ from torch import nn
 
 from ..data import Dataset, load_cifar10, make_spirals
 from ..models import MLP, cifar_resnet, valid_cifar_depth
-from ..train import Preset, set_seed
+from ..presets import Preset
+from ..train import set_seed
 
 SPIRALS, CIFAR10 = "spirals", "cifar10"
 DATA_SETS = (("spirals (MLPs)", SPIRALS), ("CIFAR-10 (CNNs)", CIFAR10))
