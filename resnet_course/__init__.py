@@ -11,7 +11,7 @@ models and the training loop are written once::
 
 from .analysis import count_flops, count_macs, count_parameters, gradient_norms
 from .blocks import BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottleneck, residual_add
-from .data import Dataset, DataUnavailableError, load_cifar10, make_spirals, pack_subset
+from .data import DataUnavailableError, TensorData, load_cifar10, make_spirals, pack_subset
 from .models import MLP, ResNet, cifar_resnet, cifar_resnext, create_model, list_models
 from .notebooks import REPOSITORY_URL, glue
 from .presets import PRESETS, Preset, get_preset
@@ -41,7 +41,7 @@ __all__ = [
     "create_model",
     "list_models",
     "DataUnavailableError",
-    "Dataset",
+    "TensorData",
     "load_cifar10",
     "make_spirals",
     "pack_subset",

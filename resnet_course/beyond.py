@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .analysis import eval_mode, hooks
-from .data import Dataset, check_size
+from .data import TensorData, check_size
 from .models import LayerStack, cifar_resnet
 
 # --- a small sequence task ---------------------------------------------------------------------
@@ -42,7 +42,7 @@ def make_sequence_task(
     train_size: int = 4000,
     test_size: int = 1000,
     seed: int = 0,
-) -> Dataset:
+) -> TensorData:
     """Random token sequences and their copy, reversal or sorted version, one target per position.
 
     ``x`` and ``y`` are ``N x length`` integer tensors; a model outputs
@@ -68,7 +68,7 @@ def make_sequence_task(
         y = x.flip(1)
     else:
         y = x.sort(dim=1).values
-    return Dataset(
+    return TensorData(
         x[:train_size],
         y[:train_size],
         x[train_size:],

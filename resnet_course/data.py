@@ -65,7 +65,7 @@ def check_size(name: str, value, *, what: str = "examples", optional: bool = Fal
 
 
 @dataclass
-class Dataset:
+class TensorData:
     """Train and test tensors, kept whole so batches are slices, not worker processes.
 
     Images are uint8 ``N x C x H x W`` (converted to normalised floats batch by
@@ -101,14 +101,14 @@ class Dataset:
 
     def __repr__(self) -> str:
         return (
-            f"Dataset({self.name!r}: {len(self.x_train)} train / {len(self.x_test)} test, "
+            f"TensorData({self.name!r}: {len(self.x_train)} train / {len(self.x_test)} test, "
             f"inputs {self.input_shape}, {self.num_classes} classes, from {self.source or 'memory'})"
         )
 
-    def to(self, device: torch.device | str) -> "Dataset":
+    def to(self, device: torch.device | str) -> "TensorData":
         """The same data set with its tensors on ``device`` (a no-op when already there)."""
         moved = {key: getattr(self, key).to(device, non_blocking=True) for key in NPZ_KEYS}
-        return Dataset(
+        return TensorData(
             **moved,
             classes=self.classes,
             name=self.name,
@@ -117,7 +117,9 @@ class Dataset:
             std=self.std,
         )
 
-    def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> "Dataset":
+    def subset(
+        self, train: int | None = None, test: int | None = None, seed: int = 0
+    ) -> "TensorData":
         """The first ``train``/``test`` examples after a seeded shuffle (class balance kept on average)."""
         check_size("train", train, optional=True)
         check_size("test", test, optional=True)
@@ -129,7 +131,7 @@ class Dataset:
                 keep = torch.randperm(len(x), generator=generator)[:count].to(x.device)
                 x, y = x[keep], y[keep]
             pieces[f"x_{split}"], pieces[f"y_{split}"] = x, y
-        return Dataset(
+        return TensorData(
             **pieces,
             classes=self.classes,
             name=self.name,
@@ -138,7 +140,7 @@ class Dataset:
             std=self.std,
         )
 
-    def downscale(self, size: int) -> "Dataset":
+    def downscale(self, size: int) -> "TensorData":
         """Images shrunk to ``size x size`` by area averaging, done once, kept as uint8."""
         if not self.is_image or self.x_train.shape[-1] == size:
             return self
@@ -147,7 +149,7 @@ class Dataset:
             small = F.interpolate(x.float(), size=(size, size), mode="area")
             return small.round_().clamp_(0, 255).to(torch.uint8)
 
-        return Dataset(
+        return TensorData(
             shrink(self.x_train),
             self.y_train,
             shrink(self.x_test),
@@ -274,7 +276,7 @@ def make_spirals(
     noise: float = 0.2,
     test_fraction: float = 0.2,
     seed: int = 0,
-) -> Dataset:
+) -> TensorData:
     """Interleaved spirals in the plane, one arm per class: a small, non-linear problem."""
     check_size("n_per_class", n_per_class, what="points")
     check_size("classes", classes, what="arms")
@@ -300,7 +302,7 @@ def make_spirals(
             f"{len(x)} points with test_fraction={test_fraction:g} leave no test points; "
             f"ask for more points per class or a larger test_fraction."
         )
-    return Dataset(
+    return TensorData(
         x[n_test:],
         y[n_test:],
         x[:n_test],
@@ -325,8 +327,8 @@ def load_cifar10(
     test_size: int | None = None,
     download: bool = True,
     seed: int = 0,
-) -> Dataset:
-    """CIFAR-10 as a :class:`Dataset`, from ``$RESNET_COURSE_DATA``, the cache, or a download.
+) -> TensorData:
+    """CIFAR-10 as a :class:`TensorData`, from ``$RESNET_COURSE_DATA``, the cache, or a download.
 
     ``image_size=16`` shrinks the images once for fast CPU runs; ``train_size`` and
     ``test_size`` take seeded random subsets.
@@ -335,7 +337,7 @@ def load_cifar10(
     check_size("train_size", train_size, optional=True)
     check_size("test_size", test_size, optional=True)
     arrays, source = _find_cifar10(download)
-    data = Dataset(
+    data = TensorData(
         *(_to_tensor(arrays[key]) for key in NPZ_KEYS),
         classes=CIFAR10_CLASSES,
         name="cifar10",
@@ -534,7 +536,7 @@ def _download_cifar10(root: Path) -> None:
 
 
 def pack_subset(
-    data: Dataset,
+    data: TensorData,
     path: str | os.PathLike,
     *,
     train_per_class: int,

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data import Dataset, cache_dir
+from .data import TensorData, cache_dir
 from .models import create_model
 from .train import History, TrainConfig, fit, pick_device, set_seed, warn_if_diverged
 
@@ -69,7 +69,7 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def data_fingerprint(data: Dataset) -> str:
+def data_fingerprint(data: TensorData) -> str:
     """A SHA-256 of the data's four tensors (shapes, types and bytes): the same images give the same hash anywhere."""
     cached = getattr(data, "_fingerprint", None)
     if cached is not None:
@@ -103,7 +103,7 @@ def recipe_keywords(config: TrainConfig | None, options: dict) -> dict:
 
 def run_fields(
     model_name: str,
-    data: Dataset,
+    data: TensorData,
     *,
     model_options: dict | None = None,
     config: TrainConfig | None = None,
@@ -140,7 +140,7 @@ def run_key(fields: dict) -> str:
 
 def train(
     model_name: str,
-    data: Dataset,
+    data: TensorData,
     *,
     model_options: dict | None = None,
     config: TrainConfig | None = None,

@@ -34,7 +34,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Dataset
+from .data import TensorData
 
 # --- the recipe --------------------------------------------------------------------------------
 
@@ -348,7 +348,7 @@ def autocast(device_type: str, precision: str):
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    data: Dataset,
+    data: TensorData,
     *,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     precision: str = "fp32",
@@ -395,7 +395,7 @@ def _takes(layer: nn.Module) -> str:
     return f"token ids from 0 to {layer.num_embeddings - 1}"
 
 
-def _what_fits(data: Dataset) -> str:
+def _what_fits(data: TensorData) -> str:
     """A model that would take ``data``, by what its examples are."""
     if data.is_image:
         channels = data.input_shape[0]
@@ -410,7 +410,7 @@ def _what_fits(data: Dataset) -> str:
 
 
 @torch.no_grad()
-def check_fits(model: nn.Module, data: Dataset, inputs: torch.Tensor) -> None:
+def check_fits(model: nn.Module, data: TensorData, inputs: torch.Tensor) -> None:
     """Refuse, in one sentence naming both shapes, a model that cannot take ``data``.
 
     ``inputs`` is one example of ``data`` as the model would see it. The model runs it once in
@@ -545,7 +545,7 @@ class TrainingRun:
     def __init__(
         self,
         model: nn.Module,
-        data: Dataset,
+        data: TensorData,
         *,
         config: TrainConfig | None = None,
         device: str | torch.device | None = None,
@@ -611,7 +611,7 @@ class TrainingRun:
         )
         self.step = 0
 
-    def _record(self, model: nn.Module, data: Dataset) -> dict:
+    def _record(self, model: nn.Module, data: TensorData) -> dict:
         """The history's account of the recipe, the data and the machine."""
         config = self.config
         epochs = config.epochs if config.epochs is not None else config.steps / self.steps_per_epoch
@@ -644,7 +644,7 @@ class TrainingRun:
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def evaluate_test(self, data: Dataset | None = None) -> tuple[float, float]:
+    def evaluate_test(self, data: TensorData | None = None) -> tuple[float, float]:
         """Loss and accuracy on the test split (of ``data``, else the run's), with the run's precision and layout."""
         return evaluate(
             self.model,
@@ -786,7 +786,7 @@ class TrainingRun:
 
 
 def fit(
-    model: nn.Module, data: Dataset, *, config: TrainConfig | None = None, **options
+    model: nn.Module, data: TensorData, *, config: TrainConfig | None = None, **options
 ) -> History:
     """Train ``model`` on ``data`` and return its :class:`History`.
 

@@ -182,10 +182,10 @@ def test_spirals_of_no_points_or_no_test_split_are_refused(kwargs, match):
 
 
 def test_pack_subset_of_no_images_per_class_is_refused(tmp_path):
-    from resnet_course.data import Dataset
+    from resnet_course.data import TensorData
 
     images = torch.zeros(20, 3, 32, 32, dtype=torch.uint8)
-    data = Dataset(
+    data = TensorData(
         images,
         torch.arange(20) % 10,
         images,
@@ -198,3 +198,15 @@ def test_pack_subset_of_no_images_per_class_is_refused(tmp_path):
             pack_subset(data, tmp_path / "x.npz", train_per_class=bad, test_per_class=1)
         with pytest.raises(ValueError, match="test_per_class must be a positive whole number"):
             pack_subset(data, tmp_path / "x.npz", train_per_class=1, test_per_class=bad)
+
+
+def test_the_course_data_class_is_not_named_like_torchs_dataset():
+    # tools/bench.py uses both side by side: torch.utils.data.Dataset and the course's own.
+    import resnet_course
+    import resnet_course.data as data_module
+
+    assert not hasattr(data_module, "Dataset") and not hasattr(resnet_course, "Dataset")
+    assert resnet_course.TensorData is data_module.TensorData
+    spirals = make_spirals(10)
+    assert isinstance(spirals, data_module.TensorData)
+    assert repr(spirals).startswith("TensorData('spirals': 16 train / 4 test")

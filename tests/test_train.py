@@ -379,12 +379,12 @@ def test_one_evaluate_for_the_loop_and_the_analysis():
 
 
 def _tiny_images(count=16, size=8, classes=10):
-    from resnet_course.data import Dataset
+    from resnet_course.data import TensorData
 
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=generator)
     labels = torch.arange(count) % classes
-    return Dataset(
+    return TensorData(
         images,
         labels,
         images[:8],

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_course.data import Dataset, DataUnavailableError, load_cifar10
+from resnet_course.data import DataUnavailableError, TensorData, load_cifar10
 from resnet_course.models import create_model, valid_cifar_depth
 from resnet_course.plots import running_mean
 from resnet_course.presets import get_preset
@@ -258,14 +258,14 @@ def _synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def synthetic_images(count: int, image_size: int, *, seed: int = 0) -> Dataset:
+def synthetic_images(count: int, image_size: int, *, seed: int = 0) -> TensorData:
     """Random uint8 images and labels: speed does not depend on what the pixels show."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randint(
         0, 256, (count, 3, image_size, image_size), dtype=torch.uint8, generator=generator
     )
     y = torch.randint(0, 10, (count,), generator=generator)
-    return Dataset(
+    return TensorData(
         x,
         y,
         x[:1],
@@ -304,7 +304,7 @@ def plain_training_step(
 
 
 def tutorial_training_step(
-    model: nn.Module, data: Dataset, *, batch_size: int, device: torch.device
+    model: nn.Module, data: TensorData, *, batch_size: int, device: torch.device
 ) -> Callable[[], None]:
     """The usual tutorial pipeline: a ``Dataset`` of PIL images with torchvision transforms and a ``DataLoader``.
 
@@ -533,7 +533,7 @@ MEMORY_FORMAT_SIZES = (
 def fresh_training_step(
     model_name: str,
     width: int,
-    batch: Dataset,
+    batch: TensorData,
     device: torch.device,
     memory_format: torch.memory_format,
     *,
@@ -891,7 +891,7 @@ def first_step_behind(ahead_losses, behind_losses, *, window: int) -> int | None
 
 
 def degradation_clock(
-    data: Dataset,
+    data: TensorData,
     *,
     width: int,
     batch_size: int,
