@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import os
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
+from . import sizes
 from .blocks import (
     BLOCKS,
     PLAIN_ZERO_INIT,
@@ -73,8 +73,11 @@ class ResNet(nn.Module):
 
         if zero_init_last and issubclass(block, PlainBlock):
             raise ValueError(PLAIN_ZERO_INIT)
+        block_kwargs = _block_options(
+            block, shortcut=shortcut, groups=groups, width_per_group=width_per_group
+        )
         # Refused before anything is allocated: cifar_resnet(600002) once filled 24 GB and was killed.
-        depth, parameters = network_size(
+        depth, parameters = sizes.network_size(
             block,
             layers,
             stage_planes=stage_planes,
@@ -82,14 +85,9 @@ class ResNet(nn.Module):
             stem_channels=stem_channels,
             num_classes=num_classes,
             in_channels=in_channels,
-            shortcut=shortcut,
-            groups=groups,
-            width_per_group=width_per_group,
+            block_kwargs=block_kwargs,
         )
-        check_buildable(depth, parameters)
-        block_kwargs = _block_options(
-            block, shortcut=shortcut, groups=groups, width_per_group=width_per_group
-        )
+        sizes.check_buildable(depth, parameters)
         channels = stem_channels
         self.stage_names = []
         for index, (planes, blocks) in enumerate(zip(stage_planes, layers)):
@@ -139,118 +137,6 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.forward_features(x))
-
-
-# --- sizes, estimated before building -----------------------------------------------------------
-
-MAX_DEPTH = 2_000  # layers; the deepest network in the papers, ResNet-1202, has 1,202
-
-
-def network_size(
-    block: type[nn.Module],
-    layers: Sequence[int],
-    *,
-    stage_planes: Sequence[int] = (64, 128, 256, 512),
-    stem: str = "imagenet",
-    stem_channels: int = 64,
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    shortcut: str = "B",
-    groups: int = 1,
-    width_per_group: int = 64,
-) -> tuple[int, int]:
-    """The depth and the parameter count of ``ResNet(block, layers, ...)``, without building it.
-
-    The depth counts the layers with weights on the way through: the stem, each block's
-    convolutions (not a projection shortcut's) and the head. Each stage's first block and one
-    of its others are built on the meta device, which holds no memory and draws no random
-    numbers; the stage's other blocks are copies of that one.
-    """
-    block_kwargs = _block_options(
-        block, shortcut=shortcut, groups=groups, width_per_group=width_per_group
-    )
-    kernel = 7 if stem == "imagenet" else 3
-    parameters = in_channels * stem_channels * kernel * kernel
-    parameters += 0 if block.preact else 2 * stem_channels  # the stem's BN
-    depth, channels = 2, stem_channels
-    with torch.device("meta"):
-        for index, (planes, blocks) in enumerate(zip(stage_planes, layers)):
-            first = block(channels, planes, 1 if index == 0 else 2, **block_kwargs)
-            channels = planes * block.expansion
-            blocks = max(1, blocks)  # make_stage builds one block at the least
-            parameters += _parameters(first)
-            if blocks > 1:
-                parameters += (blocks - 1) * _parameters(block(channels, planes, 1, **block_kwargs))
-            depth += blocks * _branch_layers(first)
-    parameters += 2 * channels if block.preact else 0  # the final BN of a pre-activation network
-    parameters += channels * num_classes + num_classes  # the head
-    return depth, parameters
-
-
-def _parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def _branch_layers(block: nn.Module) -> int:
-    """The convolutions of ``block`` outside its shortcut."""
-    shortcut = getattr(block, "downsample", None)
-    skip = set(shortcut.modules()) if shortcut is not None else set()
-    return sum(isinstance(m, nn.Conv2d) and m not in skip for m in block.modules())
-
-
-def available_memory() -> int | None:
-    """The bytes of memory free for a new process (Linux's MemAvailable), else all of it; None if unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _in_words(parameters: int) -> str:
-    if parameters >= 1e9:
-        return f"{parameters / 1e9:.1f} billion"
-    if parameters >= 1e6:
-        return f"{parameters / 1e6:.1f} million"
-    return f"{parameters:,}"
-
-
-def _in_bytes(count: float) -> str:
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= size:
-            value = count / size
-            return (
-                f"{value:.1f}".removesuffix(".0") + f" {unit}"
-                if value < 10
-                else f"{value:.0f} {unit}"
-            )
-    return f"{count:.0f} bytes"
-
-
-def check_buildable(depth: int, parameters: int) -> None:
-    """Refuse, with its size, a network deeper than :data:`MAX_DEPTH` or whose weights exceed the free memory."""
-    weights = 4 * parameters  # float32
-    size = (
-        f"a {depth:,}-layer network would hold {_in_words(parameters)} parameters "
-        f"({_in_bytes(weights)} of weights, and training needs several times that)"
-    )
-    if depth > MAX_DEPTH:
-        raise ValueError(
-            f"{size}; the course builds networks up to {MAX_DEPTH:,} layers deep (the deepest in "
-            f"the papers, resnet1202, has 1,202), so choose a smaller depth."
-        )
-    free = available_memory()
-    if free is not None and weights > free:
-        raise ValueError(
-            f"{size}, more than the {_in_bytes(free)} free on this machine; choose a smaller "
-            f"depth or width."
-        )
 
 
 def _block_options(
@@ -439,9 +325,9 @@ class LayerStack(nn.Module):
         if activation not in ("relu", "tanh"):
             raise ValueError(f"unknown activation {activation!r}; choose 'relu' or 'tanh'.")
         with torch.device("meta"):  # one hidden layer, to count; no memory, no random numbers
-            per_layer = _parameters(make_layer())
+            per_layer = sizes.parameter_count(make_layer())
         hidden = (depth - 2) * per_layer
-        check_buildable(depth, (in_features + 1) * width + hidden + (width + 1) * num_classes)
+        sizes.check_buildable(depth, (in_features + 1) * width + hidden + (width + 1) * num_classes)
         self.stem = nn.Sequential(
             nn.Linear(in_features, width), nn.ReLU() if activation == "relu" else nn.Tanh()
         )

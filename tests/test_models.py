@@ -192,13 +192,13 @@ def test_an_impossible_depth_is_refused_before_it_is_built_with_its_size():
 
 
 def test_a_network_whose_weights_exceed_the_free_memory_is_refused(monkeypatch):
-    from resnet_course import models
+    from resnet_course import sizes
 
-    monkeypatch.setattr(models, "available_memory", lambda: 2_000_000)  # 2 MB free
+    monkeypatch.setattr(sizes, "available_memory", lambda: 2_000_000)  # 2 MB free
     with pytest.raises(ValueError, match=r"110-layer.*1\.7 million parameters.*2 MB free"):
         cifar_resnet(110)
     cifar_resnet(20, width=4)  # what fits still builds
-    monkeypatch.setattr(models, "available_memory", lambda: None)  # unknown: no memory check
+    monkeypatch.setattr(sizes, "available_memory", lambda: None)  # unknown: no memory check
     cifar_resnet(110)
 
 
@@ -217,12 +217,12 @@ def test_a_network_whose_weights_exceed_the_free_memory_is_refused(monkeypatch):
 def test_the_size_estimate_is_the_built_networks_depth_and_parameter_count(
     name, depth, monkeypatch
 ):
-    from resnet_course import models
+    from resnet_course import sizes
 
     estimates = []  # what ResNet estimated before building, from its own arguments
-    estimate = models.network_size
+    estimate = sizes.network_size
     monkeypatch.setattr(
-        models,
+        sizes,
         "network_size",
         lambda *a, **kw: estimates.append(estimate(*a, **kw)) or estimates[-1],
     )
