@@ -12,18 +12,12 @@ models and the training loop are written once::
 from .analysis import count_flops, count_macs, count_parameters, gradient_norms
 from .blocks import BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottleneck, residual_add
 from .data import DataUnavailableError, TensorData, load_cifar10, make_spirals, pack_subset
+from .devices import pick_device
 from .models import MLP, ResNet, cifar_resnet, cifar_resnext, create_model, list_models
 from .notebooks import REPOSITORY_URL, glue
 from .presets import PRESETS, Preset, get_preset
-from .train import (
-    History,
-    TrainConfig,
-    TrainingDiverged,
-    TrainingRun,
-    fit,
-    pick_device,
-    set_seed,
-)
+from .recipe import TrainConfig
+from .train import History, TrainingDiverged, TrainingRun, fit, set_seed
 
 __version__ = "0.1.0"
 

@@ -2,7 +2,7 @@
 
 Chapters read a preset instead of hard-coding sizes: ``get_preset()`` is ``$RESNET_COURSE_PRESET``,
 else 'gpu' with a CUDA GPU and 'cpu' without. A preset's recipe is a
-:class:`~resnet_course.train.TrainConfig`; the loop that runs it is :mod:`resnet_course.train`.
+:class:`~resnet_course.recipe.TrainConfig`; the loop that runs it is :mod:`resnet_course.train`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .train import TrainConfig
+from .recipe import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ decides the result:
 * the data's content (a SHA-256 of its four tensors, not a path);
 * the recipe (every ``fit`` option that changes the arithmetic) and the seed;
 * the code that builds and trains the model (a hash of ``blocks.py``, ``models.py``,
-  ``train.py``, ``data.py`` and ``presets.py``), the torch version, the device type and the precision.
+  ``recipe.py``, ``devices.py``, ``train.py``, ``data.py`` and ``presets.py``), the torch
+  version, the device type and the precision.
 
 So chapter 1's plain-20 and chapter 2's plain-20 are one run, a dashboard's default
 configuration is the chapter's run, and a rebuild of the book trains nothing it has
@@ -35,11 +36,21 @@ import torch
 from torch import nn
 
 from .data import TensorData, cache_dir
+from .devices import pick_device
 from .models import create_model
-from .train import History, TrainConfig, fit, pick_device, set_seed, warn_if_diverged
+from .recipe import TrainConfig
+from .train import History, fit, set_seed, warn_if_diverged
 
 # The modules whose source decides what a run computes; editing any of them starts afresh.
-CODE_MODULES = ("blocks.py", "models.py", "train.py", "data.py", "presets.py")
+CODE_MODULES = (
+    "blocks.py",
+    "models.py",
+    "recipe.py",
+    "devices.py",
+    "train.py",
+    "data.py",
+    "presets.py",
+)
 # fit options that do not change the arithmetic of a run, only how it is shown or stopped.
 DISPLAY_OPTIONS = frozenset({"progress", "label", "on_step", "stop", "log_every"})
 KEY_VERSION = 1  # bump when the layout of a cache entry changes
@@ -150,7 +161,7 @@ def train(
 ) -> tuple[nn.Module, History]:
     """The trained model and its history: from the cache when this exact run was made before.
 
-    ``config`` (a :class:`~resnet_course.train.TrainConfig`) and ``recipe`` hold ``fit``'s
+    ``config`` (a :class:`~resnet_course.recipe.TrainConfig`) and ``recipe`` hold ``fit``'s
     options (``epochs`` or ``steps``, ``lr``, ``schedule``, ``warmup_epochs``, ...). The model
     is built right after ``set_seed(seed)``, and the batches are drawn with the same ``seed``
     (by default the config's, else 0), so a run is fixed by its key.

@@ -1,8 +1,8 @@
 """The one training loop of the course.
 
 ``fit(model, data, epochs=...)`` trains and returns a :class:`History`. The recipe (length,
-optimizer, schedule, augmentation, precision, seed) is one :class:`TrainConfig`, given as
-``config=`` or as its fields' keywords; :func:`learning_rate` is the one schedule. Underneath,
+optimizer, schedule, augmentation, precision, seed) is one :class:`~resnet_course.recipe.TrainConfig`,
+given as ``config=`` or as its fields' keywords (:mod:`resnet_course.recipe`). Underneath,
 :class:`TrainingRun` is the same loop as an iterator that yields after every
 step, so a dashboard can interleave training with button clicks
 (``for _ in run: await asyncio.sleep(0)``) without a second copy of the loop.
@@ -11,16 +11,13 @@ Defaults follow He et al. 2015 (SGD, momentum 0.9, weight decay 1e-4, lr 0.1
 divided by 10 at 50% and 75% of training). On CUDA the loop uses bf16 autocast
 where the GPU supports it and fp16 with a gradient scaler where it does not (T4,
 V100); image models run channels_last on CUDA and on the CPU, where it was measured
-faster at every preset size (see :func:`use_channels_last`). The loss is read from
+faster at every preset size (see :mod:`resnet_course.devices`). The loss is read from
 the device every ``log_every`` steps, not every step, so the GPU is never made to
 wait for the host; a loss that is no longer finite stops the run at that read.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import functools
 import json
 import math
 import os
@@ -35,211 +32,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import TensorData
+from .devices import (
+    autocast,
+    choose_precision,
+    cpu_threads,
+    describe_device,
+    pick_device,
+    use_channels_last,
+    using_threads,
+)
+from .recipe import TrainConfig
 
-# --- the recipe --------------------------------------------------------------------------------
-
-SCHEDULES = ("step", "cosine", "constant")
-OPTIMIZERS = ("sgd", "adam")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How a network is trained, apart from the network and the data: the recipe of a run.
-
-    Give the length as ``epochs`` (passes over the training set, a fraction allowed) or as
-    ``steps`` (optimisation steps), not both; ``max_steps`` caps either (the first version
-    wrote "train N steps" as ``epochs=N, max_steps=N``). ``milestones`` and ``warmup_epochs``
-    scale with the run: the step schedule divides the learning rate by 10 at each milestone
-    (a fraction of the run), after ``warmup_epochs`` of linear warm-up. ``schedule`` may also
-    be a function of the step (0-based) that returns the learning rate; it then replaces
-    ``lr``, ``milestones`` and ``warmup_epochs``. ``precision`` is 'auto' (bf16 or fp16 on
-    CUDA, fp32 elsewhere), 'fp32', 'bf16' or 'fp16'; ``channels_last`` None means "where it
-    was measured faster" (:func:`use_channels_last`). ``seed`` fixes the batches' order and
-    augmentation, not the network's starting weights (seed before building it).
-
-    ``fit(model, data, config=TrainConfig(epochs=4, lr=0.05))`` trains with it, and
-    ``fit(model, data, epochs=4, lr=0.05)`` is the same run; keywords given beside a config
-    replace its fields.
-    """
-
-    epochs: float | None = None
-    steps: int | None = None
-    max_steps: int | None = None
-    lr: float = 0.1
-    batch_size: int = 128
-    momentum: float = 0.9  # SGD only
-    weight_decay: float = 1e-4  # on every parameter, as in the paper's recipe
-    nesterov: bool = False
-    optimizer: str = "sgd"
-    schedule: str | Callable[[int], float] = "step"
-    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the run (32k and 48k of 64k)
-    warmup_epochs: float = 0.0
-    augment: bool = True  # random crops and flips of image batches
-    precision: str = "auto"
-    channels_last: bool | None = None
-    compile: bool = False
-    seed: int = 0
-
-    def replace(self, **changes) -> TrainConfig:
-        """This config with ``changes``; a length (``epochs`` or ``steps``) replaces the config's length."""
-        unknown = sorted(set(changes) - {f.name for f in fields(self)})
-        if unknown:
-            raise TypeError(
-                f"unknown training option(s) {', '.join(map(repr, unknown))}; "
-                f"the recipe's are {', '.join(f.name for f in fields(self))}."
-            )
-        if "epochs" in changes or "steps" in changes:
-            changes = {"epochs": None, "steps": None, **changes}
-        return dataclasses.replace(self, **changes)
-
-    def options(self, *names: str) -> dict:
-        """The named fields as ``fit`` keywords; with no names, the fields that differ from the defaults."""
-        if names:
-            return {name: getattr(self, name) for name in names}
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if getattr(self, f.name) != f.default
-        }
-
-    def check(self, train_examples: int) -> None:
-        """Raises ValueError, in one sentence, for a recipe that cannot run on ``train_examples`` examples."""
-        epochs, steps, lr = self.epochs, self.steps, self.lr
-        if (epochs is None) == (steps is None):
-            raise ValueError(
-                "give either epochs= or steps= (how long to train), not both and not neither."
-            )
-        if epochs is not None and not (
-            isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0
-        ):
-            raise ValueError(f"epochs must be a positive number, got {epochs!r}.")
-        if steps is not None and not (isinstance(steps, int) and steps > 0):
-            raise ValueError(f"steps must be a positive whole number, got {steps!r}.")
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"the learning rate must be a positive, finite number, got {lr!r}.")
-        if not callable(self.schedule) and self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"unknown schedule {self.schedule!r}; choose 'step', 'cosine', 'constant', or pass a function of the step."
-            )
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose 'sgd' or 'adam'.")
-        if self.batch_size < 1 or self.batch_size > train_examples:
-            raise ValueError(
-                f"batch_size must be between 1 and the {train_examples} training examples, got {self.batch_size}."
-            )
-
-    def total_steps(self, steps_per_epoch: int) -> int:
-        """The run's length in optimisation steps."""
-        total = self.steps if self.steps is not None else math.ceil(self.epochs * steps_per_epoch)
-        return total if self.max_steps is None else min(total, self.max_steps)
-
-    def learning_rates(self, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
-        """The learning rate at each step (0-based) of a run of ``total_steps`` steps."""
-        # A recipe's own schedule, e.g. the paper's lr drops at fixed iterations.
-        if callable(self.schedule):
-            return self.schedule
-        # step >= fraction * total holds exactly when step >= ceil(fraction * total): the same drops, as step numbers.
-        milestone_steps = tuple(math.ceil(fraction * total_steps) for fraction in self.milestones)
-        return functools.partial(
-            learning_rate,
-            total_steps=total_steps,
-            lr=self.lr,
-            schedule=self.schedule,
-            milestone_steps=milestone_steps,
-            warmup_steps=round(self.warmup_epochs * steps_per_epoch),
-        )
-
-
-def learning_rate(
-    step: int,
-    *,
-    total_steps: int,
-    lr: float,
-    schedule: str = "step",
-    milestone_steps: tuple[int, ...] = (),
-    warmup_steps: int = 0,
-    warmup_lr: float | None = None,
-) -> float:
-    """The learning rate at ``step`` (0-based) of a run of ``total_steps`` steps: the course's one schedule.
-
-    First ``warmup_steps`` of warm-up: a linear ramp up to ``lr``, or a constant ``warmup_lr``
-    (the paper's ResNet-110 trains at 0.01 for its first 400 iterations). Then 'constant'
-    keeps ``lr``; 'cosine' decays it to 0 at the end of the run; 'step' divides it by 10 at
-    each of ``milestone_steps``.
-    """
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps if warmup_lr is None else warmup_lr
-    if schedule == "constant":
-        return lr
-    if schedule == "cosine":
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * lr * (1 + math.cos(math.pi * progress))
-    return lr * 0.1 ** sum(step >= milestone for milestone in milestone_steps)
-
-
-# --- devices and precision -----------------------------------------------------------------------
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA, then Apple's MPS, then the CPU."""
-    if device is not None:
-        device = torch.device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                "device='cuda' was asked for, but no CUDA GPU is available here; use device='cpu' or leave device unset."
-            )
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def describe_device(device: torch.device, *, threads: int | None = None) -> str:
-    """The device in words; on a CPU with its thread count (``threads``, else torch's now)."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    if device.type == "cpu":
-        count = threads or torch.get_num_threads()
-        return f"cpu ({count} thread{'' if count == 1 else 's'})"
-    return str(device)
-
-
-def choose_precision(requested: str, device_type: str, *, bf16_supported: bool) -> str:
-    """The arithmetic a run uses: 'bf16', 'fp16' or 'fp32'.
-
-    ``auto`` means bf16 autocast on a CUDA GPU that supports it (A100, H100, RTX 30xx
-    and newer), fp16 autocast with a gradient scaler on one that does not (T4, V100:
-    Colab's default GPU), and fp32 elsewhere (CPU autocast to bf16 is slower on most
-    CPUs, and MPS autocast is still partial).
-    """
-    if requested not in PRECISIONS:
-        raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}.")
-    if requested != "auto":
-        if requested == "fp16" and device_type != "cuda":
-            raise ValueError(
-                "precision='fp16' needs a CUDA GPU (its gradient scaler is CUDA's); use 'fp32' or 'bf16' here."
-            )
-        return requested
-    if device_type != "cuda":
-        return "fp32"
-    return "bf16" if bf16_supported else "fp16"
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def use_channels_last(device_type: str, *, is_image: bool) -> bool:
-    """Whether image tensors are stored channels-last (NHWC) on this kind of device.
-
-    Measured with a plain training step of CIFAR ResNets at batch 128 on 2 CPU cores
-    (torch 2.14, ``python -m tools.bench --only machine,memory_format``, recorded in
-    ``results/bench/memory-format-cpu.json``): channels-last was 1.08x (ResNet-20, width 8,
-    16x16) to 1.44x (ResNet-56, width 16, 32x32) as fast as the default layout, faster at every
-    preset size. On CUDA it is what cuDNN's fastest convolutions expect. MPS keeps the default.
-    """
-    return is_image and device_type in ("cuda", "cpu")
+# --- seeds ---------------------------------------------------------------------------------------
 
 
 def set_seed(seed: int) -> None:
@@ -337,12 +141,6 @@ def _should_stop(stop) -> bool:
     if hasattr(stop, "is_set"):  # threading.Event, asyncio.Event
         return stop.is_set()
     return bool(stop())
-
-
-def autocast(device_type: str, precision: str):
-    """The autocast context of ``precision`` ('fp32': none) on this kind of device."""
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device_type, dtype=dtype, enabled=precision != "fp32")
 
 
 @torch.no_grad()
@@ -506,33 +304,6 @@ class _EpochTotals:
     lr: float = 0.0  # the learning rate of the epoch's last step
 
 
-def cpu_threads(device_type: str, *, is_vectors: bool) -> int | None:
-    """How many CPU threads a run trains on: one for the 2-D toys, else torch's own choice (None).
-
-    A step of a toy MLP is too small to split between threads. Measured on 2 idle CPU cores
-    (torch 2.14, a 16-layer MLP of width 32 on spirals, 300 steps at batch 128): 1.1 s on one
-    thread against 1.5 s on two. On a busy machine every split operation also waits for the
-    second thread: a step took 30 ms on one thread and 1.6 to 2.9 s on two. The sequence
-    tasks' transformers are large enough to gain (2.0 s against 1.5 s for chapter 8's 4-block
-    one, 120 steps), so they keep torch's choice, as image models do.
-    """
-    return 1 if device_type == "cpu" and is_vectors else None
-
-
-@contextlib.contextmanager
-def _cpu_threads(count: int | None):
-    """``torch.set_num_threads(count)`` for the block, and the previous count again after it."""
-    if count is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class TrainingRun:
     """One training run, as an iterator that yields the step number after every step.
 
@@ -655,7 +426,7 @@ class TrainingRun:
         )
 
     def __iter__(self) -> Iterator[int]:
-        with _cpu_threads(self.threads):
+        with using_threads(self.threads):
             yield from self._train()
 
     def _train(self) -> Iterator[int]:

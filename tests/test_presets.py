@@ -17,7 +17,7 @@ def test_presets_live_in_their_own_module_and_the_loop_module_holds_none():
 
 def test_the_run_caches_code_hash_covers_the_presets(tmp_path, monkeypatch):
     assert "presets.py" in runs.CODE_MODULES
-    assert set(runs.CODE_MODULES) == {"blocks.py", "models.py", "train.py", "data.py", "presets.py"}
+    assert {"blocks.py", "models.py", "train.py", "data.py", "presets.py"} <= set(runs.CODE_MODULES)
 
 
 def test_the_preset_values_are_the_ones_the_scale_study_chose():

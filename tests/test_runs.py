@@ -116,7 +116,7 @@ def test_an_entry_records_what_made_it(cache):
 
 
 def test_a_config_is_keyed_as_the_keywords_that_say_the_same(cache):
-    from resnet_course.train import TrainConfig
+    from resnet_course.recipe import TrainConfig
 
     _, by_keywords = _spiral_run()
     arithmetic = {key: value for key, value in RECIPE.items() if key != "progress"}

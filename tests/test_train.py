@@ -5,17 +5,11 @@ import pytest
 import torch
 
 from resnet_course.data import make_spirals
+from resnet_course.devices import pick_device
 from resnet_course.models import MLP, create_model
 from resnet_course.presets import PRESETS, get_preset
-from resnet_course.train import (
-    TrainConfig,
-    TrainingDiverged,
-    TrainingRun,
-    fit,
-    learning_rate,
-    pick_device,
-    set_seed,
-)
+from resnet_course.recipe import TrainConfig, learning_rate
+from resnet_course.train import TrainingDiverged, TrainingRun, fit, set_seed
 
 
 def test_fit_lowers_the_loss_on_spirals():
@@ -180,7 +174,7 @@ def test_steps_trains_exactly_that_many_steps():
 
 
 def test_precision_is_bf16_where_supported_else_fp16_on_cuda_and_fp32_elsewhere():
-    from resnet_course.train import choose_precision
+    from resnet_course.devices import choose_precision
 
     assert choose_precision("auto", "cuda", bf16_supported=True) == "bf16"  # A100, H100
     assert choose_precision("auto", "cuda", bf16_supported=False) == "fp16"  # T4, V100

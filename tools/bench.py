@@ -56,10 +56,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_course.data import DataUnavailableError, TensorData, load_cifar10
+from resnet_course.devices import describe_device, pick_device
 from resnet_course.models import create_model, valid_cifar_depth
 from resnet_course.plots import running_mean
 from resnet_course.presets import get_preset
-from resnet_course.train import TrainingRun, describe_device, pick_device, set_seed
+from resnet_course.train import TrainingRun, set_seed
 
 PARTS = (
     "machine",
@@ -561,7 +562,7 @@ def measure_memory_format(
 ) -> list[dict]:
     """Images/s of a plain training step, contiguous (NCHW) against channels-last (NHWC), paired per repetition.
 
-    The table behind :func:`resnet_course.train.use_channels_last`.
+    The table behind :func:`resnet_course.devices.use_channels_last`.
     """
     device = pick_device(device)
     rows = []
@@ -627,8 +628,8 @@ def measure_compile(
     took. A compiled model pays from ``break_even_steps = compile_seconds / (eager step - compiled
     step)``: the table behind :func:`resnet_course.train.use_compile`.
     """
+    from resnet_course.devices import use_channels_last
     from resnet_course.presets import PRESETS
-    from resnet_course.train import use_channels_last
 
     device = pick_device(device)
     memory_format = (

@@ -54,8 +54,9 @@ from resnet_course import __version__
 from resnet_course.data import DataUnavailableError, TensorData, load_cifar10
 from resnet_course.evidence import RESULT_KIND, format_results, row_from_record
 from resnet_course.models import create_model
+from resnet_course.recipe import TrainConfig, learning_rate
 from resnet_course.runs import data_fingerprint
-from resnet_course.train import History, TrainConfig, TrainingRun, learning_rate, set_seed
+from resnet_course.train import History, TrainingRun, set_seed
 
 MODELS = (
     "resnet20",
