@@ -286,7 +286,8 @@ def test_cifar_runs_are_labelled_like_the_paper(cifar_available):
 
 def test_run_default_trains_plain_and_residual_and_draws_them_on_demand():
     dashboard = tiny_spirals_dashboard()
-    assert dashboard.run_default() is None  # the dashboard's panel shows the curves: no second figure
+    # The dashboard's panel shows the curves: no second figure.
+    assert dashboard.run_default() is None
     figure = dashboard.figure()
     assert [h.label for h in dashboard.histories] == ["plain-mlp-4", "residual-mlp-4"]
     loss_axis = figure.axes[0]
