@@ -11,20 +11,13 @@ models and the training loop are written once::
 
 from .analysis import count_flops, count_macs, count_parameters, gradient_norms
 from .blocks import BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottleneck, residual_add
-from .data import Dataset, DataUnavailableError, load_cifar10, make_spirals, pack_subset
+from .data import DataUnavailableError, TensorData, load_cifar10, make_spirals, pack_subset
+from .devices import pick_device
 from .models import MLP, ResNet, cifar_resnet, cifar_resnext, create_model, list_models
 from .notebooks import REPOSITORY_URL, glue
-from .train import (
-    PRESETS,
-    History,
-    Preset,
-    TrainConfig,
-    TrainingRun,
-    fit,
-    get_preset,
-    pick_device,
-    set_seed,
-)
+from .presets import PRESETS, Preset, get_preset
+from .recipe import TrainConfig
+from .train import History, TrainingDiverged, TrainingRun, fit, set_seed
 
 __version__ = "0.1.0"
 
@@ -42,7 +35,7 @@ __all__ = [
     "create_model",
     "list_models",
     "DataUnavailableError",
-    "Dataset",
+    "TensorData",
     "load_cifar10",
     "make_spirals",
     "pack_subset",
@@ -50,6 +43,7 @@ __all__ = [
     "History",
     "Preset",
     "TrainConfig",
+    "TrainingDiverged",
     "TrainingRun",
     "fit",
     "get_preset",

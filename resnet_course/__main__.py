@@ -23,7 +23,8 @@ def _info(_args) -> int:
     import torch
 
     from .data import DataUnavailableError, load_cifar10
-    from .train import describe_device, get_preset, pick_device
+    from .devices import describe_device, pick_device
+    from .presets import get_preset
 
     print(f"torch {torch.__version__}, device {describe_device(pick_device())}")
     print(get_preset().describe())

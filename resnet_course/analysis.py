@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from .data import Dataset
+from .data import TensorData
 from .train import evaluate
 
 # --- hooks and modes, always undone ---------------------------------------------------------------
@@ -261,7 +261,7 @@ def blocks_deleted(model: nn.Module, names: Sequence[str]):
         yield model
 
 
-def evaluate_accuracy(model: nn.Module, data: Dataset) -> float:
+def evaluate_accuracy(model: nn.Module, data: TensorData) -> float:
     """Accuracy on ``data``'s test split, in eval mode: :func:`~resnet_course.train.evaluate`'s."""
     return evaluate(model, data)[1]
 
@@ -296,7 +296,7 @@ class LesionStudy:
         return sum(drops) / len(drops)
 
 
-def lesion_study(model: nn.Module, data: Dataset) -> LesionStudy:
+def lesion_study(model: nn.Module, data: TensorData) -> LesionStudy:
     """Delete each block of ``model`` in turn (see :func:`blocks_deleted`) and measure the test accuracy."""
     names = [name for name, _ in model.named_blocks()]
     deleted = {}
@@ -311,7 +311,7 @@ def lesion_study(model: nn.Module, data: Dataset) -> LesionStudy:
 
 def random_lesions(
     model: nn.Module,
-    data: Dataset,
+    data: TensorData,
     counts: Sequence[int],
     *,
     trials: int = 5,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .analysis import eval_mode, hooks
-from .data import Dataset
+from .data import TensorData, check_size
 from .models import LayerStack, cifar_resnet
 
 # --- a small sequence task ---------------------------------------------------------------------
@@ -42,7 +42,7 @@ def make_sequence_task(
     train_size: int = 4000,
     test_size: int = 1000,
     seed: int = 0,
-) -> Dataset:
+) -> TensorData:
     """Random token sequences and their copy, reversal or sorted version, one target per position.
 
     ``x`` and ``y`` are ``N x length`` integer tensors; a model outputs
@@ -58,6 +58,8 @@ def make_sequence_task(
         raise ValueError(
             f"a sequence task needs length >= 2 and vocab >= 2, got length={length}, vocab={vocab}."
         )
+    check_size("train_size", train_size, what="sequences")
+    check_size("test_size", test_size, what="sequences")
     generator = torch.Generator().manual_seed(seed)
     x = torch.randint(0, vocab, (train_size + test_size, length), generator=generator)
     if task == "copy":
@@ -66,7 +68,7 @@ def make_sequence_task(
         y = x.flip(1)
     else:
         y = x.sort(dim=1).values
-    return Dataset(
+    return TensorData(
         x[:train_size],
         y[:train_size],
         x[train_size:],

@@ -144,6 +144,13 @@ def make_shortcut(
     return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
 
 
+PLAIN_ZERO_INIT = (
+    "a plain block has no identity path, so zeroing its last BatchNorm (bn2) would make it output "
+    "zeros and the whole network a constant, whatever its input; zero_init_last is for residual "
+    "blocks (block='basic'), which it makes start as identities."
+)
+
+
 class PlainBlock(nn.Module):
     """Two 3x3 convolutions and no shortcut: the building block of the "plain" nets."""
 
@@ -173,7 +180,8 @@ class PlainBlock(nn.Module):
         return self.relu(out)
 
     def zero_init_last(self) -> None:
-        nn.init.zeros_(self.bn2.weight)
+        """Refused: a residual block starts as an identity this way, a plain block would output zeros."""
+        raise ValueError(PLAIN_ZERO_INIT)
 
 
 class BasicBlock(nn.Module):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import os
 import pickle
 import zipfile
@@ -49,8 +50,22 @@ class DataUnavailableError(RuntimeError):
     """The data set is neither on disk nor downloadable; the message says what to do."""
 
 
+def check_size(name: str, value, *, what: str = "examples", optional: bool = False) -> None:
+    """Refuse, in one sentence, a size that is not a positive whole number (``None`` too, unless ``optional``).
+
+    Without it a negative size slices from the end: ``train_size=-3`` kept all but 3 images.
+    """
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        everything = " (or None for all of them)" if optional else ""
+        raise ValueError(
+            f"{name} must be a positive whole number of {what}{everything}, got {value!r}."
+        )
+
+
 @dataclass
-class Dataset:
+class TensorData:
     """Train and test tensors, kept whole so batches are slices, not worker processes.
 
     Images are uint8 ``N x C x H x W`` (converted to normalised floats batch by
@@ -86,14 +101,14 @@ class Dataset:
 
     def __repr__(self) -> str:
         return (
-            f"Dataset({self.name!r}: {len(self.x_train)} train / {len(self.x_test)} test, "
+            f"TensorData({self.name!r}: {len(self.x_train)} train / {len(self.x_test)} test, "
             f"inputs {self.input_shape}, {self.num_classes} classes, from {self.source or 'memory'})"
         )
 
-    def to(self, device: torch.device | str) -> "Dataset":
+    def to(self, device: torch.device | str) -> "TensorData":
         """The same data set with its tensors on ``device`` (a no-op when already there)."""
         moved = {key: getattr(self, key).to(device, non_blocking=True) for key in NPZ_KEYS}
-        return Dataset(
+        return TensorData(
             **moved,
             classes=self.classes,
             name=self.name,
@@ -102,8 +117,12 @@ class Dataset:
             std=self.std,
         )
 
-    def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> "Dataset":
+    def subset(
+        self, train: int | None = None, test: int | None = None, seed: int = 0
+    ) -> "TensorData":
         """The first ``train``/``test`` examples after a seeded shuffle (class balance kept on average)."""
+        check_size("train", train, optional=True)
+        check_size("test", test, optional=True)
         generator = torch.Generator().manual_seed(seed)
         pieces = {}
         for split, count in (("train", train), ("test", test)):
@@ -112,7 +131,7 @@ class Dataset:
                 keep = torch.randperm(len(x), generator=generator)[:count].to(x.device)
                 x, y = x[keep], y[keep]
             pieces[f"x_{split}"], pieces[f"y_{split}"] = x, y
-        return Dataset(
+        return TensorData(
             **pieces,
             classes=self.classes,
             name=self.name,
@@ -121,7 +140,7 @@ class Dataset:
             std=self.std,
         )
 
-    def downscale(self, size: int) -> "Dataset":
+    def downscale(self, size: int) -> "TensorData":
         """Images shrunk to ``size x size`` by area averaging, done once, kept as uint8."""
         if not self.is_image or self.x_train.shape[-1] == size:
             return self
@@ -130,7 +149,7 @@ class Dataset:
             small = F.interpolate(x.float(), size=(size, size), mode="area")
             return small.round_().clamp_(0, 255).to(torch.uint8)
 
-        return Dataset(
+        return TensorData(
             shrink(self.x_train),
             self.y_train,
             shrink(self.x_test),
@@ -257,8 +276,15 @@ def make_spirals(
     noise: float = 0.2,
     test_fraction: float = 0.2,
     seed: int = 0,
-) -> Dataset:
+) -> TensorData:
     """Interleaved spirals in the plane, one arm per class: a small, non-linear problem."""
+    check_size("n_per_class", n_per_class, what="points")
+    check_size("classes", classes, what="arms")
+    if not (isinstance(test_fraction, numbers.Real) and 0 < test_fraction < 1):
+        raise ValueError(
+            f"test_fraction must be between 0 and 1 (the share of points kept for testing), "
+            f"got {test_fraction!r}."
+        )
     generator = torch.Generator().manual_seed(seed)
     xs, ys = [], []
     for label in range(classes):
@@ -271,7 +297,12 @@ def make_spirals(
     order = torch.randperm(len(x), generator=generator)
     x, y = x[order], y[order]
     n_test = int(len(x) * test_fraction)
-    return Dataset(
+    if n_test == 0:
+        raise ValueError(
+            f"{len(x)} points with test_fraction={test_fraction:g} leave no test points; "
+            f"ask for more points per class or a larger test_fraction."
+        )
+    return TensorData(
         x[n_test:],
         y[n_test:],
         x[:n_test],
@@ -296,14 +327,17 @@ def load_cifar10(
     test_size: int | None = None,
     download: bool = True,
     seed: int = 0,
-) -> Dataset:
-    """CIFAR-10 as a :class:`Dataset`, from ``$RESNET_COURSE_DATA``, the cache, or a download.
+) -> TensorData:
+    """CIFAR-10 as a :class:`TensorData`, from ``$RESNET_COURSE_DATA``, the cache, or a download.
 
     ``image_size=16`` shrinks the images once for fast CPU runs; ``train_size`` and
     ``test_size`` take seeded random subsets.
     """
+    check_size("image_size", image_size, what="pixels a side")
+    check_size("train_size", train_size, optional=True)
+    check_size("test_size", test_size, optional=True)
     arrays, source = _find_cifar10(download)
-    data = Dataset(
+    data = TensorData(
         *(_to_tensor(arrays[key]) for key in NPZ_KEYS),
         classes=CIFAR10_CLASSES,
         name="cifar10",
@@ -502,7 +536,7 @@ def _download_cifar10(root: Path) -> None:
 
 
 def pack_subset(
-    data: Dataset,
+    data: TensorData,
     path: str | os.PathLike,
     *,
     train_per_class: int,
@@ -516,6 +550,8 @@ def pack_subset(
     """
     if not data.is_image:
         raise ValueError("pack_subset writes image data sets; this one holds points.")
+    check_size("train_per_class", train_per_class, what="images")
+    check_size("test_per_class", test_per_class, what="images")
     generator = torch.Generator().manual_seed(seed)
     arrays = {}
     for split, per_class in (("train", train_per_class), ("test", test_per_class)):

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from .blocks import BLOCKS, BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottleneck
+from . import sizes
+from .blocks import (
+    BLOCKS,
+    PLAIN_ZERO_INIT,
+    BasicBlock,
+    Bottleneck,
+    PlainBlock,
+    PreActBlock,
+    PreActBottleneck,
+)
 
 
 class ResNet(nn.Module):
@@ -61,9 +71,23 @@ class ResNet(nn.Module):
         self.bn1 = None if block.preact else nn.BatchNorm2d(stem_channels)
         self.relu = nn.ReLU(inplace=True)
 
+        if zero_init_last and issubclass(block, PlainBlock):
+            raise ValueError(PLAIN_ZERO_INIT)
         block_kwargs = _block_options(
             block, shortcut=shortcut, groups=groups, width_per_group=width_per_group
         )
+        # Refused before anything is allocated: cifar_resnet(600002) once filled 24 GB and was killed.
+        depth, parameters = sizes.network_size(
+            block,
+            layers,
+            stage_planes=stage_planes,
+            stem=stem,
+            stem_channels=stem_channels,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            block_kwargs=block_kwargs,
+        )
+        sizes.check_buildable(depth, parameters)
         channels = stem_channels
         self.stage_names = []
         for index, (planes, blocks) in enumerate(zip(stage_planes, layers)):
@@ -300,6 +324,10 @@ class LayerStack(nn.Module):
             raise ValueError(f"an MLP needs depth >= 2 (an input layer and a head), got {depth!r}.")
         if activation not in ("relu", "tanh"):
             raise ValueError(f"unknown activation {activation!r}; choose 'relu' or 'tanh'.")
+        with torch.device("meta"):  # one hidden layer, to count; no memory, no random numbers
+            per_layer = sizes.parameter_count(make_layer())
+        hidden = (depth - 2) * per_layer
+        sizes.check_buildable(depth, (in_features + 1) * width + hidden + (width + 1) * num_classes)
         self.stem = nn.Sequential(
             nn.Linear(in_features, width), nn.ReLU() if activation == "relu" else nn.Tanh()
         )
@@ -354,83 +382,117 @@ class MLP(LayerStack):
 
 # --- the registry --------------------------------------------------------------------------------
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+@dataclass(frozen=True)
+class Family:
+    """A kind of network: what it is, in words, and the keywords its builders accept."""
+
+    description: str
+    keywords: frozenset[str]
 
 
-def register(name: str, builder: Callable[..., nn.Module]) -> None:
-    _REGISTRY[name] = builder
+FAMILIES = {
+    "cifar": Family(
+        "a CIFAR ResNet",
+        frozenset(inspect.signature(cifar_resnet).parameters) - {"depth", "block"},
+    ),
+    "resnext": Family(
+        "a CIFAR ResNeXt", frozenset(inspect.signature(cifar_resnext).parameters) - {"depth"}
+    ),
+    "imagenet": Family(
+        "an ImageNet ResNet",
+        frozenset(inspect.signature(ResNet).parameters)
+        - {"block", "layers", "stage_planes", "stem"},
+    ),
+    "mlp": Family("a toy MLP", frozenset(inspect.signature(MLP).parameters) - {"residual"}),
+}
+
+
+@dataclass(frozen=True)
+class _Entry:
+    family: str
+    build: Callable[..., nn.Module]
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register(name: str, builder: Callable[..., nn.Module], *, family: str) -> None:
+    """Make ``create_model(name, **kw)`` call ``builder(**kw)``; ``family`` says which keywords it takes.
+
+    The family is stored with the name (as timm does), never guessed from how the name begins.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}.")
+    _REGISTRY[name] = _Entry(family, builder)
+
+
+def model_family(name: str) -> str:
+    """The family ``name`` was registered with: 'cifar', 'resnext', 'imagenet' or 'mlp'."""
+    return _REGISTRY[name].family
 
 
 for _depth in (20, 32, 44, 56, 110, 1202):
-    register(f"resnet{_depth}", lambda _d=_depth, **kw: cifar_resnet(_d, block="basic", **kw))
+    register(
+        f"resnet{_depth}",
+        lambda _d=_depth, **kw: cifar_resnet(_d, block="basic", **kw),
+        family="cifar",
+    )
 for _depth in (20, 32, 44, 56, 110):
-    register(f"plain{_depth}", lambda _d=_depth, **kw: cifar_resnet(_d, block="plain", **kw))
-register("preact_resnet110", lambda **kw: cifar_resnet(110, block="preact", **kw))
-register("preact_resnet164", lambda **kw: cifar_resnet(164, block="preact_bottleneck", **kw))
-register("preact_resnet1001", lambda **kw: cifar_resnet(1001, block="preact_bottleneck", **kw))
+    register(
+        f"plain{_depth}",
+        lambda _d=_depth, **kw: cifar_resnet(_d, block="plain", **kw),
+        family="cifar",
+    )
+register("preact_resnet110", lambda **kw: cifar_resnet(110, block="preact", **kw), family="cifar")
 register(
-    "resnext29_8x64d", lambda **kw: cifar_resnext(29, cardinality=8, bottleneck_width=64, **kw)
+    "preact_resnet164",
+    lambda **kw: cifar_resnet(164, block="preact_bottleneck", **kw),
+    family="cifar",
 )
 register(
-    "resnext29_16x64d", lambda **kw: cifar_resnext(29, cardinality=16, bottleneck_width=64, **kw)
+    "preact_resnet1001",
+    lambda **kw: cifar_resnet(1001, block="preact_bottleneck", **kw),
+    family="cifar",
+)
+register(
+    "resnext29_8x64d",
+    lambda **kw: cifar_resnext(29, cardinality=8, bottleneck_width=64, **kw),
+    family="resnext",
+)
+register(
+    "resnext29_16x64d",
+    lambda **kw: cifar_resnext(29, cardinality=16, bottleneck_width=64, **kw),
+    family="resnext",
 )
 # A CPU-scale ResNeXt-29: a 16-channel stem and 4 groups of 8 channels in the first stage.
 register(
     "resnext29_small",
     lambda **kw: cifar_resnext(29, **{"cardinality": 4, "bottleneck_width": 8, "width": 16, **kw}),
+    family="resnext",
 )
 
-register("resnet18", lambda **kw: imagenet_resnet(BasicBlock, [2, 2, 2, 2], **kw))
-register("resnet34", lambda **kw: imagenet_resnet(BasicBlock, [3, 4, 6, 3], **kw))
-register("resnet50", lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 6, 3], **kw))
-register("resnet101", lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 23, 3], **kw))
-register("resnet152", lambda **kw: imagenet_resnet(Bottleneck, [3, 8, 36, 3], **kw))
-register(
-    "resnext50_32x4d",
-    lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, **kw),
-)
-register(
-    "resnext101_32x8d",
-    lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8, **kw),
-)
-register(
-    "wide_resnet50_2",
-    lambda **kw: imagenet_resnet(Bottleneck, [3, 4, 6, 3], width_per_group=128, **kw),
-)
-register("preact_resnet18", lambda **kw: imagenet_resnet(PreActBlock, [2, 2, 2, 2], **kw))
-register("preact_resnet50", lambda **kw: imagenet_resnet(PreActBottleneck, [3, 4, 6, 3], **kw))
+# ImageNet networks: a keyword given to create_model replaces the network's own value.
+for _name, _block, _layers, _own in (
+    ("resnet18", BasicBlock, [2, 2, 2, 2], {}),
+    ("resnet34", BasicBlock, [3, 4, 6, 3], {}),
+    ("resnet50", Bottleneck, [3, 4, 6, 3], {}),
+    ("resnet101", Bottleneck, [3, 4, 23, 3], {}),
+    ("resnet152", Bottleneck, [3, 8, 36, 3], {}),
+    ("resnext50_32x4d", Bottleneck, [3, 4, 6, 3], {"groups": 32, "width_per_group": 4}),
+    ("resnext101_32x8d", Bottleneck, [3, 4, 23, 3], {"groups": 32, "width_per_group": 8}),
+    ("wide_resnet50_2", Bottleneck, [3, 4, 6, 3], {"width_per_group": 128}),
+    ("preact_resnet18", PreActBlock, [2, 2, 2, 2], {}),
+    ("preact_resnet50", PreActBottleneck, [3, 4, 6, 3], {}),
+):
+    register(
+        _name,
+        lambda _b=_block, _l=_layers, _o=_own, **kw: imagenet_resnet(_b, _l, **{**_o, **kw}),
+        family="imagenet",
+    )
 
-register("mlp", lambda depth=8, **kw: MLP(depth, residual=False, **kw))
-register("residual_mlp", lambda depth=8, **kw: MLP(depth, residual=True, **kw))
-
-_KEYWORDS = {
-    "cifar": set(inspect.signature(cifar_resnet).parameters) - {"depth", "block"},
-    "resnext": set(inspect.signature(cifar_resnext).parameters) - {"depth"},
-    "imagenet": set(inspect.signature(ResNet).parameters)
-    - {"block", "layers", "stage_planes", "stem"},
-    "mlp": set(inspect.signature(MLP).parameters) - {"residual"},
-}
-
-
-def _family(name: str) -> str:
-    if name in ("mlp", "residual_mlp"):
-        return "mlp"
-    if name.startswith("resnext29"):
-        return "resnext"
-    if name.startswith(
-        (
-            "plain",
-            "preact_resnet1",
-            "resnet20",
-            "resnet32",
-            "resnet44",
-            "resnet56",
-            "resnet110",
-            "resnet1202",
-        )
-    ):
-        return "cifar"
-    return "imagenet"
+register("mlp", lambda depth=8, **kw: MLP(depth, residual=False, **kw), family="mlp")
+register("residual_mlp", lambda depth=8, **kw: MLP(depth, residual=True, **kw), family="mlp")
 
 
 def list_models() -> list[str]:
@@ -453,14 +515,15 @@ def create_model(name: str, **kwargs) -> nn.Module:
             f"plain20 to plain110; cifar_resnet() builds any other 6n+2 depth), ImageNet ResNets depths "
             f"18, 34, 50, 101, 152. Valid names: {', '.join(list_models())}."
         )
-    allowed = _KEYWORDS[_family(name)]
-    unknown = set(kwargs) - allowed
+    entry = _REGISTRY[name]
+    family = FAMILIES[entry.family]
+    unknown = set(kwargs) - family.keywords
     if unknown:
         raise ValueError(
             f"create_model({name!r}) got unknown argument(s) {', '.join(sorted(unknown))}; "
-            f"it accepts {', '.join(sorted(allowed))}."
+            f"{name} is {family.description}, which accepts {', '.join(sorted(family.keywords))}."
         )
-    return _REGISTRY[name](**kwargs)
+    return entry.build(**kwargs)
 
 
 __all__ = [
@@ -477,5 +540,7 @@ __all__ = [
     "valid_cifar_depth",
     "create_model",
     "list_models",
+    "model_family",
+    "register",
     "make_stage",
 ]

@@ -9,7 +9,8 @@ decides the result:
 * the data's content (a SHA-256 of its four tensors, not a path);
 * the recipe (every ``fit`` option that changes the arithmetic) and the seed;
 * the code that builds and trains the model (a hash of ``blocks.py``, ``models.py``,
-  ``train.py`` and ``data.py``), the torch version, the device type and the precision.
+  ``recipe.py``, ``devices.py``, ``train.py``, ``data.py`` and ``presets.py``), the torch
+  version, the device type and the precision.
 
 So chapter 1's plain-20 and chapter 2's plain-20 are one run, a dashboard's default
 configuration is the chapter's run, and a rebuild of the book trains nothing it has
@@ -34,12 +35,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data import Dataset, cache_dir
+from .data import TensorData, cache_dir
+from .devices import pick_device
 from .models import create_model
-from .train import History, TrainConfig, fit, pick_device, set_seed
+from .recipe import TrainConfig
+from .train import History, fit, set_seed, warn_if_diverged
 
 # The modules whose source decides what a run computes; editing any of them starts afresh.
-CODE_MODULES = ("blocks.py", "models.py", "train.py", "data.py")
+CODE_MODULES = (
+    "blocks.py",
+    "models.py",
+    "recipe.py",
+    "devices.py",
+    "train.py",
+    "data.py",
+    "presets.py",
+)
 # fit options that do not change the arithmetic of a run, only how it is shown or stopped.
 DISPLAY_OPTIONS = frozenset({"progress", "label", "on_step", "stop", "log_every"})
 KEY_VERSION = 1  # bump when the layout of a cache entry changes
@@ -69,7 +80,7 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def data_fingerprint(data: Dataset) -> str:
+def data_fingerprint(data: TensorData) -> str:
     """A SHA-256 of the data's four tensors (shapes, types and bytes): the same images give the same hash anywhere."""
     cached = getattr(data, "_fingerprint", None)
     if cached is not None:
@@ -103,7 +114,7 @@ def recipe_keywords(config: TrainConfig | None, options: dict) -> dict:
 
 def run_fields(
     model_name: str,
-    data: Dataset,
+    data: TensorData,
     *,
     model_options: dict | None = None,
     config: TrainConfig | None = None,
@@ -140,7 +151,7 @@ def run_key(fields: dict) -> str:
 
 def train(
     model_name: str,
-    data: Dataset,
+    data: TensorData,
     *,
     model_options: dict | None = None,
     config: TrainConfig | None = None,
@@ -150,7 +161,7 @@ def train(
 ) -> tuple[nn.Module, History]:
     """The trained model and its history: from the cache when this exact run was made before.
 
-    ``config`` (a :class:`~resnet_course.train.TrainConfig`) and ``recipe`` hold ``fit``'s
+    ``config`` (a :class:`~resnet_course.recipe.TrainConfig`) and ``recipe`` hold ``fit``'s
     options (``epochs`` or ``steps``, ``lr``, ``schedule``, ``warmup_epochs``, ...). The model
     is built right after ``set_seed(seed)``, and the batches are drawn with the same ``seed``
     (by default the config's, else 0), so a run is fixed by its key.
@@ -181,6 +192,7 @@ def train(
             history.label = label or history.label
             history.config["cached"] = True
             history.config["run_key"] = key
+            warn_if_diverged(history)  # as fit warned when the run was made
             return model.to(pick_device(recipe.get("device"))), history
 
     history = fit(model, data, config=config, seed=seed, **recipe)

@@ -1,8 +1,8 @@
 """The one training loop of the course.
 
 ``fit(model, data, epochs=...)`` trains and returns a :class:`History`. The recipe (length,
-optimizer, schedule, augmentation, precision, seed) is one :class:`TrainConfig`, given as
-``config=`` or as its fields' keywords; :func:`learning_rate` is the one schedule. Underneath,
+optimizer, schedule, augmentation, precision, seed) is one :class:`~resnet_course.recipe.TrainConfig`,
+given as ``config=`` or as its fields' keywords (:mod:`resnet_course.recipe`). Underneath,
 :class:`TrainingRun` is the same loop as an iterator that yields after every
 step, so a dashboard can interleave training with button clicks
 (``for _ in run: await asyncio.sleep(0)``) without a second copy of the loop.
@@ -11,20 +11,18 @@ Defaults follow He et al. 2015 (SGD, momentum 0.9, weight decay 1e-4, lr 0.1
 divided by 10 at 50% and 75% of training). On CUDA the loop uses bf16 autocast
 where the GPU supports it and fp16 with a gradient scaler where it does not (T4,
 V100); image models run channels_last on CUDA and on the CPU, where it was measured
-faster at every preset size (see :func:`use_channels_last`). The loss is read from
+faster at every preset size (see :mod:`resnet_course.devices`). The loss is read from
 the device every ``log_every`` steps, not every step, so the GPU is never made to
 wait for the host; a loss that is no longer finite stops the run at that read.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import functools
 import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Iterator
 
@@ -33,317 +31,19 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Dataset
+from .data import TensorData
+from .devices import (
+    autocast,
+    choose_precision,
+    cpu_threads,
+    describe_device,
+    pick_device,
+    use_channels_last,
+    using_threads,
+)
+from .recipe import TrainConfig
 
-# --- the recipe --------------------------------------------------------------------------------
-
-SCHEDULES = ("step", "cosine", "constant")
-OPTIMIZERS = ("sgd", "adam")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How a network is trained, apart from the network and the data: the recipe of a run.
-
-    Give the length as ``epochs`` (passes over the training set, a fraction allowed) or as
-    ``steps`` (optimisation steps), not both; ``max_steps`` caps either (the first version
-    wrote "train N steps" as ``epochs=N, max_steps=N``). ``milestones`` and ``warmup_epochs``
-    scale with the run: the step schedule divides the learning rate by 10 at each milestone
-    (a fraction of the run), after ``warmup_epochs`` of linear warm-up. ``schedule`` may also
-    be a function of the step (0-based) that returns the learning rate; it then replaces
-    ``lr``, ``milestones`` and ``warmup_epochs``. ``precision`` is 'auto' (bf16 or fp16 on
-    CUDA, fp32 elsewhere), 'fp32', 'bf16' or 'fp16'; ``channels_last`` None means "where it
-    was measured faster" (:func:`use_channels_last`). ``seed`` fixes the batches' order and
-    augmentation, not the network's starting weights (seed before building it).
-
-    ``fit(model, data, config=TrainConfig(epochs=4, lr=0.05))`` trains with it, and
-    ``fit(model, data, epochs=4, lr=0.05)`` is the same run; keywords given beside a config
-    replace its fields.
-    """
-
-    epochs: float | None = None
-    steps: int | None = None
-    max_steps: int | None = None
-    lr: float = 0.1
-    batch_size: int = 128
-    momentum: float = 0.9  # SGD only
-    weight_decay: float = 1e-4  # on every parameter, as in the paper's recipe
-    nesterov: bool = False
-    optimizer: str = "sgd"
-    schedule: str | Callable[[int], float] = "step"
-    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the run (32k and 48k of 64k)
-    warmup_epochs: float = 0.0
-    augment: bool = True  # random crops and flips of image batches
-    precision: str = "auto"
-    channels_last: bool | None = None
-    compile: bool = False
-    seed: int = 0
-
-    def replace(self, **changes) -> TrainConfig:
-        """This config with ``changes``; a length (``epochs`` or ``steps``) replaces the config's length."""
-        unknown = sorted(set(changes) - {f.name for f in fields(self)})
-        if unknown:
-            raise TypeError(
-                f"unknown training option(s) {', '.join(map(repr, unknown))}; "
-                f"the recipe's are {', '.join(f.name for f in fields(self))}."
-            )
-        if "epochs" in changes or "steps" in changes:
-            changes = {"epochs": None, "steps": None, **changes}
-        return dataclasses.replace(self, **changes)
-
-    def options(self, *names: str) -> dict:
-        """The named fields as ``fit`` keywords; with no names, the fields that differ from the defaults."""
-        if names:
-            return {name: getattr(self, name) for name in names}
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if getattr(self, f.name) != f.default
-        }
-
-    def check(self, train_examples: int) -> None:
-        """Raises ValueError, in one sentence, for a recipe that cannot run on ``train_examples`` examples."""
-        epochs, steps, lr = self.epochs, self.steps, self.lr
-        if (epochs is None) == (steps is None):
-            raise ValueError(
-                "give either epochs= or steps= (how long to train), not both and not neither."
-            )
-        if epochs is not None and not (
-            isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0
-        ):
-            raise ValueError(f"epochs must be a positive number, got {epochs!r}.")
-        if steps is not None and not (isinstance(steps, int) and steps > 0):
-            raise ValueError(f"steps must be a positive whole number, got {steps!r}.")
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"the learning rate must be a positive, finite number, got {lr!r}.")
-        if not callable(self.schedule) and self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"unknown schedule {self.schedule!r}; choose 'step', 'cosine', 'constant', or pass a function of the step."
-            )
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose 'sgd' or 'adam'.")
-        if self.batch_size < 1 or self.batch_size > train_examples:
-            raise ValueError(
-                f"batch_size must be between 1 and the {train_examples} training examples, got {self.batch_size}."
-            )
-
-    def total_steps(self, steps_per_epoch: int) -> int:
-        """The run's length in optimisation steps."""
-        total = self.steps if self.steps is not None else math.ceil(self.epochs * steps_per_epoch)
-        return total if self.max_steps is None else min(total, self.max_steps)
-
-    def learning_rates(self, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
-        """The learning rate at each step (0-based) of a run of ``total_steps`` steps."""
-        # A recipe's own schedule, e.g. the paper's lr drops at fixed iterations.
-        if callable(self.schedule):
-            return self.schedule
-        # step >= fraction * total holds exactly when step >= ceil(fraction * total): the same drops, as step numbers.
-        milestone_steps = tuple(math.ceil(fraction * total_steps) for fraction in self.milestones)
-        return functools.partial(
-            learning_rate,
-            total_steps=total_steps,
-            lr=self.lr,
-            schedule=self.schedule,
-            milestone_steps=milestone_steps,
-            warmup_steps=round(self.warmup_epochs * steps_per_epoch),
-        )
-
-
-def learning_rate(
-    step: int,
-    *,
-    total_steps: int,
-    lr: float,
-    schedule: str = "step",
-    milestone_steps: tuple[int, ...] = (),
-    warmup_steps: int = 0,
-    warmup_lr: float | None = None,
-) -> float:
-    """The learning rate at ``step`` (0-based) of a run of ``total_steps`` steps: the course's one schedule.
-
-    First ``warmup_steps`` of warm-up: a linear ramp up to ``lr``, or a constant ``warmup_lr``
-    (the paper's ResNet-110 trains at 0.01 for its first 400 iterations). Then 'constant'
-    keeps ``lr``; 'cosine' decays it to 0 at the end of the run; 'step' divides it by 10 at
-    each of ``milestone_steps``.
-    """
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps if warmup_lr is None else warmup_lr
-    if schedule == "constant":
-        return lr
-    if schedule == "cosine":
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * lr * (1 + math.cos(math.pi * progress))
-    return lr * 0.1 ** sum(step >= milestone for milestone in milestone_steps)
-
-
-# --- devices and presets -----------------------------------------------------------------------
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA, then Apple's MPS, then the CPU."""
-    if device is not None:
-        device = torch.device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                "device='cuda' was asked for, but no CUDA GPU is available here; use device='cpu' or leave device unset."
-            )
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def describe_device(device: torch.device, *, threads: int | None = None) -> str:
-    """The device in words; on a CPU with its thread count (``threads``, else torch's now)."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    if device.type == "cpu":
-        count = threads or torch.get_num_threads()
-        return f"cpu ({count} thread{'' if count == 1 else 's'})"
-    return str(device)
-
-
-@dataclass(frozen=True)
-class Preset:
-    """How big a chapter's experiments are, chosen to fit a time budget on one kind of machine.
-
-    Chapters read these instead of hard-coding sizes. ``steps`` is the length of a CIFAR
-    comparison (chapters 1 and 2: plain and residual 20/56); ``epochs`` that of the shorter
-    comparisons in later chapters. ``recipe()`` is what chapters pass to ``fit``. The sizes
-    come from the scale study (``results/scale-study/``), which found, per claim, the
-    cheapest configuration that shows it over 3 or more seeds.
-    """
-
-    name: str
-    audience: str  # who the preset is for
-    budget: str  # the time it is sized to, and how that was measured
-    image_size: int  # CIFAR images are shrunk to this many pixels a side
-    train_size: (
-        int | None
-    )  # CIFAR training images asked for (None: all; an offline slice may hold fewer)
-    test_size: int | None
-    width: int  # base width of CIFAR networks (16 in the paper)
-    steps: int  # SGD steps of the chapter 1 and 2 comparisons
-    epochs: int  # epochs of the shorter comparisons in later chapters
-    batch_size: int
-    mlp_steps: int  # optimisation steps of the 2-D toy experiments
-    lr: float = 0.1
-    schedule: str = "cosine"
-    # Linear warm-up: a 56-layer network at lr 0.1 from step 1 stalls at chance
-    warmup_epochs: float = 2.0
-
-    def config(self) -> TrainConfig:
-        """The recipe of the chapter 1 and 2 comparisons."""
-        return TrainConfig(
-            steps=self.steps,
-            lr=self.lr,
-            schedule=self.schedule,
-            warmup_epochs=self.warmup_epochs,
-            batch_size=self.batch_size,
-        )
-
-    def recipe(self) -> dict:
-        """:meth:`config` as the ``fit`` keywords chapters pass (``fit(model, data, **preset.recipe())``).
-
-        Always these five keys, default or not: the run cache keys a run by the keywords it was given.
-        """
-        return self.config().options("steps", "lr", "schedule", "warmup_epochs", "batch_size")
-
-    def describe(self) -> str:
-        images = "all" if self.train_size is None else f"up to {self.train_size:,}"
-        return (
-            f"preset '{self.name}' ({self.audience}; {self.budget}): {images} CIFAR-10 training images at "
-            f"{self.image_size}x{self.image_size}, networks of width {self.width}, comparisons of {self.steps:,} "
-            f"steps ({self.schedule} learning rate from {self.lr:g} after {self.warmup_epochs:g} epochs of warm-up), "
-            f"batch {self.batch_size}"
-        )
-
-
-PRESETS = {
-    # One preset for the published book, CI and a reader's CPU: what the book shows online is what
-    # a laptop shows. 4,200 steps is where the scale study found both halves of Fig. 6 in one
-    # configuration (plain-56 above plain-20, ResNet-56 below ResNet-20) over 5 seeds; chapters 1
-    # and 2 each train one such pair, about 6 minutes on 2 cores.
-    "cpu": Preset(
-        "cpu",
-        "the published book, CI, and running a chapter on a CPU",
-        "every chapter within 10 minutes, the whole book within 25, on 2 CPU cores",
-        image_size=16,
-        train_size=4600,
-        test_size=800,
-        width=8,
-        steps=4200,
-        epochs=8,
-        batch_size=128,
-        mlp_steps=1500,
-    ),
-    "gpu": Preset(
-        "gpu",
-        "running a chapter on a CUDA GPU",
-        "every chapter within 3 minutes on a T4 (estimated, see bench)",
-        image_size=32,
-        train_size=None,
-        test_size=None,
-        width=16,
-        steps=900,
-        epochs=4,
-        batch_size=128,
-        mlp_steps=3000,
-    ),
-}
-
-
-def default_preset_name() -> str:
-    """``$RESNET_COURSE_PRESET``, else 'gpu' with a CUDA GPU and 'cpu' without."""
-    return os.environ.get("RESNET_COURSE_PRESET") or ("gpu" if torch.cuda.is_available() else "cpu")
-
-
-def get_preset(name: str | None = None) -> Preset:
-    """``name``, else ``$RESNET_COURSE_PRESET``, else ``gpu`` with a CUDA GPU and ``cpu`` without."""
-    name = (name or default_preset_name()).strip().lower()
-    if name not in PRESETS:
-        raise ValueError(
-            f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} (set RESNET_COURSE_PRESET)."
-        )
-    return PRESETS[name]
-
-
-def choose_precision(requested: str, device_type: str, *, bf16_supported: bool) -> str:
-    """The arithmetic a run uses: 'bf16', 'fp16' or 'fp32'.
-
-    ``auto`` means bf16 autocast on a CUDA GPU that supports it (A100, H100, RTX 30xx
-    and newer), fp16 autocast with a gradient scaler on one that does not (T4, V100:
-    Colab's default GPU), and fp32 elsewhere (CPU autocast to bf16 is slower on most
-    CPUs, and MPS autocast is still partial).
-    """
-    if requested not in PRECISIONS:
-        raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}.")
-    if requested != "auto":
-        if requested == "fp16" and device_type != "cuda":
-            raise ValueError(
-                "precision='fp16' needs a CUDA GPU (its gradient scaler is CUDA's); use 'fp32' or 'bf16' here."
-            )
-        return requested
-    if device_type != "cuda":
-        return "fp32"
-    return "bf16" if bf16_supported else "fp16"
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def use_channels_last(device_type: str, *, is_image: bool) -> bool:
-    """Whether image tensors are stored channels-last (NHWC) on this kind of device.
-
-    Measured with a plain training step of CIFAR ResNets at batch 128 on 2 CPU cores
-    (torch 2.14, ``python -m tools.bench --only machine,memory_format``, recorded in
-    ``results/bench/memory-format-cpu.json``): channels-last was 1.08x (ResNet-20, width 8,
-    16x16) to 1.44x (ResNet-56, width 16, 32x32) as fast as the default layout, faster at every
-    preset size. On CUDA it is what cuDNN's fastest convolutions expect. MPS keeps the default.
-    """
-    return is_image and device_type in ("cuda", "cpu")
+# --- seeds ---------------------------------------------------------------------------------------
 
 
 def set_seed(seed: int) -> None:
@@ -418,6 +118,23 @@ class History:
 # --- the loop ----------------------------------------------------------------------------------
 
 
+class TrainingDiverged(RuntimeWarning):
+    """A run's loss stopped being finite; it ended there, and the warning's text is ``history.message``.
+
+    A warning, not an exception: the history up to that step is still returned, and Jupyter
+    shows the sentence under the cell that trained.
+    """
+
+
+def warn_if_diverged(history: History, *, stacklevel: int = 2) -> None:
+    """Warn with ``history.message`` (a :class:`TrainingDiverged`) when the run diverged.
+
+    ``stacklevel`` counts from the caller of this function, as :func:`warnings.warn`'s does.
+    """
+    if history.diverged:
+        warnings.warn(history.message, TrainingDiverged, stacklevel=stacklevel + 1)
+
+
 def _should_stop(stop) -> bool:
     if stop is None:
         return False
@@ -426,16 +143,10 @@ def _should_stop(stop) -> bool:
     return bool(stop())
 
 
-def autocast(device_type: str, precision: str):
-    """The autocast context of ``precision`` ('fp32': none) on this kind of device."""
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device_type, dtype=dtype, enabled=precision != "fp32")
-
-
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    data: Dataset,
+    data: TensorData,
     *,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     precision: str = "fp32",
@@ -465,6 +176,83 @@ def evaluate(
             module.training = was_training
     n = data.y_test.numel()  # targets, not examples: a sequence has one per position
     return loss_sum.item() / n, correct.item() / n
+
+
+# The layers whose input says what a model takes, and how to say it.
+_INPUT_LAYERS = (nn.Conv2d, nn.Conv1d, nn.Linear, nn.Embedding)
+
+
+def _takes(layer: nn.Module) -> str:
+    """What ``layer`` takes as input, in words, with the shape of a batch."""
+    if isinstance(layer, nn.Conv2d):
+        return f"images with {layer.in_channels} channels (batches N x {layer.in_channels} x H x W)"
+    if isinstance(layer, nn.Conv1d):
+        return f"sequences of {layer.in_channels} channels (batches N x {layer.in_channels} x L)"
+    if isinstance(layer, nn.Linear):
+        return f"vectors of {layer.in_features} numbers (batches N x {layer.in_features})"
+    return f"token ids from 0 to {layer.num_embeddings - 1}"
+
+
+def _what_fits(data: TensorData) -> str:
+    """A model that would take ``data``, by what its examples are."""
+    if data.is_image:
+        channels = data.input_shape[0]
+        option = "" if channels == 3 else f", in_channels={channels}"
+        return f"for images, a CIFAR network such as cifar_resnet(20{option}) fits"
+    if data.is_vectors:
+        return (
+            f"for points of {data.input_shape[0]} numbers, an MLP such as "
+            f"MLP(8, in_features={data.input_shape[0]}, num_classes={data.num_classes}) fits"
+        )
+    return "build the model for this data's examples"
+
+
+@torch.no_grad()
+def check_fits(model: nn.Module, data: TensorData, inputs: torch.Tensor) -> None:
+    """Refuse, in one sentence naming both shapes, a model that cannot take ``data``.
+
+    ``inputs`` is one example of ``data`` as the model would see it. The model runs it once in
+    eval mode (BatchNorm's running statistics untouched, no gradient, every submodule's mode
+    restored), so a CIFAR network given the 2-D spirals, or an MLP given images, is refused
+    before training starts instead of failing inside torch; a model with fewer outputs than the
+    data has classes is refused too.
+    """
+    first: list[tuple[str, nn.Module]] = []  # the first input layer that ran
+    names = {module: name for name, module in model.named_modules()}
+
+    def note(module, _args):
+        if not first:
+            first.append((names[module], module))
+
+    handles = [m.register_forward_pre_hook(note) for m in names if isinstance(m, _INPUT_LAYERS)]
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        logits = model(inputs)
+    except (RuntimeError, IndexError) as error:
+        batch = " x ".join(map(str, ("N", *data.input_shape)))
+        takes = f"{type(model).__name__} takes other inputs"
+        if first:
+            name, layer = first[0]
+            takes = f"{type(model).__name__}'s first layer ({name}, a {type(layer).__name__}) takes {_takes(layer)}"
+        torch_said = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
+        raise ValueError(
+            f"the model and the data do not fit: {takes}, but {data.name!r} gives batches of {batch}; "
+            f"{_what_fits(data)} (torch: {torch_said})."
+        ) from None
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, was_training in modes:
+            module.training = was_training
+    outputs = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else None
+    if outputs is not None and outputs < data.num_classes:
+        raise ValueError(
+            f"the model gives {outputs} class scores per example but {data.name!r} has "
+            f"{data.num_classes} classes; build it with num_classes={data.num_classes}."
+        )
 
 
 def build_optimizer(parameters, config: TrainConfig, *, on_cuda: bool) -> torch.optim.Optimizer:
@@ -516,33 +304,6 @@ class _EpochTotals:
     lr: float = 0.0  # the learning rate of the epoch's last step
 
 
-def cpu_threads(device_type: str, *, is_vectors: bool) -> int | None:
-    """How many CPU threads a run trains on: one for the 2-D toys, else torch's own choice (None).
-
-    A step of a toy MLP is too small to split between threads. Measured on 2 idle CPU cores
-    (torch 2.14, a 16-layer MLP of width 32 on spirals, 300 steps at batch 128): 1.1 s on one
-    thread against 1.5 s on two. On a busy machine every split operation also waits for the
-    second thread: a step took 30 ms on one thread and 1.6 to 2.9 s on two. The sequence
-    tasks' transformers are large enough to gain (2.0 s against 1.5 s for chapter 8's 4-block
-    one, 120 steps), so they keep torch's choice, as image models do.
-    """
-    return 1 if device_type == "cpu" and is_vectors else None
-
-
-@contextlib.contextmanager
-def _cpu_threads(count: int | None):
-    """``torch.set_num_threads(count)`` for the block, and the previous count again after it."""
-    if count is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class TrainingRun:
     """One training run, as an iterator that yields the step number after every step.
 
@@ -555,7 +316,7 @@ class TrainingRun:
     def __init__(
         self,
         model: nn.Module,
-        data: Dataset,
+        data: TensorData,
         *,
         config: TrainConfig | None = None,
         device: str | torch.device | None = None,
@@ -594,6 +355,7 @@ class TrainingRun:
             self.device,
             memory_format=torch.channels_last if self.channels_last else torch.contiguous_format,
         )
+        check_fits(self.model, self.data, self._inputs(self.data.normalise(self.data.x_train[:1])))
         self.forward = torch.compile(self.model) if config.compile else self.model
         self.rank, self.world_size, self.train_forward = 0, 1, self.forward
         if distributed:
@@ -620,7 +382,7 @@ class TrainingRun:
         )
         self.step = 0
 
-    def _record(self, model: nn.Module, data: Dataset) -> dict:
+    def _record(self, model: nn.Module, data: TensorData) -> dict:
         """The history's account of the recipe, the data and the machine."""
         config = self.config
         epochs = config.epochs if config.epochs is not None else config.steps / self.steps_per_epoch
@@ -653,7 +415,7 @@ class TrainingRun:
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def evaluate_test(self, data: Dataset | None = None) -> tuple[float, float]:
+    def evaluate_test(self, data: TensorData | None = None) -> tuple[float, float]:
         """Loss and accuracy on the test split (of ``data``, else the run's), with the run's precision and layout."""
         return evaluate(
             self.model,
@@ -664,7 +426,7 @@ class TrainingRun:
         )
 
     def __iter__(self) -> Iterator[int]:
-        with _cpu_threads(self.threads):
+        with using_threads(self.threads):
             yield from self._train()
 
     def _train(self) -> Iterator[int]:
@@ -795,7 +557,7 @@ class TrainingRun:
 
 
 def fit(
-    model: nn.Module, data: Dataset, *, config: TrainConfig | None = None, **options
+    model: nn.Module, data: TensorData, *, config: TrainConfig | None = None, **options
 ) -> History:
     """Train ``model`` on ``data`` and return its :class:`History`.
 
@@ -812,7 +574,8 @@ def fit(
     DistributedDataParallel; step losses are then this process's slice, epoch figures
     cover all of them, and ``stop`` must be set in every process alike.
     A run stopped early returns the history it has; a run whose loss stops being finite
-    ends there, with ``history.diverged_at_step`` and a one-sentence ``history.message``.
+    ends there, with ``history.diverged_at_step`` and a one-sentence ``history.message``,
+    which ``fit`` also gives as a :class:`TrainingDiverged` warning.
 
     ``compile=True`` runs the model through ``torch.compile``. It is off by default because it
     does not pay at the presets' run lengths where it has been measured (``python -m tools.bench
@@ -824,4 +587,5 @@ def fit(
     run = TrainingRun(model, data, config=config, **options)
     for _ in run:
         pass
+    warn_if_diverged(run.history)  # points at the line that called fit
     return run.history

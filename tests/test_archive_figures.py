@@ -21,7 +21,7 @@ from resnet_course.archive_figures import (  # noqa: E402
     short_config,
 )
 from resnet_course.plots import BOOK_WIDTH_INCHES  # noqa: E402
-from resnet_course.train import PRESETS  # noqa: E402
+from resnet_course.presets import PRESETS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = evidence.load_study(ROOT / "results" / "scale-study" / "summary.json")

@@ -120,3 +120,10 @@ def test_position_similarity_is_one_when_every_position_holds_the_same_vector():
         block.residual = False
         torch.nn.init.zeros_(block.mlp[2].weight)
     assert position_similarity(model, data.x_train) == pytest.approx([1.0, 1.0], abs=1e-5)
+
+
+@pytest.mark.parametrize("sizes", [dict(train_size=-1), dict(test_size=0), dict(train_size=0)])
+def test_a_sequence_task_of_no_examples_is_refused(sizes):
+    name = next(iter(sizes))
+    with pytest.raises(ValueError, match=f"{name} must be a positive whole number"):
+        make_sequence_task("copy", **sizes)

@@ -12,6 +12,7 @@ from resnet_course.blocks import (
     ZeroPadShortcut,
     residual_add,
 )
+from resnet_course.models import cifar_resnet, create_model
 
 ALL_BLOCKS = [PlainBlock, BasicBlock, Bottleneck, PreActBlock, PreActBottleneck]
 RESIDUAL_BLOCKS = [BasicBlock, Bottleneck, PreActBlock, PreActBottleneck]
@@ -271,3 +272,29 @@ def test_a_plain_block_has_no_branch_end_and_names_its_shape():
     assert layer.branch_end is None
     assert (layer.in_channels, layer.out_channels, layer.stride) == (8, 16, 2)
     assert layer(torch.randn(1, 8, 6, 6)).shape[1] == layer.out_channels
+
+
+def test_a_plain_block_refuses_to_zero_its_last_bn_and_says_why():
+    # With no identity path, a zeroed bn2 makes the block output zeros: the network a constant.
+    block = PlainBlock(8, 8)
+    with pytest.raises(ValueError, match=r"no identity path.*constant") as error:
+        block.zero_init_last()
+    assert "block='basic'" in str(error.value)
+    assert torch.equal(block.bn2.weight, torch.ones(8))  # nothing was zeroed
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: cifar_resnet(20, block="plain", width=4, zero_init_last=True),
+        lambda: create_model("plain20", width=4, zero_init_last=True),
+    ],
+)
+def test_a_plain_network_with_zero_init_last_is_refused_before_it_is_built(build, monkeypatch):
+    from resnet_course import models
+
+    built = []
+    monkeypatch.setattr(models, "make_stage", lambda *a, **kw: built.append(a) or 1 / 0)
+    with pytest.raises(ValueError, match=r"no identity path.*constant"):
+        build()
+    assert built == []

@@ -130,3 +130,83 @@ def test_the_cpu_crop_picks_exactly_the_pixels_of_the_gpu_gather(size):
         _crop_by_slices(padded, offsets, flips, (size, size)),
         _crop_by_gather(padded, offsets, flips, (size, size)),
     )
+
+
+@pytest.mark.parametrize(
+    "kwargs, name, value",
+    [
+        (dict(train_size=-3), "train_size", "-3"),
+        (dict(train_size=0), "train_size", "0"),
+        (dict(test_size=-1), "test_size", "-1"),
+        (dict(test_size=0), "test_size", "0"),
+        (dict(train_size=2.5), "train_size", "2.5"),
+        (dict(train_size=True), "train_size", "True"),
+        (dict(image_size=0), "image_size", "0"),
+        (dict(image_size=-16), "image_size", "-16"),
+    ],
+)
+def test_a_size_that_is_not_a_positive_whole_number_is_refused_in_one_sentence(
+    cifar_available, kwargs, name, value
+):
+    # A negative train_size once sliced silently: train_size=-3 loaded all but 3 of the images.
+    with pytest.raises(ValueError, match=rf"^{name} must be .*got {value}\.$") as error:
+        load_cifar10(download=False, **kwargs)
+    assert str(error.value).count(". ") == 0  # one sentence
+
+
+def test_a_subset_of_no_or_negative_examples_is_refused():
+    data = make_spirals(50)
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match=rf"train must be a positive whole number.*got {bad}"):
+            data.subset(train=bad)
+        with pytest.raises(ValueError, match=rf"test must be a positive whole number.*got {bad}"):
+            data.subset(test=bad)
+    assert len(data.subset(train=10, test=None).x_train) == 10  # None keeps a split whole
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n_per_class=0), "n_per_class must be a positive whole number"),
+        (dict(n_per_class=-5), "n_per_class must be a positive whole number"),
+        (dict(classes=0), "classes must be a positive whole number"),
+        (dict(test_fraction=0.0), "test_fraction must be between 0 and 1"),
+        (dict(test_fraction=1.0), "test_fraction must be between 0 and 1"),
+        (dict(test_fraction=-0.2), "test_fraction must be between 0 and 1"),
+        (dict(n_per_class=1, test_fraction=0.2), "no test points"),
+    ],
+)
+def test_spirals_of_no_points_or_no_test_split_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_spirals(**kwargs)
+
+
+def test_pack_subset_of_no_images_per_class_is_refused(tmp_path):
+    from resnet_course.data import TensorData
+
+    images = torch.zeros(20, 3, 32, 32, dtype=torch.uint8)
+    data = TensorData(
+        images,
+        torch.arange(20) % 10,
+        images,
+        torch.arange(20) % 10,
+        classes=tuple("abcdefghij"),
+        name="tiny",
+    )
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="train_per_class must be a positive whole number"):
+            pack_subset(data, tmp_path / "x.npz", train_per_class=bad, test_per_class=1)
+        with pytest.raises(ValueError, match="test_per_class must be a positive whole number"):
+            pack_subset(data, tmp_path / "x.npz", train_per_class=1, test_per_class=bad)
+
+
+def test_the_course_data_class_is_not_named_like_torchs_dataset():
+    # tools/bench.py uses both side by side: torch.utils.data.Dataset and the course's own.
+    import resnet_course
+    import resnet_course.data as data_module
+
+    assert not hasattr(data_module, "Dataset") and not hasattr(resnet_course, "Dataset")
+    assert resnet_course.TensorData is data_module.TensorData
+    spirals = make_spirals(10)
+    assert isinstance(spirals, data_module.TensorData)
+    assert repr(spirals).startswith("TensorData('spirals': 16 train / 4 test")

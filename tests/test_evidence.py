@@ -239,7 +239,8 @@ def test_the_readme_says_what_the_archive_shows():
     check("residual_depth", "w8-16px-1050st-cos", "tie")
     check("residual_depth", "w8-16px-2100st-cos", "shown")
     assert (
-        "is shown at\n  525 steps, and the transformer with and without residuals at 2 epochs" in readme
+        "is shown at\n  525 steps, and the transformer with and without residuals at 2 epochs"
+        in readme
     )
     check("lesion", "w8-16px-525st-cos", "shown")
     check("transformer_residual", "sort6-d4-2ep", "shown")

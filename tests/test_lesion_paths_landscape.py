@@ -21,7 +21,7 @@ from resnet_course.analysis import (
     saved_activation_bytes,
 )
 from resnet_course.blocks import ZeroPadShortcut
-from resnet_course.data import Dataset
+from resnet_course.data import TensorData
 from resnet_course.models import cifar_resnet
 
 
@@ -79,11 +79,11 @@ def test_blocks_deleted_names_the_blocks_it_knows():
             pass
 
 
-def _tiny_cifar(n_test=64) -> Dataset:
+def _tiny_cifar(n_test=64) -> TensorData:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n_test, 3, 16, 16), dtype=torch.uint8, generator=generator)
     labels = torch.randint(0, 10, (n_test,), generator=generator)
-    return Dataset(
+    return TensorData(
         images,
         labels,
         images,

@@ -176,3 +176,107 @@ def test_cifar_resnext_groups_have_the_named_width():
     assert (paper.groups, paper.out_channels) == (8, 8 * 64)
     small = create_model("resnext29_small").layer1[0].conv2
     assert (small.groups, small.out_channels) == (4, 4 * 8)
+
+
+def test_an_impossible_depth_is_refused_before_it_is_built_with_its_size():
+    # cifar_resnet(600002) is a valid 6n+2 depth; building it once filled 24 GB and was killed.
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"600,002-layer") as error:
+        cifar_resnet(600002)
+    assert time.perf_counter() - start < 5  # refused, not built
+    message = str(error.value)
+    assert "9.7 billion parameters" in message and "39 GB" in message
+    assert "2,000 layers" in message  # the limit, and why there is one
+
+
+def test_a_network_whose_weights_exceed_the_free_memory_is_refused(monkeypatch):
+    from resnet_course import sizes
+
+    monkeypatch.setattr(sizes, "available_memory", lambda: 2_000_000)  # 2 MB free
+    with pytest.raises(ValueError, match=r"110-layer.*1\.7 million parameters.*2 MB free"):
+        cifar_resnet(110)
+    cifar_resnet(20, width=4)  # what fits still builds
+    monkeypatch.setattr(sizes, "available_memory", lambda: None)  # unknown: no memory check
+    cifar_resnet(110)
+
+
+@pytest.mark.parametrize(
+    "name, depth",
+    [
+        ("resnet20", 20),
+        ("plain20", 20),
+        ("preact_resnet164", 164),
+        ("resnext29_small", 29),
+        ("resnet50", 50),
+        ("resnext50_32x4d", 50),
+        ("preact_resnet18", 18),
+    ],
+)
+def test_the_size_estimate_is_the_built_networks_depth_and_parameter_count(
+    name, depth, monkeypatch
+):
+    from resnet_course import sizes
+
+    estimates = []  # what ResNet estimated before building, from its own arguments
+    estimate = sizes.network_size
+    monkeypatch.setattr(
+        sizes,
+        "network_size",
+        lambda *a, **kw: estimates.append(estimate(*a, **kw)) or estimates[-1],
+    )
+    model = create_model(name)
+    assert estimates == [(depth, count_parameters(model))]
+
+
+def test_an_impossibly_deep_mlp_is_refused_before_it_is_built():
+    with pytest.raises(ValueError, match=r"600,002-layer network would hold 633\.6 million"):
+        MLP(600002)
+    model = MLP(8, 16, in_features=3, num_classes=4)
+    assert count_parameters(model) == 4 * 16 + 6 * (16 * 16 + 16) + 17 * 4
+
+
+def test_an_imagenet_network_refuses_cifar_arguments_naming_the_ones_it_accepts():
+    # preact_resnet18 was once filed as a CIFAR network by its name's prefix: width passed the
+    # check and failed inside ResNet with a TypeError.
+    with pytest.raises(ValueError, match=r"preact_resnet18.*width.*ImageNet") as error:
+        create_model("preact_resnet18", width=8)
+    for accepted in ("stem_channels", "num_classes", "in_channels", "zero_init_last"):
+        assert accepted in str(error.value)
+
+
+def test_an_imagenet_network_takes_the_imagenet_arguments():
+    model = create_model("preact_resnet18", stem_channels=32, num_classes=7)
+    assert model.conv1.out_channels == 32 and model.fc.out_features == 7
+    wider = create_model("resnext50_32x4d", width_per_group=8)  # its own default, replaced
+    assert (
+        wider.layer1[0].conv2.out_channels
+        == 2 * create_model("resnext50_32x4d").layer1[0].conv2.out_channels
+    )
+
+
+def test_every_model_is_registered_with_its_family():
+    from resnet_course.models import model_family
+
+    family = {name: model_family(name) for name in list_models()}
+    for name in ("resnet18", "resnet50", "preact_resnet18", "preact_resnet50", "wide_resnet50_2"):
+        assert family[name] == "imagenet", name
+    for name in ("resnet20", "resnet1202", "plain20", "preact_resnet110", "preact_resnet1001"):
+        assert family[name] == "cifar", name
+    assert family["resnext29_small"] == "resnext" and family["residual_mlp"] == "mlp"
+
+
+def test_the_family_is_the_one_registered_not_read_off_the_name(monkeypatch):
+    from resnet_course import models
+
+    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
+    # "plain..." once meant a CIFAR network whatever it was.
+    models.register(
+        "plain18",
+        lambda **kw: models.imagenet_resnet(models.PlainBlock, [2, 2, 2, 2], **kw),
+        family="imagenet",
+    )
+    assert create_model("plain18", stem_channels=8, num_classes=3).fc.out_features == 3
+    with pytest.raises(ValueError, match="unknown model family 'tiny'.*cifar"):
+        models.register("tiny", lambda **kw: MLP(3), family="tiny")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_course.train import PRESETS
+from resnet_course.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 

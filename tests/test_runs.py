@@ -116,7 +116,7 @@ def test_an_entry_records_what_made_it(cache):
 
 
 def test_a_config_is_keyed_as_the_keywords_that_say_the_same(cache):
-    from resnet_course.train import TrainConfig
+    from resnet_course.recipe import TrainConfig
 
     _, by_keywords = _spiral_run()
     arithmetic = {key: value for key, value in RECIPE.items() if key != "progress"}
@@ -156,3 +156,14 @@ def test_a_config_is_keyed_as_the_keywords_that_say_the_same(cache):
         keyword_seeded.config["cached"] is True
         and keyword_seeded.config["run_key"] == seeded.config["run_key"]
     )
+
+
+def test_a_diverged_run_read_back_from_the_cache_warns_as_the_first_did(cache):
+    from resnet_course.train import TrainingDiverged
+
+    with pytest.warns(TrainingDiverged, match="diverged"):
+        _, first = _spiral_run(lr=1e6)
+    with pytest.warns(TrainingDiverged, match="diverged") as record:
+        _, again = _spiral_run(lr=1e6)
+    assert again.config["cached"] is True and first.diverged and again.diverged
+    assert str(record[0].message) == first.message

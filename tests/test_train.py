@@ -1,20 +1,15 @@
 import threading
+import warnings
 
 import pytest
 import torch
 
 from resnet_course.data import make_spirals
+from resnet_course.devices import pick_device
 from resnet_course.models import MLP, create_model
-from resnet_course.train import (
-    PRESETS,
-    TrainConfig,
-    TrainingRun,
-    fit,
-    get_preset,
-    learning_rate,
-    pick_device,
-    set_seed,
-)
+from resnet_course.presets import PRESETS, get_preset
+from resnet_course.recipe import TrainConfig, learning_rate
+from resnet_course.train import TrainingDiverged, TrainingRun, fit, set_seed
 
 
 def test_fit_lowers_the_loss_on_spirals():
@@ -128,15 +123,16 @@ def test_a_learning_rate_that_is_not_finite_and_positive_is_refused(lr):
 
 def test_a_diverging_run_stops_within_a_few_steps_and_says_so():
     set_seed(0)
-    history = fit(
-        MLP(4, 32),
-        make_spirals(200),
-        epochs=50,
-        lr=1e6,
-        batch_size=32,
-        schedule="constant",
-        progress=False,
-    )
+    with pytest.warns(TrainingDiverged):
+        history = fit(
+            MLP(4, 32),
+            make_spirals(200),
+            epochs=50,
+            lr=1e6,
+            batch_size=32,
+            schedule="constant",
+            progress=False,
+        )
     assert history.diverged and history.diverged_at_step <= 5
     assert len(history.steps) == history.diverged_at_step  # nothing trained after the bad step
     assert "diverged" in history.message and "lower the learning rate" in history.message
@@ -145,6 +141,27 @@ def test_a_diverging_run_stops_within_a_few_steps_and_says_so():
         and "nan" not in history.summary().split("became")[0]
     )
     assert not history.stopped  # diverging is not a Stop click
+
+
+def test_a_diverging_run_warns_once_with_its_sentence_where_fit_was_called():
+    # A Python warning is what Jupyter shows under the cell; history.message alone says nothing.
+    set_seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = fit(MLP(4, 32), make_spirals(200), steps=50, lr=1e6, progress=False)
+    diverged = [w for w in caught if issubclass(w.category, TrainingDiverged)]
+    assert history.diverged and len(diverged) == 1
+    assert str(diverged[0].message) == history.message
+    assert diverged[0].filename == __file__  # points at the caller's line, not the loop's
+    assert issubclass(TrainingDiverged, RuntimeWarning)
+
+
+def test_a_run_that_does_not_diverge_does_not_warn():
+    set_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingDiverged)
+        history = fit(MLP(3, 8), make_spirals(50), steps=3, batch_size=16, progress=False)
+    assert not history.diverged
 
 
 def test_steps_trains_exactly_that_many_steps():
@@ -157,7 +174,7 @@ def test_steps_trains_exactly_that_many_steps():
 
 
 def test_precision_is_bf16_where_supported_else_fp16_on_cuda_and_fp32_elsewhere():
-    from resnet_course.train import choose_precision
+    from resnet_course.devices import choose_precision
 
     assert choose_precision("auto", "cuda", bf16_supported=True) == "bf16"  # A100, H100
     assert choose_precision("auto", "cuda", bf16_supported=False) == "fp16"  # T4, V100
@@ -353,3 +370,60 @@ def test_one_evaluate_for_the_loop_and_the_analysis():
     assert (
         run.model.training and not frozen.training and not any(m.training for m in frozen.modules())
     )
+
+
+def _tiny_images(count=16, size=8, classes=10):
+    from resnet_course.data import TensorData
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(count) % classes
+    return TensorData(
+        images,
+        labels,
+        images[:8],
+        labels[:8],
+        classes=tuple(str(i) for i in range(classes)),
+        name="tiny-images",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+    )
+
+
+def test_a_cifar_network_on_the_2d_spirals_is_refused_naming_both_shapes():
+    with pytest.raises(ValueError, match=r"do not fit") as error:
+        TrainingRun(
+            create_model("resnet20", width=4),
+            make_spirals(50),
+            steps=2,
+            batch_size=16,
+            progress=False,
+        )
+    message = str(error.value)
+    assert "conv1" in message and "N x 3 x H x W" in message  # what the model takes
+    assert "N x 2" in message and "spirals" in message  # what the data gives
+    assert "MLP(" in message  # and what would fit
+
+
+def test_an_mlp_on_images_is_refused_naming_both_shapes():
+    with pytest.raises(ValueError, match=r"do not fit") as error:
+        fit(MLP(4, 16), _tiny_images(), steps=2, batch_size=8, progress=False)
+    message = str(error.value)
+    assert "N x 2)" in message and "N x 3 x 8 x 8" in message
+    assert "cifar_resnet(" in message
+
+
+def test_a_model_with_fewer_outputs_than_the_data_has_classes_is_refused():
+    with pytest.raises(ValueError, match=r"2 class scores.*3 classes.*num_classes=3"):
+        fit(MLP(4, 16), make_spirals(50, classes=3), steps=2, batch_size=16, progress=False)
+
+
+def test_the_fit_check_leaves_the_model_as_it_was():
+    set_seed(0)
+    model = create_model("resnet20", width=4)
+    model.layer1.eval()  # a frozen part stays frozen
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    TrainingRun(model, _tiny_images(), steps=2, batch_size=8, progress=False, device="cpu")
+    assert model.training and not model.layer1.training
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor.to(before[name].dtype), before[name]), name

@@ -55,10 +55,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_course.data import Dataset, DataUnavailableError, load_cifar10
+from resnet_course.data import DataUnavailableError, TensorData, load_cifar10
+from resnet_course.devices import describe_device, pick_device
 from resnet_course.models import create_model, valid_cifar_depth
 from resnet_course.plots import running_mean
-from resnet_course.train import TrainingRun, describe_device, get_preset, pick_device, set_seed
+from resnet_course.presets import get_preset
+from resnet_course.train import TrainingRun, set_seed
 
 PARTS = (
     "machine",
@@ -257,14 +259,14 @@ def _synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def synthetic_images(count: int, image_size: int, *, seed: int = 0) -> Dataset:
+def synthetic_images(count: int, image_size: int, *, seed: int = 0) -> TensorData:
     """Random uint8 images and labels: speed does not depend on what the pixels show."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randint(
         0, 256, (count, 3, image_size, image_size), dtype=torch.uint8, generator=generator
     )
     y = torch.randint(0, 10, (count,), generator=generator)
-    return Dataset(
+    return TensorData(
         x,
         y,
         x[:1],
@@ -303,7 +305,7 @@ def plain_training_step(
 
 
 def tutorial_training_step(
-    model: nn.Module, data: Dataset, *, batch_size: int, device: torch.device
+    model: nn.Module, data: TensorData, *, batch_size: int, device: torch.device
 ) -> Callable[[], None]:
     """The usual tutorial pipeline: a ``Dataset`` of PIL images with torchvision transforms and a ``DataLoader``.
 
@@ -532,7 +534,7 @@ MEMORY_FORMAT_SIZES = (
 def fresh_training_step(
     model_name: str,
     width: int,
-    batch: Dataset,
+    batch: TensorData,
     device: torch.device,
     memory_format: torch.memory_format,
     *,
@@ -560,7 +562,7 @@ def measure_memory_format(
 ) -> list[dict]:
     """Images/s of a plain training step, contiguous (NCHW) against channels-last (NHWC), paired per repetition.
 
-    The table behind :func:`resnet_course.train.use_channels_last`.
+    The table behind :func:`resnet_course.devices.use_channels_last`.
     """
     device = pick_device(device)
     rows = []
@@ -626,7 +628,8 @@ def measure_compile(
     took. A compiled model pays from ``break_even_steps = compile_seconds / (eager step - compiled
     step)``: the table behind :func:`resnet_course.train.use_compile`.
     """
-    from resnet_course.train import PRESETS, use_channels_last
+    from resnet_course.devices import use_channels_last
+    from resnet_course.presets import PRESETS
 
     device = pick_device(device)
     memory_format = (
@@ -889,7 +892,7 @@ def first_step_behind(ahead_losses, behind_losses, *, window: int) -> int | None
 
 
 def degradation_clock(
-    data: Dataset,
+    data: TensorData,
     *,
     width: int,
     batch_size: int,

@@ -51,11 +51,12 @@ import torch
 import torch.distributed as dist
 
 from resnet_course import __version__
-from resnet_course.data import Dataset, DataUnavailableError, load_cifar10
+from resnet_course.data import DataUnavailableError, TensorData, load_cifar10
 from resnet_course.evidence import RESULT_KIND, format_results, row_from_record
 from resnet_course.models import create_model
+from resnet_course.recipe import TrainConfig, learning_rate
 from resnet_course.runs import data_fingerprint
-from resnet_course.train import History, TrainConfig, TrainingRun, learning_rate, set_seed
+from resnet_course.train import History, TrainingRun, set_seed
 
 MODELS = (
     "resnet20",
@@ -239,7 +240,7 @@ def training_plan(
 # --- data ------------------------------------------------------------------------------------------
 
 
-def split_validation(data: Dataset, size: int, *, seed: int = 0) -> Dataset:
+def split_validation(data: TensorData, size: int, *, seed: int = 0) -> TensorData:
     """Training images minus ``size`` held out; the held-out ones take the place of the test split."""
     if not 0 < size < len(data.x_train):
         raise ValueError(
@@ -247,7 +248,7 @@ def split_validation(data: Dataset, size: int, *, seed: int = 0) -> Dataset:
         )
     order = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))
     held, kept = order[:size], order[size:]
-    return Dataset(
+    return TensorData(
         data.x_train[kept],
         data.y_train[kept],
         data.x_train[held],
@@ -299,7 +300,7 @@ def versions() -> dict:
 
 
 def scale_notes(
-    plan: dict, recipe: Recipe, data: Dataset, *, width: int, validation_size: int
+    plan: dict, recipe: Recipe, data: TensorData, *, width: int, validation_size: int
 ) -> list[str]:
     """Every way a run differs from the paper's scale (empty: a full-scale run)."""
     notes = []
@@ -341,9 +342,9 @@ def run_name(
 def reproduce_one(
     model_name: str,
     recipe: Recipe,
-    data: Dataset,
+    data: TensorData,
     *,
-    test_data: Dataset | None = None,
+    test_data: TensorData | None = None,
     validation_size: int = 0,
     iterations: int | None = None,
     epochs: float | None = None,
@@ -604,7 +605,7 @@ def init_distributed(device: str | None) -> tuple[int, int, str | None]:
     return dist.get_rank(), world_size, device
 
 
-def _load_data(args: argparse.Namespace, rank: int, world_size: int) -> Dataset:
+def _load_data(args: argparse.Namespace, rank: int, world_size: int) -> TensorData:
     # The first process downloads (if needed); the others wait, then read what it left.
     if world_size > 1 and rank != 0:
         dist.barrier()

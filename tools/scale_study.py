@@ -312,8 +312,8 @@ def provenance(data, threads: int) -> dict:
     import torch
     import torchvision
 
+    from resnet_course.devices import describe_device, pick_device
     from resnet_course.runs import code_version, data_fingerprint
-    from resnet_course.train import describe_device, pick_device
     from tools.bench import cpu_model
     from tools.reproduce import git_state
 

@@ -9,8 +9,9 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import plots
-from ..data import Dataset
-from ..train import History, Preset, TrainingRun
+from ..data import TensorData
+from ..presets import Preset
+from ..train import History, TrainingRun
 from .controls import LivePanels, int_slider, run_style, set_range, toggle
 from .explorer import Explorer
 from .run_config import (
@@ -105,7 +106,7 @@ class DegradationExplorer(Explorer):
     # --- training ---
 
     def _run_each(
-        self, configs: list[RunConfig], data: Dataset
+        self, configs: list[RunConfig], data: TensorData
     ) -> Generator[object, None, str | None]:
         for index, config in enumerate(configs):
             if self._stop_event.is_set():

@@ -16,9 +16,9 @@ import ipywidgets as widgets
 import torch
 from matplotlib.figure import Figure
 
-from ..data import Dataset, DataUnavailableError
+from ..data import DataUnavailableError, TensorData
 from ..models import cifar_depths
-from ..train import Preset
+from ..presets import Preset
 from .controls import (
     FIGSIZE,
     LivePanels,
@@ -141,7 +141,7 @@ class Explorer(Dashboard):
             self._work(configs, dashboard_data(configs[0].data, self.preset)), background=False
         )
 
-    def _data(self, name: str) -> Dataset | None:
+    def _data(self, name: str) -> TensorData | None:
         try:
             return dashboard_data(name, self.preset)
         except DataUnavailableError as error:
@@ -154,12 +154,12 @@ class Explorer(Dashboard):
             self.say(f"{error} Until then the dashboard {self.does} on spirals.", error=True)
             return None
 
-    def _work(self, configs: list[RunConfig], data: Dataset) -> Iterator[object]:
+    def _work(self, configs: list[RunConfig], data: TensorData) -> Iterator[object]:
         """Say what starts, and return the work that runs ``configs`` and then says how it went."""
         self.say(f"{self.doing} {', then '.join(c.label for c in configs)} on {data.name}...")
         return self._run_all(configs, data)
 
-    def _run_all(self, configs: list[RunConfig], data: Dataset) -> Iterator[object]:
+    def _run_all(self, configs: list[RunConfig], data: TensorData) -> Iterator[object]:
         outcome = yield from self._run_each(configs, data)
         self.redraw()
         if outcome is not None and self._stop_event.is_set():
@@ -170,7 +170,7 @@ class Explorer(Dashboard):
             self.say(outcome)
 
     def _run_each(
-        self, configs: list[RunConfig], data: Dataset
+        self, configs: list[RunConfig], data: TensorData
     ) -> Generator[object, None, str | None]:
         """Run ``configs`` one after the other, yielding after every step.
 

@@ -11,8 +11,9 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ..analysis import gradient_norms
-from ..data import Dataset
-from ..train import Preset, TrainingRun
+from ..data import TensorData
+from ..presets import Preset
+from ..train import TrainingRun
 from .controls import LivePanels, int_slider, run_style
 from .explorer import Explorer
 from .run_config import BASIC, PLAIN, SPIRALS, RunConfig, build_model
@@ -64,7 +65,7 @@ class GradientFlowExplorer(Explorer):
         ]
 
     def _run_each(
-        self, configs: list[RunConfig], data: Dataset
+        self, configs: list[RunConfig], data: TensorData
     ) -> Generator[object, None, str | None]:
         """Measure each stack at initialisation and after training (one batch, in training mode)."""
         self._clear_results()

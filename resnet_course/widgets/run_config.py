@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..data import Dataset, load_cifar10, make_spirals
+from ..data import TensorData, load_cifar10, make_spirals
 from ..models import MLP, cifar_resnet, valid_cifar_depth
-from ..train import Preset, set_seed
+from ..presets import Preset
+from ..train import set_seed
 
 SPIRALS, CIFAR10 = "spirals", "cifar10"
 DATA_SETS = (("spirals (MLPs)", SPIRALS), ("CIFAR-10 (CNNs)", CIFAR10))
@@ -123,10 +124,10 @@ def build_model(config: RunConfig) -> nn.Module:
 
 # --- data, loaded once per session --------------------------------------------------------------
 
-_DATA_CACHE: dict[tuple, Dataset] = {}
+_DATA_CACHE: dict[tuple, TensorData] = {}
 
 
-def dashboard_data(name: str, preset: Preset) -> Dataset:
+def dashboard_data(name: str, preset: Preset) -> TensorData:
     """Spirals, or CIFAR-10 at the preset's size, loaded once and kept (or DataUnavailableError)."""
     key = (name, preset.image_size, preset.train_size, preset.test_size)
     if key not in _DATA_CACHE:

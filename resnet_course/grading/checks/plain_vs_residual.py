@@ -9,7 +9,8 @@ from torch import nn
 
 from ...analysis import count_parameters
 from ...models import cifar_resnet
-from ...train import History, TrainConfig, fit, set_seed
+from ...recipe import TrainConfig
+from ...train import History, fit, set_seed
 from ..probes import Case, call, probe_module
 from ..report import Check, CheckFailed, Report
 from .helpers import (
