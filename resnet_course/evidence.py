@@ -104,26 +104,6 @@ def verdict(study: dict, claim: str, config: str) -> dict | None:
     )
 
 
-def describe_config(study: dict, config: str) -> str:
-    c = study["configs"][config]
-    if c.get("task", "cifar") == "sort":
-        return (
-            f"sorting {c['length']} tokens out of {c['vocab']}, {c['train_size']:,} training sequences, a "
-            f"{c['depth']}-block transformer of width {c['dim']}, {c['epochs']} epochs of batch {c['batch_size']}, "
-            f"Adam from {c['lr']:g} with a cosine decay"
-        )
-    images = "all" if c["train_size"] is None else f"{c['train_size']:,}"
-    warmup = (
-        f"after {c['warmup_epochs']:g} epochs of warm-up"
-        if c["warmup_epochs"]
-        else "without warm-up"
-    )
-    return (
-        f"width {c['width']}, {c['image_size']}x{c['image_size']} images, {c['steps']:,} steps of batch "
-        f"{c['batch_size']}, {c['schedule']} learning rate from {c['lr']:g} {warmup}, {images} training images"
-    )
-
-
 def labels(study: dict, claim: str) -> tuple[str, str]:
     """How the chapter names the claim's two networks, e.g. ('plain-20', 'plain-56')."""
     first, second = study["claims"][claim]["labels"]
@@ -135,46 +115,8 @@ def metric_name(study: dict, claim: str) -> str:
     return study["metrics"][study["claims"][claim]["metric"]]
 
 
-def table_header(study: dict, claim: str) -> list[str]:
-    """The header of :func:`table_rows`: the networks' names, and the unit of their values.
-
-    Seven columns, so the table fits the book's column; the metric itself is named by
-    :func:`archive_markdown` (and the configuration's name holds its steps).
-    """
-    first, second = labels(study, claim)
-    unit = "%" if metric_name(study, claim).endswith("(%)") else "points"
-    return [
-        "configuration",
-        f"{first} ({unit})",
-        f"{second} ({unit})",
-        f"{second} - {first} (points)",
-        "seed spread (points)",
-        "shown",
-        "time for both (1 seed)",
-    ]
-
-
 # "shown": the claimed sign in every seed by more than the seed spread; "tie": the two within the
 # spread; "opposite": the other sign in every seed by more than the spread.
-
-
-def table_rows(study: dict, claim: str) -> list[list[str]]:
-    """One row per configuration: the values per seed, the mean difference, the spread, the verdict, the cost."""
-    rows = []
-    for v in verdicts(study, claim):
-        spread = "-" if v["seed_spread_points"] is None else f"{v['seed_spread_points']:.1f}"
-        rows.append(
-            [
-                v["config"],
-                " / ".join(f"{e:.1f}" for e in v["first_values"]),
-                " / ".join(f"{e:.1f}" for e in v["second_values"]),
-                f"{v['mean_difference_points']:+.1f}",
-                spread,
-                verdict_word(v),
-                f"{v['seconds_per_seed']:.0f} s on {v['device']}",
-            ]
-        )
-    return rows
 
 
 def provenance_line(study: dict, claim: str | tuple[str, ...] | None = None) -> str:
@@ -212,104 +154,6 @@ def provenance_line(study: dict, claim: str | tuple[str, ...] | None = None) -> 
         f"commit{'s' if len(commits) > 1 else ''} {commit_text}, data {joined('data')} with SHA-256 "
         f"{joined('data_sha256', lambda h: h[:12] + '...')}, {dates}."
     )
-
-
-def _configurations(count: int) -> str:
-    return f"{count} archived configuration{'s' if count != 1 else ''}"
-
-
-def claim_sentence(study: dict, claim: str) -> str:
-    """What the archive shows for ``claim``, written from its verdicts: shown, tied, or not shown."""
-    archived = verdicts(study, claim)
-    first, second = labels(study, claim)
-    what = metric_name(study, claim).split(" (")[0]
-
-    def cheapest(v: dict) -> str:  # verdicts are sorted cheapest first
-        return (
-            f"`{v['config']}` ({describe_config(study, v['config'])}): {second} minus {first} is "
-            f"{v['mean_difference_points']:+.1f} points of {what} on average"
-        )
-
-    shown = [v for v in archived if v["shown"]]
-    if shown:
-        sentence = (
-            f"Shown by {len(shown)} of the {_configurations(len(archived))}. The cheapest is "
-            f"{cheapest(shown[0])}, against a seed spread of {shown[0]['seed_spread_points']:.1f} points."
-        )
-    else:
-        sentence = f"Not shown by {'any of ' if len(archived) != 1 else ''}the {_configurations(len(archived))}."
-    # The configurations that went the other way, or were tied, are named even where others show
-    # the claim: a reader should not have to find them in the table.
-    opposite = [v for v in archived if v.get("opposite_shown")]
-    if opposite:
-        sentence += (
-            f" The opposite held in {len(opposite)} of them; the cheapest is {cheapest(opposite[0])}, "
-            f"the same sign in every seed, against a seed spread of "
-            f"{opposite[0]['seed_spread_points']:.1f} points."
-        )
-    ties = [v for v in archived if v.get("tie_within_spread")]
-    if ties:
-        sentence += (
-            f" In {len(ties)} of them the two are tied within the seed spread; the cheapest is "
-            f"{cheapest(ties[0])}, seed spread {ties[0]['seed_spread_points']:.1f}."
-        )
-    return sentence
-
-
-def archive_markdown(claim: str, study: dict | None = None) -> str:
-    """The archive of ``claim`` for a chapter, as Markdown: what was claimed, the table, the verdict, the origin.
-
-    ``study`` defaults to the repository's (:func:`load_study`); without one, the note that says
-    where the archive lives (:func:`study_note`).
-    """
-    from .notebooks import markdown_table
-
-    study = load_study() if study is None else study
-    if study is None:
-        return study_note()
-    rows = table_rows(study, claim)
-    if not rows:
-        return (
-            f"The archive has no finished runs for this claim yet (`python -m tools.scale_study run "
-            f"--claims {claim}` makes them)."
-        )
-    statement = study["claims"][claim]["statement"]
-    return "\n\n".join(
-        [
-            f"Archived claim: {statement[0].upper() + statement[1:]}. Values: "
-            f"{metric_name(study, claim)}, one per seed.",
-            markdown_table(table_header(study, claim), rows).data,
-            claim_sentence(study, claim),
-            provenance_line(study, claim),
-        ]
-    )
-
-
-def depth_gaps(study: dict) -> list[list[str]]:
-    """Per configuration with both families over 3 seeds: the 56-minus-20 gap of plain and residual networks."""
-    rows = []
-    for plain in verdicts(study, "degradation"):
-        residual = verdict(study, "residual_depth", plain["config"])
-        if residual is None or min(len(plain["seeds"]), len(residual["seeds"])) < 3:
-            continue
-        spread = max(plain["seed_spread_points"], residual["seed_spread_points"])
-        rows.append(
-            [
-                plain["config"],
-                f"{plain['mean_difference_points']:+.1f}",
-                f"{residual['mean_difference_points']:+.1f}",
-                f"{spread:.1f}",
-            ]
-        )
-    return rows
-
-
-DEPTH_GAP_HEADER = [
-    "configuration",
-    "plain-56 - plain-20 (points)",
-    "resnet-56 - resnet-20 (points)",
-    "largest seed spread (points)",
-]
 
 
 # --- the paper's table, reproduced -----------------------------------------------------------------

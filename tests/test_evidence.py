@@ -21,6 +21,7 @@ def _summary(tmp_path):
         "mean_difference_points": 20.0,
         "seed_spread_points": 0.8,
         "shown": True,
+        "verdict": "shown",
         "seconds_per_seed": 160.0,
         "device": "cpu (2 threads)",
         "steps": 1050,
@@ -28,7 +29,14 @@ def _summary(tmp_path):
     summary = {
         "verdicts": [
             verdict,
-            {**verdict, "config": "c2", "shown": False, "seconds_per_seed": 50.0, "steps": 124},
+            {
+                **verdict,
+                "config": "c2",
+                "shown": False,
+                "verdict": "untrained",
+                "seconds_per_seed": 50.0,
+                "steps": 124,
+            },
         ],
         "claims": {
             "degradation": {"labels": ["plain-20", "plain-56"], "metric": "final_train_error"},
@@ -39,6 +47,16 @@ def _summary(tmp_path):
             "lesion_mean_drop_points": "test accuracy lost when one block is deleted (points, mean)",
         },
         "configs": {
+            "c2": {
+                "width": 8,
+                "image_size": 16,
+                "steps": 124,
+                "batch_size": 128,
+                "schedule": "step",
+                "lr": 0.1,
+                "warmup_epochs": 0.0,
+                "train_size": 4600,
+            },
             "c1": {
                 "width": 8,
                 "image_size": 16,
@@ -48,7 +66,7 @@ def _summary(tmp_path):
                 "lr": 0.1,
                 "warmup_epochs": 2.0,
                 "train_size": 4600,
-            }
+            },
         },
         "provenance": {
             "cpu": "Some CPU",
@@ -65,22 +83,6 @@ def _summary(tmp_path):
     return path
 
 
-def test_the_table_lists_every_configuration_cheapest_first_with_its_verdict(tmp_path):
-    study = evidence.load_study(_summary(tmp_path))
-    rows = evidence.table_rows(study, "degradation")
-    assert [row[0] for row in rows] == ["c2", "c1"]
-    assert (
-        rows[1][1] == "50.0 / 51.0 / 52.0"
-        and rows[1][3] == "+20.0"
-        and rows[1][5] == "yes"
-        and rows[0][5] == "no"
-    )
-    header = evidence.table_header(study, "degradation")
-    assert len(rows[0]) == len(header) == 7  # seven columns fit the book's column
-    assert header[1:4] == ["plain-20 (%)", "plain-56 (%)", "plain-56 - plain-20 (points)"]
-    assert evidence.table_header(study, "lesion")[1] == "ResNet-20 (points)"
-
-
 def test_the_provenance_names_machine_versions_commit_and_data_hash(tmp_path):
     line = evidence.provenance_line(evidence.load_study(_summary(tmp_path)))
     assert (
@@ -88,61 +90,9 @@ def test_the_provenance_names_machine_versions_commit_and_data_hash(tmp_path):
     )
 
 
-def test_the_configuration_is_described_in_words(tmp_path):
-    text = evidence.describe_config(evidence.load_study(_summary(tmp_path)), "c1")
-    assert (
-        "width 8" in text
-        and "16x16" in text
-        and "1,050 steps" in text
-        and "4,600 training images" in text
-    )
-
-
 def test_without_the_repository_the_note_says_where_the_archive_is(tmp_path, monkeypatch):
     assert evidence.load_study(tmp_path / "missing.json") is None
     assert "results/scale-study" in evidence.study_note()
-
-
-def test_the_repository_holds_a_summary_the_chapters_can_read():
-    study = evidence.load_study()
-    assert study is not None, (
-        "results/scale-study/summary.json is missing: run python -m tools.scale_study summary"
-    )
-    for claim in ("degradation", "residual_depth"):
-        assert evidence.table_rows(study, claim), f"the archive has no runs for {claim}"
-    for claim in study["claims"]:
-        assert evidence.claim_sentence(study, claim)  # every claim reads, with or without runs yet
-
-
-def test_the_archive_sentence_follows_the_verdicts(tmp_path):
-    study = evidence.load_study(_summary(tmp_path))
-    sentence = evidence.claim_sentence(study, "degradation")
-    assert sentence.startswith("Shown by 1 of the 2 archived configurations") and "c1" in sentence
-    assert "plain-56 minus plain-20 is +20.0 points of training error" in sentence
-    for v in study["verdicts"]:
-        v["shown"], v["tie_within_spread"] = False, v["config"] == "c1"
-    sentence = evidence.claim_sentence(study, "degradation")
-    assert (
-        sentence.startswith("Not shown by any of the 2 archived configurations")
-        and "tied within the seed spread" in sentence
-    )
-    assert "opposite" not in sentence
-    study["verdicts"][0].update(
-        tie_within_spread=False, opposite_shown=True, mean_difference_points=-20.0
-    )
-    sentence = evidence.claim_sentence(study, "degradation")
-    assert (
-        "The opposite held in 1 of them" in sentence
-        and "plain-56 minus plain-20 is -20.0 points" in sentence
-    )
-    assert evidence.table_rows(study, "degradation")[1][5] == "opposite"
-    # Where one configuration shows the claim, the one that showed its opposite is still named.
-    study["configs"]["c2"] = {**study["configs"]["c1"], "steps": 124}
-    study["verdicts"][1].update(shown=True, tie_within_spread=False)
-    sentence = evidence.claim_sentence(study, "degradation")
-    assert (
-        sentence.startswith("Shown by 1 of the 2") and "The opposite held in 1 of them" in sentence
-    )
 
 
 def test_results_are_found_from_the_working_directory_its_parent_or_the_environment(
@@ -164,21 +114,6 @@ def test_results_are_found_from_the_working_directory_its_parent_or_the_environm
         evidence.load_results()
     monkeypatch.setenv(evidence.RESULTS_ENV, str(tmp_path / "repo" / "results"))
     assert evidence.load_study() is not None and evidence.load_results() == []
-
-
-def test_a_chapter_shows_the_archive_as_markdown_or_says_where_it_is(tmp_path, monkeypatch):
-    study = evidence.load_study(_summary(tmp_path))
-    study["claims"]["degradation"]["statement"] = "plain-56 ends higher than plain-20"
-    text = evidence.archive_markdown("degradation", study)
-    assert text.startswith(
-        "Archived claim: Plain-56 ends higher than plain-20. Values: training error (%), one per seed."
-    )
-    assert "| c1 | 50.0 / 51.0 / 52.0 | 70.0 / 72.0 / 71.0 | +20.0 |" in text
-    assert "Shown by 1 of the 2" in text and "Some CPU" in text
-    assert "no finished runs" in evidence.archive_markdown("lesion", study)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(evidence.RESULTS_ENV, raising=False)
-    assert evidence.archive_markdown("degradation") == evidence.study_note()
 
 
 def test_the_provenance_of_a_claim_comes_from_its_own_runs(tmp_path):
@@ -266,3 +201,41 @@ def test_the_readme_says_what_the_archive_shows():
     check("degradation", "w16-32px-1050st-cos", "shown")
     check("lesion", "w16-32px-1050st-cos", "shown")
     check("residual_depth", "w16-32px-1050st-cos", "opposite")
+
+
+def test_verdicts_come_cheapest_first_each_with_its_defined_word(tmp_path):
+    study = evidence.load_study(_summary(tmp_path))
+    archived = evidence.verdicts(study, "degradation")
+    assert [v["config"] for v in archived] == ["c2", "c1"]
+    assert [evidence.verdict_word(v) for v in archived] == ["untrained", "shown"]
+    assert all(evidence.verdict_word(v) in evidence.VERDICT_WORDS for v in archived)
+
+
+def test_the_folded_table_names_configurations_in_words(tmp_path):
+    from resnet_course.archive_figures import claim_details_html, short_config
+
+    study = evidence.load_study(_summary(tmp_path))
+    study["claims"]["degradation"]["statement"] = "plain-56 ends higher than plain-20"
+    assert short_config(study, "c1") == "1,050 steps, width 8, 16-px images"
+    assert short_config(study, "c2") == "124 steps, width 8, 16-px images, step learning rate"
+    folded = claim_details_html(study, "degradation")
+    assert "<td>1,050 steps, width 8, 16-px images</td><td>50.0 / 51.0 / 52.0</td>" in folded
+    assert "<td>untrained</td>" in folded and "Some CPU" in folded and ">c1<" not in folded
+
+
+def test_the_repository_holds_a_verdict_for_every_archived_claim():
+    study = evidence.load_study()
+    assert study is not None, (
+        "results/scale-study/summary.json is missing: run python -m tools.scale_study summary"
+    )
+    for claim in ("degradation", "residual_depth", "lesion", "preact_depth"):
+        assert evidence.verdicts(study, claim), f"the archive has no runs for {claim}"
+    for v in study["verdicts"]:
+        assert evidence.verdict_word(v) in set(evidence.VERDICT_WORDS) | {"too few seeds"}
+
+
+def test_without_results_a_chapter_says_where_the_archive_is(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(evidence.RESULTS_ENV, raising=False)
+    assert evidence.load_study() is None
+    assert "results/scale-study" in evidence.study_note()
