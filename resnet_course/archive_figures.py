@@ -158,14 +158,19 @@ def plot_fig6(
     model name ('plain20') to a History of this page's own run, drawn as a thin dashed line.
     """
     fig, axes = plt.subplots(1, len(families), figsize=(BOOK_WIDTH_INCHES, 3.5), sharey=True)
-    seeds_seen = set()
+    archived = {
+        f"{family}{depth}": load_curves(config, f"{family}{depth}", folder)
+        for family, _ in families
+        for depth in depths
+    }
+    # Only the seeds every network has: each band and mean covers the same runs.
+    common = set.intersection(*(set(curves) for curves in archived.values()))
     for ax, (family, family_label) in zip(np.atleast_1d(axes), families):
         for depth in depths:
             model = f"{family}{depth}"
             colour = FAMILY_COLOURS[str(depth)]
-            curves = load_curves(config, model, folder)
+            curves = {seed: archived[model][seed] for seed in sorted(common)}
             if curves:
-                seeds_seen.add(len(curves))
                 _band(ax, curves, colour, f"{family_label}-{depth}")
             if live and model in live:
                 history = live[model]
@@ -182,10 +187,8 @@ def plot_fig6(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9, loc="upper right")
     np.atleast_1d(axes)[0].set_ylabel("training error (%)")
-    if seeds_seen:
-        fig.suptitle(
-            f"Archived runs, mean and range over {min(seeds_seen)} seeds", fontsize=11, y=0.99
-        )
+    if common:
+        fig.suptitle(f"Archived runs, mean and range over {len(common)} seeds", fontsize=11, y=0.99)
     fig.tight_layout()
     return fig
 
