@@ -311,7 +311,7 @@ def show_about(*, histories=(), data=None, archive: str = "") -> None:
 
 
 # The archived configuration of the course's Fig. 6: the cpu preset's recipe (the book's), where
-# the scale study found both halves over 5 seeds. tests/test_archive_figures.py keeps the two equal.
+# every seed the scale study ran shows both halves. tests/test_archive_figures.py keeps the two equal.
 FIG6_CONFIG = "w8-16px-4200st-cos"
 
 

@@ -287,7 +287,7 @@ CONFIGS = {
         Config("w8-16px-525st-cos", 16, 8, 525),
         Config("w8-16px-1050st-cos", 16, 8, 1050),
         Config("w8-16px-2100st-cos", 16, 8, 2100),
-        # The search for Fig. 6 in one CPU configuration (both halves over 5 seeds): the cpu preset's
+        # The search for Fig. 6 in one CPU configuration (both halves, aiming at 5 seeds): the cpu preset's
         # recipe run longer, since ResNet-56 overtakes ResNet-20 only between 2,100 and 4,200 steps.
         Config("w8-16px-3150st-cos", 16, 8, 3150),
         Config("w8-16px-4200st-cos", 16, 8, 4200),
