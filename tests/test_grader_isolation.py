@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from grader_notebooks import ROOT, Style, full_marks, grade_batch
 
-from resnet_course.grading.sandbox import isolation_available
+from resnet_course.grading.sandbox import Limits, Sandbox, isolation_available
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 20
@@ -63,6 +63,11 @@ def attacks(gradebook: Path) -> dict[str, Style]:
             f"# {TOKEN}', shell=True, start_new_session=True)\n"
             "import time\ntime.sleep(5)"
         ),
+        # Every PID on the machine is shared: without a limit, this would starve the other kernels.
+        "a-fork-bomb": attack(
+            "import os, time\nwhile True:\n    try:\n        if os.fork() == 0:\n"
+            "            time.sleep(600)\n    except OSError:\n        time.sleep(0.01)"
+        ),
         "honest": Style(),
     }
 
@@ -95,7 +100,41 @@ def test_class_attacks_do_not_reach_an_honest_student(tmp_path):
     for folder_ in {*site.getsitepackages(), site.getusersitepackages()}:
         assert not (Path(folder_) / PTH).exists()
     assert leftovers() == []
+    assert not list(Path("/sys/fs/cgroup/pids").glob("rcg-*")), "each sandbox's cgroup is removed"
     assert "anyone" not in gradebook.read_text()
+
+
+FORK_COUNT = """
+import os, time
+forked = 0
+for _ in range(2000):
+    try:
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+    except OSError:
+        break
+    forked += 1
+print(forked)
+"""
+
+
+@pytest.mark.skipif(not isolation_available(), reason="bubblewrap (bwrap) is not available")
+def test_a_sandbox_holds_no_more_processes_than_its_limit():
+    """A fork bomb stops at the limit (the kernel's RLIMIT_NPROC, or a pids cgroup when root)."""
+    with Sandbox(isolate=True, limits=Limits(processes=64)) as box:
+        env = box.popen_kwargs["env"]
+        result = subprocess.run(
+            box.python_argv("-c", FORK_COUNT), capture_output=True, text=True, env=env, timeout=120
+        )
+    forked = int(result.stdout.split()[-1])
+    assert 0 < forked < 64, (forked, result.stderr[-500:])
+    with Sandbox(isolate=True, limits=Limits(processes=200)) as box:
+        env = box.popen_kwargs["env"]
+        result = subprocess.run(
+            box.python_argv("-c", FORK_COUNT), capture_output=True, text=True, env=env, timeout=120
+        )
+    assert 64 < int(result.stdout.split()[-1]) < 200, "the limit is the one asked for"
 
 
 def test_a_class_is_not_graded_without_a_sandbox_unless_told(tmp_path):

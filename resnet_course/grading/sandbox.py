@@ -3,8 +3,13 @@
 A read-only view of the system and the Python environment, with the course's repository hidden
 but for the package; a private, writable home, working directory and ``/tmp``; its own PID,
 network (none), IPC and UTS namespaces, the kernel reached over Unix sockets in a shared folder
-(jupyter_client's ``ipc`` transport); limits on memory, CPU time, file size and open files; and
-``--die-with-parent``: killing the sandbox kills every process the notebook started.
+(jupyter_client's ``ipc`` transport); limits on memory, CPU time, file size, open files and
+processes; and ``--die-with-parent``: killing the sandbox kills every process the notebook started.
+
+The process limit keeps a fork bomb from taking every PID on the machine, which the other
+students' kernels and the grader need. Linux enforces ``RLIMIT_NPROC`` per user namespace, but
+never for a process whose user is root outside it; so a grader run as root also puts each
+sandbox in a ``pids`` cgroup of its own (cgroup v2 or v1), which holds for any user.
 
 Without ``bwrap`` (:func:`isolation_available` is False) the kernel is a plain subprocess, whose
 session and marked processes are killed at the end; that protects nothing from a hostile notebook.
@@ -18,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +33,18 @@ _PASSED_THROUGH = (
     "PATH LANG LC_ALL RESNET_COURSE_DATA RESNET_COURSE_PRESET OMP_NUM_THREADS MKL_NUM_THREADS "
     "CUDA_VISIBLE_DEVICES VIRTUAL_ENV"
 ).split()
-# Sets the limits, then becomes the kernel: ``python -c LIMITS AS CPU FSIZE -m ipykernel_launcher ...``
+_RLIMITS = ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC")
+# Sets the limits, then becomes the kernel: ``python -c LIMITS AS CPU FSIZE NOFILE NPROC -m ipykernel_launcher ...``
 _LIMITS = (
     "import os, resource, sys\n"
-    "for name, value in zip(('RLIMIT_AS', 'RLIMIT_CPU', 'RLIMIT_FSIZE', 'RLIMIT_NOFILE'), sys.argv[1:5]):\n"
+    f"for name, value in zip({_RLIMITS!r}, sys.argv[1:{1 + len(_RLIMITS)}]):\n"
     "    if int(value) > 0:\n"
     "        resource.setrlimit(getattr(resource, name), (int(value), int(value)))\n"
-    "os.execv(sys.executable, [sys.executable, *sys.argv[5:]])\n"
+    f"os.execv(sys.executable, [sys.executable, *sys.argv[{1 + len(_RLIMITS)}:]])\n"
 )
+# Joins the cgroup named by $0, then becomes the sandbox (what it starts stays in the cgroup).
+_JOIN_CGROUP = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
+
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class Limits:
     cpu_seconds: int = 3600
     file_bytes: int = 1 << 30
     open_files: int = 1024
+    # Processes and threads together: a kernel training on 16 cores runs about 60.
+    processes: int = 512
 
 
 def isolation_available() -> bool:
@@ -87,6 +99,9 @@ class Sandbox:
         self.exchange = self.root / "exchange"  # where the probes write the programs they export
         for folder in (self.work, self.home, self.home / "tmp", self.ipc, self.exchange):
             folder.mkdir()
+        self.cgroup = None
+        if self.isolate and self.limits.processes > 0 and os.geteuid() == 0:
+            self.cgroup = _pids_cgroup(self.root.name, self.limits.processes)
         return self
 
     @property
@@ -122,13 +137,27 @@ class Sandbox:
         argv += ["--die-with-parent", "--new-session", "--"]
         return argv
 
+    def python_argv(self, *arguments: str) -> list[str]:
+        """``python *arguments`` run in the sandbox, under its limits."""
+        limits = self.limits
+        # Without a sandbox the process count would be the whole user's, the grader's included.
+        processes = limits.processes if self.isolate else 0
+        numbers = (
+            limits.memory_bytes,
+            limits.cpu_seconds,
+            limits.file_bytes,
+            limits.open_files,
+            processes,
+        )
+        python = [sys.executable, "-c", _LIMITS, *map(str, numbers), *arguments]
+        if not self.isolate:
+            return python
+        joined = ["sh", "-c", _JOIN_CGROUP, str(self.cgroup)] if self.cgroup else []
+        return joined + self._bwrap() + python
+
     def kernel_argv(self) -> list[str]:
         """The kernel's command line, ``{connection_file}`` left for jupyter_client to fill in."""
-        limits = self.limits
-        numbers = (limits.memory_bytes, limits.cpu_seconds, limits.file_bytes, limits.open_files)
-        kernel = [sys.executable, "-c", _LIMITS, *map(str, numbers)]
-        kernel += ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        return (self._bwrap() if self.isolate else []) + kernel
+        return self.python_argv("-m", "ipykernel_launcher", "-f", "{connection_file}")
 
     @property
     def popen_kwargs(self) -> dict:
@@ -157,7 +186,55 @@ class Sandbox:
             _kill_marked(f"RESNET_COURSE_SANDBOX={self.root}".encode())
 
     def __exit__(self, *exc) -> None:
+        if self.cgroup is not None:
+            _remove_cgroup(self.cgroup)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _pids_cgroup(name: str, limit: int) -> Path | None:
+    """A new ``pids`` cgroup allowing ``limit`` tasks (cgroup v2 or v1), or None where none can be made."""
+    for parent in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/pids")):
+        try:
+            if parent.name == "cgroup" and "pids" not in (parent / "cgroup.controllers").read_text():
+                continue
+            if not (parent / "cgroup.procs").exists():
+                continue
+            group = parent / name
+            group.mkdir()
+        except OSError:
+            continue
+        try:
+            (group / "pids.max").write_text(str(limit))
+            return group
+        except OSError:  # cgroup v2 without the pids controller delegated to this level
+            group.rmdir()
+    return None
+
+
+def _remove_cgroup(group: Path) -> None:
+    """Kill what is left in ``group`` and remove it (a cgroup is removed only when empty).
+
+    A sandbox's processes die with it, but hundreds of them take a moment to go: wait up to 10 s.
+    """
+    try:
+        (group / "cgroup.kill").write_text("1")  # cgroup v2: the kernel kills them all at once
+    except OSError:
+        pass
+    for _ in range(200):
+        try:
+            pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+        except OSError:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            group.rmdir()
+            return
+        except OSError:
+            time.sleep(0.05)
 
 
 def _kill_marked(marker: bytes) -> None:
