@@ -46,7 +46,6 @@ _LIMITS = (
 _JOIN_CGROUP = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
 
 
-
 @dataclass(frozen=True)
 class Limits:
     """Per-notebook resource limits; 0 leaves one unset."""
@@ -195,7 +194,10 @@ def _pids_cgroup(name: str, limit: int) -> Path | None:
     """A new ``pids`` cgroup allowing ``limit`` tasks (cgroup v2 or v1), or None where none can be made."""
     for parent in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/pids")):
         try:
-            if parent.name == "cgroup" and "pids" not in (parent / "cgroup.controllers").read_text():
+            if (
+                parent.name == "cgroup"
+                and "pids" not in (parent / "cgroup.controllers").read_text()
+            ):
                 continue
             if not (parent / "cgroup.procs").exists():
                 continue
