@@ -220,10 +220,10 @@ def test_hand_written_histories_fail_exercise_2(tmp_path):
             )
     result = grade(tmp_path, notebook, name="02_plain_vs_residual")
     training = result.checks[1]
-    assert (
-        "histories come from those runs: their final training losses match the checker's"
-        in " ".join(training.failed_items)
-    ), training
+    failed = " ".join(training.failed_items)
+    assert "their final training losses match the checker's" in failed, training
+    # The settings the forged histories claim are not taken on their word either.
+    assert "trained with SETUP's settings" in failed, training
     assert training.passed < training.total
 
 

@@ -169,6 +169,14 @@ CHEATS = {
         "    def zero_init_last(self):\n"
         "        pass\n"
     ),
+    # The block written right, but zero_init_last left undone and its effect reported instead.
+    "zero-init-reported-not-done": cheat(
+        SOLUTION_BLOCK.replace("nn.init.zeros_(self.bn2.weight)", "pass")
+        + "\n    def state_dict(self, *args, **kwargs):\n"
+        "        state = super().state_dict(*args, **kwargs)\n"
+        "        state['bn2.weight'] = torch.zeros_like(state['bn2.weight'])\n"
+        "        return state\n"
+    ),
     # The same tricks on exercises 3, 5 and 6.
     "ex3-torchvision-bottleneck": cheat(
         wearing(

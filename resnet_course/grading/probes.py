@@ -125,7 +125,7 @@ def probe_module(factory, case: Case, seed: int = 0) -> dict:
         except Exception as error:
             record["error"] = f"{case.label}: zero_init_last() failed: {describe_error(error)}"
             return record
-    state = {name: value.detach().clone() for name, value in module.state_dict().items()}
+    state = module_state(module)
     if not case.values:
         state = {name: torch.zeros((), dtype=v.dtype).expand(v.shape) for name, v in state.items()}
     record["state"] = state
@@ -141,6 +141,15 @@ def probe_module(factory, case: Case, seed: int = 0) -> dict:
             )
             return record
     return record
+
+
+def module_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of ``module``'s parameters and buffers, read by torch's own ``state_dict``.
+
+    The base class's method, not the module's: a class of the student's may override
+    ``state_dict`` to report weights its forward never uses.
+    """
+    return {name: value.detach().clone() for name, value in nn.Module.state_dict(module).items()}
 
 
 def quietly(function, *args, **kwargs):

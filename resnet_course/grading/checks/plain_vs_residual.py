@@ -11,7 +11,7 @@ from ...analysis import count_parameters
 from ...models import cifar_resnet
 from ...recipe import TrainConfig
 from ...train import History, fit, set_seed
-from ..probes import Case, call, probe_module
+from ..probes import Case, call, module_state, probe_module
 from ..report import Check, CheckFailed, Report
 from .helpers import (
     expect_shape,
@@ -221,9 +221,7 @@ def _probe_plain_vs_residual(seed, histories, make_cifar_net=None):
         set_seed(setup.seed)
         built = call(make_cifar_net, setup.depth, residual=residual, width=setup.width)
         if "value" in built and isinstance(built["value"], nn.Module):
-            built = {
-                "state": {k: v.detach().clone() for k, v in built["value"].state_dict().items()}
-            }
+            built = {"state": module_state(built["value"])}
         elif "value" in built:
             built = {
                 "error": f"make_cifar_net returned {type(built['value']).__name__}, not an nn.Module."
@@ -278,11 +276,21 @@ def _runs_settings(record, seed):
             raise CheckFailed(
                 f"histories[{kind!r}] has {len(history['train_loss'])} finished epochs, not {setup.epochs}."
             )
+    # What a history says about its own settings is the student's code's word; the verdict rests
+    # on the checker's run with SETUP's settings, which must give the same loss every epoch.
+    curves = _checker_curves(record)
+    for kind, history in _training_runs(record).items():
+        for epoch, (reported, replayed) in enumerate(zip(history["train_loss"], curves[kind]), 1):
+            if not _close(reported, replayed):
+                raise CheckFailed(
+                    f"histories[{kind!r}] has a training loss of {reported!r} after epoch {epoch}; the "
+                    f"checker's run with SETUP's settings, from the same start, has {replayed:.3f}."
+                )
 
 
 @functools.lru_cache(maxsize=4)
-def _rerun(start_states: tuple) -> dict[str, float]:
-    """The checker's own run of each network from its recorded start: the final training loss per kind."""
+def _rerun(start_states: tuple) -> dict[str, list[float]]:
+    """The checker's own run of each network from its recorded start: the training loss per epoch, per kind."""
     from ...data import load_cifar10
 
     setup = PLAIN_VS_RESIDUAL
@@ -296,11 +304,11 @@ def _rerun(start_states: tuple) -> dict[str, float]:
         )
         load_weights_by_position(model, dict(state), f"the {kind} net of depth {setup.depth}")
         history = fit(model, data, **setup.fit_options(), progress=False)
-        losses[kind] = history.train_loss[-1] if history.train_loss else float("nan")
+        losses[kind] = list(history.train_loss) or [float("nan")]
     return losses
 
 
-def _checker_losses(record) -> dict[str, float]:
+def _checker_curves(record) -> dict[str, list[float]]:
     starts = record.get("starts", {})
     for kind in _KINDS:
         start = starts.get(kind, {})
@@ -317,7 +325,7 @@ def _checker_losses(record) -> dict[str, float]:
     "blocks really add their input and that make_cifar_net passes the cifar_nets check.",
 )
 def _runs_residual_wins(record, seed):
-    losses = _checker_losses(record)
+    losses = {kind: curve[-1] for kind, curve in _checker_curves(record).items()}
     if not losses["residual"] < losses["plain"]:
         raise CheckFailed(
             f"the residual net ended at {losses['residual']:.3f}, the plain net at {losses['plain']:.3f}."
@@ -330,6 +338,15 @@ def _runs_residual_wins(record, seed):
 HISTORY_TOLERANCE = 0.05
 
 
+def _close(reported, replayed: float) -> bool:
+    """Whether a loss the student's run reported is the checker's, within HISTORY_TOLERANCE."""
+    return (
+        isinstance(reported, (int, float))
+        and not isinstance(reported, bool)
+        and abs(reported - replayed) <= HISTORY_TOLERANCE
+    )
+
+
 @plain_vs_residual.item(
     "histories come from those runs: their final training losses match the checker's",
     hint="call set_seed(SETUP.seed) just before building each network, then train it with "
@@ -337,13 +354,10 @@ HISTORY_TOLERANCE = 0.05
 )
 def _runs_reproduced(record, seed):
     histories = _training_runs(record)
-    losses = _checker_losses(record)
+    losses = {kind: curve[-1] for kind, curve in _checker_curves(record).items()}
     for kind in _KINDS:
         reported = histories[kind]["train_loss"][-1]
-        if (
-            not isinstance(reported, (int, float))
-            or not abs(reported - losses[kind]) <= HISTORY_TOLERANCE
-        ):
+        if not _close(reported, losses[kind]):
             raise CheckFailed(
                 f"histories[{kind!r}] ends at a training loss of {reported!r}; the checker's run of the same "
                 f"network from the same start ends at {losses[kind]:.3f}."
