@@ -189,6 +189,44 @@ HONEST = {
     "pathlib-home": scratch(
         "from pathlib import Path\n(Path.home() / 'scratch.txt').write_text('hi')"
     ),
+    # Code run by a cell magic, or written to a module by one and imported, is the notebook's own.
+    "capture-cell": written("%%capture\n" + block()),
+    "writefile-module": Style(
+        replace=(
+            (
+                CLASS_CELL,
+                "%%writefile my_block.py\nimport torch\nfrom torch import nn\n\n" + block(),
+            ),
+        ),
+        extra=("from my_block import BasicBlock",),
+    ),
+    "method-added-later": Style(
+        replace=((CLASS_CELL, block(forward="        raise NotImplementedError\n")),),
+        extra=("def forward(self, x):\n" + FORWARD + "\nBasicBlock.forward = forward",),
+    ),
+    # The exercise names the block's layers, not the parts of its shortcut.
+    "named-shortcut-parts": written(
+        block(
+            head="from collections import OrderedDict\n\n",
+            init=INIT.replace("nn.Sequential(", "nn.Sequential(OrderedDict(")
+            .replace("nn.Conv2d(in_channels, planes, 1,", "conv=nn.Conv2d(in_channels, planes, 1,")
+            .replace(
+                "nn.BatchNorm2d(planes),\n            )",
+                "bn=nn.BatchNorm2d(planes),\n            ))",
+            ),
+        )
+    ),
+    "timeit-scratch": scratch("%%timeit -n 2 -r 1\nBasicBlock(16, 16)(torch.randn(2, 16, 8, 8))"),
+    "keyword-only-stride": written(
+        block().replace(
+            "def __init__(self, in_channels, planes, stride=1)",
+            "def __init__(self, in_channels: int, planes: int, *, stride: int = 1)",
+        )
+    ),
+    "float64-scratch": scratch(
+        "torch.set_default_dtype(torch.float64)\nprint(torch.ones(1).dtype)\n"
+        "torch.set_default_dtype(torch.float32)"
+    ),
 }
 
 

@@ -444,7 +444,7 @@ def grade_notebook(
         for number, i in enumerate(code_indices)
         if i not in check_indices and i != setup_index
     ]
-    cells = {programs.cell_file_hash(source): source for _, source in student_cells}
+    cells = programs.notebook_code(source for _, source in student_cells)
     seed = (
         secrets.randbelow(2**31 - 1) + 1
     )  # drawn now: no record made before this run can match it

@@ -175,21 +175,61 @@ def is_library_file(path: str) -> bool:
 
 
 def _in_a_cell(path: str, line: int, code: str, cells: dict[str, str] | None) -> bool:
-    """Whether a frame is in one of the notebook's cells (``cells``: ipykernel's hash -> source).
+    """Whether a frame is in the notebook's own code (``cells``: see :func:`notebook_code`).
 
-    With the cells known (the grader's case), the frame's file must be named by the hash of
-    one of them and the line it shows must be that cell's line; code run under ``%%time``
-    counts where a cell starts with it. Without (a check cell in Jupyter), any cell counts.
+    With the code known (the grader's case), the frame's file must be named by the hash of
+    one of its cells (or of a cell magic's body), or be a file a ``%%writefile`` cell wrote,
+    and the line it shows must be that source's line; code run under ``%%time`` counts where
+    a cell starts with it. Without (a check cell in Jupyter), any cell counts, and any file
+    in the notebook's own folder.
     """
     match = _CELL.search(path)
     if cells is None:
-        return bool(match) or path in _TIMED
+        return bool(match) or path in _TIMED or _in_working_folder(path)
     if path in _TIMED:
         return any(source.lstrip().startswith(("%%time", "%time")) for source in cells.values())
-    if not match or not match["hash"] or match["hash"] not in cells:
+    if match and match["hash"] and match["hash"] in cells:
+        source = cells[match["hash"]]
+    else:
+        source = cells.get(_WRITTEN + Path(path).name)
+    if source is None:
         return False
-    lines = cells[match["hash"]].splitlines()
+    lines = source.splitlines()
     return 0 < line <= len(lines) and bool(code) and lines[line - 1].strip() == code
+
+
+def _in_working_folder(path: str) -> bool:
+    try:
+        return Path(path).resolve().parent == Path.cwd().resolve()
+    except (OSError, ValueError):
+        return False
+
+
+_WRITTEN = "written:"  # notebook_code's key for a file a %%writefile cell wrote
+_CELL_MAGIC = re.compile(r"\A\s*%%(?P<magic>\w+)(?P<arguments>[^\n]*)\n")
+
+
+def notebook_code(sources) -> dict[str, str]:
+    """Every name the notebook's own code can run under, with its source.
+
+    ipykernel names a cell's code by a hash of its source; a cell magic that runs its body
+    (``%%capture``, ``%%time``) runs it under the hash of the body; a module a ``%%writefile``
+    cell wrote runs under its file name. A student's code in any of these is the notebook's.
+    """
+    code = {}
+    for source in sources:
+        code[cell_file_hash(source)] = source
+        magic = _CELL_MAGIC.match(source)
+        if magic is None:
+            continue
+        body = source[magic.end() :]
+        if magic["magic"] == "writefile":
+            target = [a for a in magic["arguments"].split() if not a.startswith("-")]
+            if target:
+                code[_WRITTEN + Path(target[-1]).name] = body
+        else:
+            code[cell_file_hash(body)] = body
+    return code
 
 
 def cell_file_hash(source: str) -> str:

@@ -87,6 +87,25 @@ def _reference_state(reference: nn.Module, seed: int, label: str) -> dict:
     return reference.state_dict()
 
 
+def _match_by_name(student: dict, target: dict) -> dict[str, str]:
+    """Student tensor name -> reference name: the same names, then, inside a layer the exercise
+    names (``downsample``), the student's own names for its parts, in order, where the shapes agree.
+
+    The exercise names a block's layers, not what a ``Sequential`` calls its parts: an
+    ``OrderedDict(conv=..., bn=...)`` shortcut is as right as a numbered one.
+    """
+    mapping = {name: name for name in target if name in student}
+    for layer in {name.split(".")[0] for name in target} - {""}:
+        missing = [n for n in target if n.startswith(layer + ".") and n not in mapping.values()]
+        spare = [n for n in student if n.startswith(layer + ".") and n not in mapping]
+        if missing and len(missing) == len(spare):
+            if all(
+                tuple(student[a].shape) == tuple(target[b].shape) for a, b in zip(spare, missing)
+            ):
+                mapping.update(zip(spare, missing))
+    return mapping
+
+
 def load_reference(
     built: dict, reference: nn.Module, what: str, seed: int, *, strict=True, by_position=False
 ) -> nn.Module:
@@ -101,7 +120,9 @@ def load_reference(
             )
         mapping = dict(zip(student, target))
     else:
-        missing, unexpected = sorted(set(target) - set(student)), sorted(set(student) - set(target))
+        mapping = _match_by_name(student, target)
+        missing = [name for name in target if name not in mapping.values()]
+        unexpected = [name for name in student if name not in mapping]
         if missing or (unexpected and strict):
             detail = []
             if missing:
@@ -113,7 +134,6 @@ def load_reference(
             raise CheckFailed(
                 f"{what}'s weights do not match the reference's names: it {' and '.join(detail)}."
             )
-        mapping = {name: name for name in target}
     for index, (name, reference_name) in enumerate(mapping.items()):
         if tuple(student[name].shape) != tuple(target[reference_name].shape):
             raise CheckFailed(
