@@ -9,7 +9,7 @@ models and the training loop are written once::
     history = fit(create_model("resnet20", width=preset.width), data, epochs=preset.epochs)
 """
 
-from .analysis import count_flops, count_macs, count_parameters, gradient_norms
+from .analysis import count_macs, count_parameters, gradient_norms
 from .blocks import BasicBlock, Bottleneck, PlainBlock, PreActBlock, PreActBottleneck, residual_add
 from .data import DataUnavailableError, TensorData, load_cifar10, make_spirals, pack_subset
 from .devices import pick_device
@@ -49,7 +49,6 @@ __all__ = [
     "get_preset",
     "pick_device",
     "set_seed",
-    "count_flops",
     "count_macs",
     "count_parameters",
     "gradient_norms",

@@ -98,10 +98,6 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224))
     return total // input_size[0]
 
 
-# The first version's name. It returns multiply-accumulates, which the papers call FLOPs.
-count_flops = count_macs
-
-
 def count_layers(model: nn.Module) -> int:
     """Depth as the papers count it: convolutions and linear layers, not counting projection shortcuts.
 

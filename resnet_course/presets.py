@@ -19,56 +19,43 @@ from .recipe import TrainConfig
 class Preset:
     """How big a chapter's experiments are, chosen to fit a time budget on one kind of machine.
 
-    Chapters read these instead of hard-coding sizes. ``steps`` is the length of a CIFAR
-    comparison (chapters 1 and 2: plain and residual 20/56); ``epochs`` that of the shorter
-    comparisons in later chapters. ``recipe()`` is what chapters pass to ``fit``. The sizes
-    come from the scale study (``results/scale-study/``), which found, per claim, the
-    cheapest configuration that shows it over 3 or more seeds.
+    A preset is who it is for and the time it is sized to, the data (CIFAR-10's image size and
+    how many images), the networks' width, and ``training``: the recipe of the chapter 1 and 2
+    comparisons (plain and residual 20/56), which chapters pass to ``fit`` or ``runs.train``
+    as it is. ``epochs`` is the length of the shorter comparisons in later chapters, and
+    ``mlp_steps`` that of the 2-D toys. The sizes come from the scale study
+    (``results/scale-study/``).
     """
 
     name: str
     audience: str  # who the preset is for
     budget: str  # the time it is sized to, and how that was measured
     image_size: int  # CIFAR images are shrunk to this many pixels a side
-    train_size: (
-        int | None
-    )  # CIFAR training images asked for (None: all; an offline slice may hold fewer)
+    # CIFAR training and test images asked for (None: all; an offline slice may hold fewer)
+    train_size: int | None
     test_size: int | None
     width: int  # base width of CIFAR networks (16 in the paper)
-    steps: int  # SGD steps of the chapter 1 and 2 comparisons
+    training: TrainConfig  # the chapter 1 and 2 comparisons' recipe
     epochs: int  # epochs of the shorter comparisons in later chapters
-    batch_size: int
     mlp_steps: int  # optimisation steps of the 2-D toy experiments
-    lr: float = 0.1
-    schedule: str = "cosine"
-    # Linear warm-up: a 56-layer network at lr 0.1 from step 1 stalls at chance
-    warmup_epochs: float = 2.0
-
-    def config(self) -> TrainConfig:
-        """The recipe of the chapter 1 and 2 comparisons."""
-        return TrainConfig(
-            steps=self.steps,
-            lr=self.lr,
-            schedule=self.schedule,
-            warmup_epochs=self.warmup_epochs,
-            batch_size=self.batch_size,
-        )
-
-    def recipe(self) -> dict:
-        """:meth:`config` as the ``fit`` keywords chapters pass (``fit(model, data, **preset.recipe())``).
-
-        Always these five keys, default or not: the run cache keys a run by the keywords it was given.
-        """
-        return self.config().options("steps", "lr", "schedule", "warmup_epochs", "batch_size")
 
     def describe(self) -> str:
         images = "all" if self.train_size is None else f"up to {self.train_size:,}"
+        training = self.training
         return (
             f"preset '{self.name}' ({self.audience}; {self.budget}): {images} CIFAR-10 training images at "
-            f"{self.image_size}x{self.image_size}, networks of width {self.width}, comparisons of {self.steps:,} "
-            f"steps ({self.schedule} learning rate from {self.lr:g} after {self.warmup_epochs:g} epochs of warm-up), "
-            f"batch {self.batch_size}"
+            f"{self.image_size}x{self.image_size}, networks of width {self.width}, comparisons of {training.steps:,} "
+            f"steps ({training.schedule} learning rate from {training.lr:g} after {training.warmup_epochs:g} epochs "
+            f"of warm-up), batch {training.batch_size}"
         )
+
+
+def comparison(steps: int, batch_size: int) -> TrainConfig:
+    """The presets' comparison recipe: ``steps`` SGD steps, two epochs of linear warm-up from 0
+    (a 56-layer network at lr 0.1 from step 1 stalls at chance), then a cosine decay from 0.1 to 0."""
+    return TrainConfig(
+        steps=steps, lr=0.1, schedule="cosine", warmup_epochs=2.0, batch_size=batch_size
+    )
 
 
 PRESETS = {
@@ -84,9 +71,8 @@ PRESETS = {
         train_size=4600,
         test_size=800,
         width=8,
-        steps=4200,
+        training=comparison(steps=4200, batch_size=128),
         epochs=8,
-        batch_size=128,
         mlp_steps=1500,
     ),
     "gpu": Preset(
@@ -97,9 +83,8 @@ PRESETS = {
         train_size=None,
         test_size=None,
         width=16,
-        steps=900,
+        training=comparison(steps=900, batch_size=128),
         epochs=4,
-        batch_size=128,
         mlp_steps=3000,
     ),
 }

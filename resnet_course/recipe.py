@@ -22,8 +22,7 @@ class TrainConfig:
     """How a network is trained, apart from the network and the data: the recipe of a run.
 
     Give the length as ``epochs`` (passes over the training set, a fraction allowed) or as
-    ``steps`` (optimisation steps), not both; ``max_steps`` caps either (the first version
-    wrote "train N steps" as ``epochs=N, max_steps=N``). ``milestones`` and ``warmup_epochs``
+    ``steps`` (optimisation steps), not both; ``max_steps`` caps either. ``milestones`` and ``warmup_epochs``
     scale with the run: the step schedule divides the learning rate by 10 at each milestone
     (a fraction of the run), after ``warmup_epochs`` of linear warm-up. ``schedule`` may also
     be a function of the step (0-based) that returns the learning rate; it then replaces
@@ -32,7 +31,7 @@ class TrainConfig:
     was measured faster" (:func:`use_channels_last`). ``seed`` fixes the batches' order and
     augmentation, not the network's starting weights (seed before building it).
 
-    ``fit(model, data, config=TrainConfig(epochs=4, lr=0.05))`` trains with it, and
+    ``fit(model, data, TrainConfig(epochs=4, lr=0.05))`` trains with it, and
     ``fit(model, data, epochs=4, lr=0.05)`` is the same run; keywords given beside a config
     replace its fields.
     """
@@ -66,16 +65,6 @@ class TrainConfig:
         if "epochs" in changes or "steps" in changes:
             changes = {"epochs": None, "steps": None, **changes}
         return dataclasses.replace(self, **changes)
-
-    def options(self, *names: str) -> dict:
-        """The named fields as ``fit`` keywords; with no names, the fields that differ from the defaults."""
-        if names:
-            return {name: getattr(self, name) for name in names}
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if getattr(self, f.name) != f.default
-        }
 
     def check(self, train_examples: int) -> None:
         """Raises ValueError, in one sentence, for a recipe that cannot run on ``train_examples`` examples."""

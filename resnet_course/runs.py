@@ -1,13 +1,13 @@
 """The run cache: a training run that was made once is read back, not made again.
 
-``train(model_name, data, epochs=..., seed=...)`` builds ``create_model(model_name,
+``train(model_name, data, preset.training, seed=...)`` builds ``create_model(model_name,
 **model_options)`` from ``seed`` and trains it with :func:`~resnet_course.train.fit`, unless a
 run with the same key has finished before. The key is a hash of everything that
 decides the result:
 
 * the model's name and options;
 * the data's content (a SHA-256 of its four tensors, not a path);
-* the recipe (every ``fit`` option that changes the arithmetic) and the seed;
+* the recipe: every field of its :class:`~resnet_course.recipe.TrainConfig`, the seed included;
 * the code that builds and trains the model (a hash of ``blocks.py``, ``models.py``,
   ``recipe.py``, ``devices.py``, ``train.py``, ``data.py`` and ``presets.py``), the torch
   version, the device type and the precision.
@@ -51,9 +51,12 @@ CODE_MODULES = (
     "data.py",
     "presets.py",
 )
-# fit options that do not change the arithmetic of a run, only how it is shown or stopped.
-DISPLAY_OPTIONS = frozenset({"progress", "label", "on_step", "stop", "log_every"})
-KEY_VERSION = 1  # bump when the layout of a cache entry changes
+# fit's options beside the recipe: where the run is made and how it is shown or stopped. Of these
+# only the device's type and ``evaluate`` change what a finished run holds; both are in the key.
+RUN_OPTIONS = frozenset({"device", "evaluate", "progress", "label", "on_step", "stop", "log_every"})
+KEY_VERSION = (
+    2  # bump when the layout of a cache entry changes (2: the recipe is a TrainConfig's fields)
+)
 
 
 def enabled() -> bool:
@@ -97,48 +100,31 @@ def data_fingerprint(data: TensorData) -> str:
     return fingerprint
 
 
-def recipe_keywords(config: TrainConfig | None, options: dict) -> dict:
-    """``fit``'s options with ``config`` spelt out as the keywords that say the same.
-
-    A config counts by the fields it changes from the defaults, and the keywords given beside
-    it as given: ``config=TrainConfig(steps=6, lr=0.05), seed=0`` is keyed as
-    ``steps=6, lr=0.05, seed=0``, so both spellings find the same cached run.
-    """
-    if config is None:
-        return dict(options)
-    recipe_names = {f.name for f in dataclasses.fields(TrainConfig)}
-    given = {key: value for key, value in options.items() if key in recipe_names}
-    others = {key: value for key, value in options.items() if key not in recipe_names}
-    return {**config.replace(**given).options(), **given, **others}
-
-
 def run_fields(
     model_name: str,
     data: TensorData,
+    config: TrainConfig,
     *,
     model_options: dict | None = None,
-    config: TrainConfig | None = None,
-    **recipe,
+    device: str | torch.device | None = None,
+    evaluate: bool = True,
 ) -> dict:
-    """Everything that decides the result of a run, as plain JSON values."""
-    recipe = recipe_keywords(config, recipe)
-    device = pick_device(recipe.pop("device", None))
-    arithmetic = {key: value for key, value in recipe.items() if key not in DISPLAY_OPTIONS}
-    for key, value in arithmetic.items():
-        if callable(value):
-            raise ValueError(
-                f"the run cache cannot key a function ({key}={value!r}); pass a named schedule or train with fit()."
-            )
+    """Everything that decides the result of a run, as plain JSON values: the recipe is every field of ``config``."""
+    if callable(config.schedule):
+        raise ValueError(
+            f"the run cache cannot key a function (schedule={config.schedule!r}); pass a named schedule or train with fit()."
+        )
     return {
         "key_version": KEY_VERSION,
         "model": model_name,
         "model_options": dict(sorted((model_options or {}).items())),
         "data": data_fingerprint(data),
         "data_description": repr(data).split(", from ")[0] + ")",
-        "recipe": dict(sorted(arithmetic.items())),
+        "recipe": dataclasses.asdict(config),
+        "evaluate": evaluate,  # whether the history holds a test pass per epoch
         "code": code_version(),
         "torch": torch.__version__.split("+")[0],
-        "device_type": device.type,
+        "device_type": pick_device(device).type,
     }
 
 
@@ -152,33 +138,49 @@ def run_key(fields: dict) -> str:
 def train(
     model_name: str,
     data: TensorData,
+    config: TrainConfig | None = None,
     *,
     model_options: dict | None = None,
-    config: TrainConfig | None = None,
     seed: int | None = None,
     cache: bool | None = None,
-    **recipe,
+    **options,
 ) -> tuple[nn.Module, History]:
     """The trained model and its history: from the cache when this exact run was made before.
 
-    ``config`` (a :class:`~resnet_course.recipe.TrainConfig`) and ``recipe`` hold ``fit``'s
-    options (``epochs`` or ``steps``, ``lr``, ``schedule``, ``warmup_epochs``, ...). The model
-    is built right after ``set_seed(seed)``, and the batches are drawn with the same ``seed``
-    (by default the config's, else 0), so a run is fixed by its key.
+    ``config`` is the recipe (a :class:`~resnet_course.recipe.TrainConfig`, e.g. a preset's
+    ``training``); recipe fields given as keywords (``steps=525``) replace its own, and the
+    other keywords are ``fit``'s run options (``device``, ``label``, ``stop``, ...). The model
+    is built right after ``set_seed(seed)``, and the batches are drawn with the same seed
+    (``seed``, else the config's), so a run is fixed by its key.
     ``history.config['cached']`` says whether it was read back.
     """
     use_cache = enabled() if cache is None else cache
-    if seed is None:
-        seed = config.seed if config is not None else 0
+    recipe_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = {key: value for key, value in options.items() if key in recipe_names}
+    run_options = {key: value for key, value in options.items() if key not in recipe_names}
+    config = (config or TrainConfig()).replace(**overrides)
+    if seed is not None:
+        config = config.replace(seed=seed)
+    unknown = set(run_options) - RUN_OPTIONS
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {', '.join(map(repr, sorted(unknown)))}; the recipe's fields are "
+            f"{', '.join(sorted(recipe_names))}, and fit's run options {', '.join(sorted(RUN_OPTIONS))}."
+        )
     fields = run_fields(
-        model_name, data, model_options=model_options, config=config, seed=seed, **recipe
+        model_name,
+        data,
+        config,
+        model_options=model_options,
+        device=run_options.get("device"),
+        evaluate=run_options.get("evaluate", True),
     )
     key = run_key(fields)
     folder = runs_dir()
     record_path, weights_path = folder / f"{key}.json", folder / f"{key}.pt"
-    set_seed(seed)
+    set_seed(config.seed)
     model = create_model(model_name, **(model_options or {}))
-    label = recipe.get("label", "")
+    label = run_options.get("label", "")
 
     if use_cache and record_path.exists() and weights_path.exists():
         try:
@@ -193,9 +195,9 @@ def train(
             history.config["cached"] = True
             history.config["run_key"] = key
             warn_if_diverged(history)  # as fit warned when the run was made
-            return model.to(pick_device(recipe.get("device"))), history
+            return model.to(pick_device(run_options.get("device"))), history
 
-    history = fit(model, data, config=config, seed=seed, **recipe)
+    history = fit(model, data, config, **run_options)
     history.config["cached"] = False
     history.config["run_key"] = key
     if use_cache and not history.stopped:

@@ -2,7 +2,7 @@
 
 ``fit(model, data, epochs=...)`` trains and returns a :class:`History`. The recipe (length,
 optimizer, schedule, augmentation, precision, seed) is one :class:`~resnet_course.recipe.TrainConfig`,
-given as ``config=`` or as its fields' keywords (:mod:`resnet_course.recipe`). Underneath,
+given as ``config`` or as its fields' keywords (:mod:`resnet_course.recipe`). Underneath,
 :class:`TrainingRun` is the same loop as an iterator that yields after every
 step, so a dashboard can interleave training with button clicks
 (``for _ in run: await asyncio.sleep(0)``) without a second copy of the loop.
@@ -317,8 +317,8 @@ class TrainingRun:
         self,
         model: nn.Module,
         data: TensorData,
-        *,
         config: TrainConfig | None = None,
+        *,
         device: str | torch.device | None = None,
         evaluate: bool = True,
         log_every: int | None = None,
@@ -329,6 +329,7 @@ class TrainingRun:
         distributed: bool = False,
         **recipe,
     ):
+        # The one place a recipe and the keywords given beside it are merged.
         self.config = config = (config or TrainConfig()).replace(**recipe)
         config.check(len(data.x_train))
 
@@ -557,11 +558,11 @@ class TrainingRun:
 
 
 def fit(
-    model: nn.Module, data: TensorData, *, config: TrainConfig | None = None, **options
+    model: nn.Module, data: TensorData, config: TrainConfig | None = None, **options
 ) -> History:
-    """Train ``model`` on ``data`` and return its :class:`History`.
+    """Train ``model`` on ``data`` with the recipe ``config`` and return its :class:`History`.
 
-    The recipe is ``config`` (a :class:`TrainConfig`), or its fields as keywords:
+    The recipe is ``config`` (a :class:`TrainConfig`: ``fit(model, data, preset.training)``), or its fields as keywords:
     ``epochs`` (or exactly ``steps`` optimisation steps), ``lr``, ``batch_size``,
     ``momentum``, ``weight_decay``, ``schedule`` ('step', 'cosine', 'constant', or a function
     of the step), ``warmup_epochs``, ``seed``, ... Keywords given beside ``config`` replace
@@ -584,7 +585,7 @@ def fit(
     compiled step was no faster (x1.01), and at width 16 and 32x32 it was x1.11, paying from about
     940 steps. It also needs a C++ compiler on a CPU. It has not been measured on a GPU yet.
     """
-    run = TrainingRun(model, data, config=config, **options)
+    run = TrainingRun(model, data, config, **options)
     for _ in run:
         pass
     warn_if_diverged(run.history)  # points at the line that called fit

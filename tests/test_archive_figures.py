@@ -32,7 +32,7 @@ def test_the_fig6_configuration_is_the_books_preset():
     """The archive's Fig. 6 is the recipe the book's own chapters 1 and 2 train."""
     config = STUDY["configs"][FIG6_CONFIG]
     preset = PRESETS["cpu"]
-    recipe = preset.config()
+    recipe = preset.training
     assert (config["image_size"], config["width"], config["train_size"]) == (
         preset.image_size,
         preset.width,

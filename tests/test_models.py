@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision
 
-from resnet_course.analysis import count_flops, count_parameters
+from resnet_course.analysis import count_macs, count_parameters
 from resnet_course.models import MLP, cifar_resnet, cifar_resnext, create_model, list_models
 
 TORCHVISION_PARAMETERS = {
@@ -140,7 +140,7 @@ def test_list_models_contains_both_families():
     ],
 )
 def test_flop_counts_match_torchvision(name, gflops):
-    counted = count_flops(create_model(name)) / 1e9
+    counted = count_macs(create_model(name)) / 1e9
     assert abs(counted - gflops) / gflops < 0.01
 
 

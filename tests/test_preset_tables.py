@@ -30,7 +30,7 @@ def test_every_preset_has_a_row_that_states_its_budget_and_sizes(page):
         assert (
             f"width {preset.width}" in row and f"{preset.image_size}x{preset.image_size}" in row
         ), (page, name, row)
-        assert f"{preset.steps:,} steps" in row, (page, name, row)
+        assert f"{preset.training.steps:,} steps" in row, (page, name, row)
         images = "all 50,000" if preset.train_size is None else f"up to {preset.train_size:,}"
         assert images in row, (page, name, row)
         budget_minutes = re.search(r"(\d+) minutes", preset.budget).group(1)

@@ -3,6 +3,7 @@
 import dataclasses
 
 from resnet_course import presets, runs, train
+from resnet_course.recipe import TrainConfig
 
 
 def test_presets_live_in_their_own_module_and_the_loop_module_holds_none():
@@ -24,6 +25,9 @@ def test_the_preset_values_are_the_ones_the_scale_study_chose():
     values = {name: dataclasses.asdict(preset) for name, preset in presets.PRESETS.items()}
     for preset in values.values():
         del preset["audience"], preset["budget"]  # words, not sizes
+    comparison = dict(
+        TrainConfig().__dict__, lr=0.1, schedule="cosine", warmup_epochs=2.0, batch_size=128
+    )
     assert values == {
         "cpu": dict(
             name="cpu",
@@ -31,13 +35,9 @@ def test_the_preset_values_are_the_ones_the_scale_study_chose():
             train_size=4600,
             test_size=800,
             width=8,
-            steps=4200,
+            training=dict(comparison, steps=4200),
             epochs=8,
-            batch_size=128,
             mlp_steps=1500,
-            lr=0.1,
-            schedule="cosine",
-            warmup_epochs=2.0,
         ),
         "gpu": dict(
             name="gpu",
@@ -45,12 +45,15 @@ def test_the_preset_values_are_the_ones_the_scale_study_chose():
             train_size=None,
             test_size=None,
             width=16,
-            steps=900,
+            training=dict(comparison, steps=900),
             epochs=4,
-            batch_size=128,
             mlp_steps=3000,
-            lr=0.1,
-            schedule="cosine",
-            warmup_epochs=2.0,
         ),
     }
+
+
+def test_a_presets_recipe_is_a_train_config_passed_as_it_is():
+    """Chapters pass ``preset.training`` to fit and runs.train: no keywords in between."""
+    for preset in presets.PRESETS.values():
+        assert isinstance(preset.training, TrainConfig)
+        assert not hasattr(preset, "recipe") and not hasattr(preset, "steps")

@@ -11,9 +11,7 @@ from tools import scale_study as study
 def tiny_study(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "STUDY_DIR", tmp_path / "scale-study")
     monkeypatch.setenv("RESNET_COURSE_CACHE", str(tmp_path / "cache"))
-    tiny = study.Config(
-        "tiny", image_size=8, width=2, steps=3, batch_size=32, train_size=64, test_size=32
-    )
+    tiny = study.cifar("tiny", 8, 2, steps=3, batch_size=32, train_size=64, test_size=32)
     monkeypatch.setattr(study, "CONFIGS", {"tiny": tiny})
     return tmp_path / "scale-study"
 

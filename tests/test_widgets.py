@@ -14,7 +14,7 @@ import pytest
 from traitlets import TraitError
 
 from resnet_course.plots import running_mean
-from resnet_course.presets import Preset
+from resnet_course.presets import Preset, comparison
 from resnet_course.widgets import (
     RunConfig,
     block_for,
@@ -37,9 +37,8 @@ TINY = Preset(
     train_size=256,
     test_size=128,
     width=4,
-    steps=8,
+    training=comparison(steps=8, batch_size=64),
     epochs=1,
-    batch_size=64,
     mlp_steps=30,
 )
 
@@ -76,7 +75,7 @@ def test_train_click_trains_in_the_background_and_redraws():
     asyncio.run(scenario())
     plain, residual = dashboard.histories
     assert (plain.label, residual.label) == ("plain-mlp-4", "residual-mlp-4")
-    assert len(plain.steps) == plain.config["epochs"] * (800 // TINY.batch_size)
+    assert len(plain.steps) == plain.config["epochs"] * (800 // TINY.training.batch_size)
     assert len(residual.epochs) == 5 and len(residual.test_acc) == 5
     assert dashboard.redraws >= redraws_before + 2
     # Both runs overlaid on the same axes, labelled.
@@ -113,7 +112,7 @@ def test_stop_ends_the_run_at_the_next_step_and_keeps_the_curve():
     assert elapsed < 10.0, f"Stop took {elapsed:.2f} s"
     assert dashboard.last_stop_latency_s is not None and dashboard.last_stop_latency_s < 10.0
     assert history.stopped and len(history.steps) >= 20
-    assert len(history.steps) < dashboard.epochs.value * (800 // TINY.batch_size)
+    assert len(history.steps) < dashboard.epochs.value * (800 // TINY.training.batch_size)
     assert len(dashboard.live.axes[0].lines[0].get_xdata()) == len(
         history.steps
     )  # the partial curve is drawn
@@ -185,7 +184,7 @@ def test_check_config_accepts_what_can_run():
     assert "'post'" in check_config(
         RunConfig(data="cifar10", block="post")
     )  # a control's value is not a block
-    assert "negative" in check_config(RunConfig(steps=-1))
+    assert "negative" in check_config(RunConfig.from_controls(steps=-1))
 
 
 def test_the_controls_name_one_block_and_refuse_a_plain_pre_activation_network():

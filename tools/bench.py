@@ -663,7 +663,7 @@ def measure_compile(
             _synchronize(device)
             step_s[mode] = (time.perf_counter() - start) / steps
         preset_steps = {
-            name: preset.steps
+            name: preset.training.steps
             for name, preset in PRESETS.items()
             if (name == "gpu") == (device.type == "cuda")
         }
@@ -847,7 +847,7 @@ def estimate_gpu_seconds(
     from resnet_course.analysis import count_macs
 
     preset = get_preset(preset_name)
-    images = preset.steps * preset.batch_size
+    images = preset.training.steps * preset.training.batch_size
     size = (1, 3, preset.image_size, preset.image_size)
     per_model = {
         name: 3 * count_macs(create_model(name, width=preset.width), size) * images / macs_per_s
@@ -1117,7 +1117,7 @@ def main(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     image_size = args.image_size or preset.image_size
     width = args.width or preset.width
-    batch_size = args.batch_size or preset.batch_size
+    batch_size = args.batch_size or preset.training.batch_size
     report: dict = {"parts": parts, "preset": preset.name}
 
     if "machine" in parts:

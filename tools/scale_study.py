@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resnet_course.evidence import MIN_SEEDS, RULES, TRAINED_ERROR
+from resnet_course.presets import comparison
+from resnet_course.recipe import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_DIR = ROOT / "results" / "scale-study"
@@ -209,28 +211,52 @@ CLAIMS = {
 
 @dataclass(frozen=True)
 class Config:
-    """One setting of the CIFAR knobs. Length is in SGD steps (35 per epoch for 4,600 images at batch 128)."""
+    """One setting of the CIFAR knobs: the data, the networks' width, and the recipe (a TrainConfig).
+
+    Length is in SGD steps (35 per epoch for 4,600 images at batch 128).
+    """
 
     name: str
     image_size: int
     width: int
-    steps: int
-    lr: float = 0.1
-    schedule: str = "cosine"
-    warmup_epochs: float = 2.0
-    batch_size: int = 128
+    training: TrainConfig
     train_size: int | None = 4600  # the presets' CPU data size (the shared slice holds 4,660)
     test_size: int | None = 800
     task: str = "cifar"
 
-    def recipe(self) -> dict:
-        return dict(
-            steps=self.steps,
-            lr=self.lr,
-            schedule=self.schedule,
-            warmup_epochs=self.warmup_epochs,
-            batch_size=self.batch_size,
-        )
+    def describe(self) -> dict:
+        """The configuration as every run record and ``summary.json`` hold it (one flat dict)."""
+        training = self.training
+        return {
+            "name": self.name,
+            "image_size": self.image_size,
+            "width": self.width,
+            "steps": training.steps,
+            "lr": training.lr,
+            "schedule": training.schedule,
+            "warmup_epochs": training.warmup_epochs,
+            "batch_size": training.batch_size,
+            "train_size": self.train_size,
+            "test_size": self.test_size,
+            "task": self.task,
+        }
+
+
+def cifar(
+    name: str,
+    image_size: int,
+    width: int,
+    steps: int,
+    *,
+    batch_size: int = 128,
+    schedule: str = "cosine",
+    warmup_epochs: float = 2.0,
+    **data_sizes,
+) -> Config:
+    """A CIFAR configuration whose recipe is the presets' comparison (:func:`presets.comparison`),
+    with the schedule, warm-up and batch size given here."""
+    training = comparison(steps, batch_size).replace(schedule=schedule, warmup_epochs=warmup_epochs)
+    return Config(name, image_size, width, training, **data_sizes)
 
 
 @dataclass(frozen=True)
@@ -250,8 +276,9 @@ class SequenceConfig:
     test_size: int = 1000
     task: str = "sort"
 
-    def recipe(self) -> dict:
-        return dict(
+    @property
+    def training(self) -> TrainConfig:
+        return TrainConfig(
             epochs=self.epochs,
             lr=self.lr,
             optimizer="adam",
@@ -260,20 +287,23 @@ class SequenceConfig:
             weight_decay=0.0,
         )
 
+    def describe(self) -> dict:
+        return dataclasses.asdict(self)
+
 
 CONFIGS = {
     config.name: config
     for config in (
         # The published book's old regime, for reference: 124 steps, no warm-up, lr / 10 at 50% and 75%.
-        Config("w8-16px-124st-step", 16, 8, 124, schedule="step", warmup_epochs=0),
+        cifar("w8-16px-124st-step", 16, 8, 124, schedule="step", warmup_epochs=0),
         # The same length and schedule as the issue's measurements (no warm-up).
-        Config("w16-16px-1050st-step", 16, 16, 1050, schedule="step", warmup_epochs=0),
+        cifar("w16-16px-1050st-step", 16, 16, 1050, schedule="step", warmup_epochs=0),
         # Chapter 5's regime: the constant lr 0.1 from the first step that He et al. 2016 found v1-110
         # hard to start with, batch 32, as long as the book (60 steps) and cpu (200 steps) presets run it.
-        Config(
+        cifar(
             "w8-16px-60st-b32-const", 16, 8, 60, schedule="constant", warmup_epochs=0, batch_size=32
         ),
-        Config(
+        cifar(
             "w8-16px-200st-b32-const",
             16,
             8,
@@ -284,24 +314,24 @@ CONFIGS = {
         ),
         # Two epochs of linear warm-up (the paper warms ResNet-110 up), then a cosine decay to 0.
         # Shorter lengths of the same recipe: where each claim starts to show.
-        Config("w8-16px-525st-cos", 16, 8, 525),
-        Config("w8-16px-1050st-cos", 16, 8, 1050),
-        Config("w8-16px-2100st-cos", 16, 8, 2100),
+        cifar("w8-16px-525st-cos", 16, 8, 525),
+        cifar("w8-16px-1050st-cos", 16, 8, 1050),
+        cifar("w8-16px-2100st-cos", 16, 8, 2100),
         # The search for Fig. 6 in one CPU configuration (both halves, aiming at 5 seeds): the cpu preset's
         # recipe run longer, since ResNet-56 overtakes ResNet-20 only between 2,100 and 4,200 steps.
-        Config("w8-16px-3150st-cos", 16, 8, 3150),
-        Config("w8-16px-4200st-cos", 16, 8, 4200),
+        cifar("w8-16px-3150st-cos", 16, 8, 3150),
+        cifar("w8-16px-4200st-cos", 16, 8, 4200),
         # The same 4,200 updates at half the batch (half the images, about half the CPU time): more
         # updates per second of a reader's wait is the cheapest knob left once 4,200 steps showed both halves.
-        Config("w8-16px-4200st-b64-cos", 16, 8, 4200, batch_size=64),
-        Config("w8-16px-3150st-b64-cos", 16, 8, 3150, batch_size=64),
-        Config("w16-16px-700st-cos", 16, 16, 700),
-        Config("w16-16px-1050st-cos", 16, 16, 1050),
+        cifar("w8-16px-4200st-b64-cos", 16, 8, 4200, batch_size=64),
+        cifar("w8-16px-3150st-b64-cos", 16, 8, 3150, batch_size=64),
+        cifar("w16-16px-700st-cos", 16, 16, 700),
+        cifar("w16-16px-1050st-cos", 16, 16, 1050),
         # The archive: the paper's image size and width on the shared slice.
-        Config("w16-32px-1050st-cos", 32, 16, 1050),
+        cifar("w16-32px-1050st-cos", 32, 16, 1050),
         # The gpu preset's configuration on all of CIFAR-10, for a lent GPU (minutes there, days here):
         # python -m tools.scale_study run --configs w16-32px-full-900st-cos
-        Config("w16-32px-full-900st-cos", 32, 16, 900, train_size=None, test_size=None),
+        cifar("w16-32px-full-900st-cos", 32, 16, 900, train_size=None, test_size=None),
         # Chapter 8's transformer: its own length (2 epochs of 4,000 sequences) and four times that.
         SequenceConfig("sort6-d4-2ep", epochs=2),
         SequenceConfig("sort6-d4-8ep", epochs=8),
@@ -383,21 +413,20 @@ def train(config, model: str, options: dict, seed: int, data):
         return network, fit(
             network,
             data,
-            seed=seed,
+            config.training.replace(seed=seed),
             progress=False,
             label=f"{model} seed {seed}",
-            **config.recipe(),
         )
     from resnet_course import runs
 
     return runs.train(
         model,
         data,
+        config.training,
         model_options={"width": config.width, **options},
         seed=seed,
         progress=False,
         label=f"{model} seed {seed}",
-        **config.recipe(),
     )
 
 
@@ -418,7 +447,7 @@ def run_one(config, claim: Claim, which: int, seed: int, data) -> dict:
     network, history = train(config, model, dict(options), seed, data)
     record = {
         "kind": "resnet_course.scale_study",
-        "config": dataclasses.asdict(config),
+        "config": config.describe(),
         "model": claim.run_name(which),
         "model_options": dict(options)
         if config.task == "sort"
@@ -640,7 +669,7 @@ def summary() -> dict:
         "definition": RULES,
         "claims": {name: dataclasses.asdict(claim) for name, claim in CLAIMS.items()},
         "metrics": METRICS,
-        "configs": {name: dataclasses.asdict(config) for name, config in CONFIGS.items()},
+        "configs": {name: config.describe() for name, config in CONFIGS.items()},
         "verdicts": verdicts,
         "cheapest_shown": cheapest,
         # Where the runs came from (the first record's machine, versions, commit and data), and every

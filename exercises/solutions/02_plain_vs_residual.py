@@ -39,14 +39,14 @@ def make_cifar_net(depth, *, residual, width=8, num_classes=10):
 
 
 for name, residual in (("residual", True), ("plain", False)):
-    set_seed(SETUP.seed)
+    set_seed(SETUP.training.seed)
     model = make_cifar_net(
         SETUP.depth, residual=residual, width=SETUP.width
     )
     histories[name] = fit(
         model,
         data,
-        **SETUP.fit_options(),
+        SETUP.training,
         label=f"{name}-{SETUP.depth}",
     )
     print(histories[name].summary())

@@ -48,7 +48,7 @@ resnet50 = ResNet(Bottleneck, [3, 4, 6, 3])
 sizes = {
     name: {
         "parameters": count_parameters(model),
-        "flops": count_flops(model, (1, 3, 224, 224)),
+        "flops": count_macs(model, (1, 3, 224, 224)),
     }
     for name, model in (("resnet34", resnet34), ("resnet50", resnet50))
 }

@@ -71,7 +71,9 @@ class DegradationExplorer(Explorer):
         super()._use_data_set(name)
         if name == SPIRALS:
             steps_per_epoch = max(
-                1, len(dashboard_data(SPIRALS, self.preset).x_train) // self.preset.batch_size
+                1,
+                len(dashboard_data(SPIRALS, self.preset).x_train)
+                // self.preset.training.batch_size,
             )
             epochs = max(1, round(self.preset.mlp_steps / steps_per_epoch))
             set_range(self.epochs, epochs, 1, 3 * epochs)
@@ -116,11 +118,10 @@ class DegradationExplorer(Explorer):
                 run = TrainingRun(
                     build_model(config),
                     data,
-                    **config.length,
-                    lr=config.lr,
-                    batch_size=min(config.batch_size, len(data.x_train)),
+                    config.training.replace(
+                        batch_size=min(config.training.batch_size, len(data.x_train))
+                    ),
                     device=self.device,
-                    seed=config.seed,
                     stop=self._stop_event,
                     progress=False,
                     label=label,

@@ -92,9 +92,9 @@ class Explorer(Dashboard):
             depth=self.depth.value,
             width=self.width.value,
             lr=self.lr.value,
-            batch_size=self.preset.batch_size,
+            batch_size=self.preset.training.batch_size,
         )
-        return RunConfig(**{**shared, **own, **overrides})
+        return RunConfig.from_controls(**{**shared, **own, **overrides})
 
     def configs(self, **overrides) -> list[RunConfig]:
         """What Train runs: the controls' values, with ``overrides`` (e.g. ``depth=21``) applied."""

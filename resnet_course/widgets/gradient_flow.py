@@ -72,7 +72,7 @@ class GradientFlowExplorer(Explorer):
         on_device = data.to(self.device)
         inputs = on_device.normalise(on_device.x_train[: self.measure_batch])
         targets = on_device.y_train[: self.measure_batch]
-        self.steps_done = steps = configs[0].steps
+        self.steps_done = steps = configs[0].training.steps
         for config in configs:
             if self._stop_event.is_set():
                 break
@@ -81,15 +81,12 @@ class GradientFlowExplorer(Explorer):
             self.results["init"][config.label] = layer_gradient_norms(model, inputs, targets)
             self.redraw()
             yield 0
-            if config.steps == 0:
+            if config.training.steps == 0:
                 continue
             run = TrainingRun(
                 model,
                 data,
-                **config.length,
-                lr=config.lr,
-                schedule="constant",
-                batch_size=config.batch_size,
+                config.training.replace(schedule="constant"),
                 device=self.device,
                 evaluate=False,
                 stop=self._stop_event,

@@ -9,6 +9,7 @@ from torch import nn
 from ..data import TensorData, load_cifar10, make_spirals
 from ..models import MLP, cifar_resnet, valid_cifar_depth
 from ..presets import Preset
+from ..recipe import TrainConfig
 from ..train import set_seed
 
 SPIRALS, CIFAR10 = "spirals", "cifar10"
@@ -27,31 +28,32 @@ MLP_NORM = "batch"
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a dashboard run needs; the controls' values, read at the moment Train is pressed.
+    """Everything a dashboard run needs: the network the controls describe and its recipe.
 
     ``block`` is 'plain', 'basic' (post-activation, v1) or 'preact' (pre-activation, v2); on
-    spirals, 'basic' means the residual MLP. ``steps``, when given, replaces ``epochs``: train
-    exactly that many steps (0: not at all).
+    spirals, 'basic' means the residual MLP. ``training`` is the run's
+    :class:`~resnet_course.recipe.TrainConfig`; ``steps=0`` there means "do not train".
     """
 
     data: str = SPIRALS
     depth: int = 20
     width: int = 32
     block: str = PLAIN
-    lr: float = 0.1
-    epochs: int = 60
-    steps: int | None = None
-    batch_size: int = 128
-    seed: int = 0
+    training: TrainConfig = TrainConfig(epochs=60, lr=0.1)
+
+    @classmethod
+    def from_controls(cls, **values) -> RunConfig:
+        """The run that the controls' ``values`` describe: the network's fields as they are, the
+        others (``lr``, ``epochs``, ``steps``, ...) replacing the default recipe's.
+
+        Raises TypeError, naming the fields there are, for a value no network or recipe has.
+        """
+        network = {name: values.pop(name) for name in NETWORK_FIELDS if name in values}
+        return cls(**network, training=cls.training.replace(**values))
 
     @property
     def residual(self) -> bool:
         return self.block != PLAIN
-
-    @property
-    def length(self) -> dict:
-        """How long to train, as TrainingRun's keyword: ``steps`` steps if given, else ``epochs`` epochs."""
-        return {"epochs": self.epochs} if self.steps is None else {"steps": self.steps}
 
     @property
     def label(self) -> str:
@@ -61,6 +63,9 @@ class RunConfig:
         return {PLAIN: "plain", BASIC: "ResNet", PREACT: "pre-activation ResNet"}[
             self.block
         ] + f"-{self.depth}"
+
+
+NETWORK_FIELDS = ("data", "depth", "width", "block")
 
 
 def block_for(residual: bool, block_type: str) -> str:
@@ -88,12 +93,13 @@ def check_config(config: RunConfig) -> str | None:
         return f"unknown block {config.block!r}; choose 'plain', 'basic' or 'preact'."
     if config.data == SPIRALS and config.block == PREACT:
         return "the spirals MLPs have a single kind of layer; post- and pre-activation apply to the CIFAR-10 networks."
-    if config.steps is None and config.epochs < 1:
-        return f"train for at least one epoch, not {config.epochs}."
-    if config.steps is not None and config.steps < 0:
-        return f"the number of training steps cannot be negative, not {config.steps}."
-    if not config.lr > 0:
-        return f"the learning rate must be positive, not {config.lr}."
+    training = config.training
+    if training.steps is None and not (training.epochs or 0) >= 1:
+        return f"train for at least one epoch, not {training.epochs}."
+    if training.steps is not None and training.steps < 0:
+        return f"the number of training steps cannot be negative, not {training.steps}."
+    if not training.lr > 0:
+        return f"the learning rate must be positive, not {training.lr}."
     if config.width < 1:
         return f"the width must be at least 1, not {config.width}."
     valid_depth = (
@@ -116,7 +122,7 @@ def first_problem(configs: list[RunConfig]) -> str | None:
 
 def build_model(config: RunConfig) -> nn.Module:
     """The network ``config`` describes, seeded so plain and residual twins start alike."""
-    set_seed(config.seed)
+    set_seed(config.training.seed)
     if config.data == SPIRALS:
         return MLP(config.depth, config.width, residual=config.residual, norm=MLP_NORM)
     return cifar_resnet(config.depth, block=config.block, width=config.width)

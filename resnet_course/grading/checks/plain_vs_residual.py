@@ -25,41 +25,26 @@ from .helpers import (
 
 @dataclass(frozen=True)
 class TrainingSetup:
-    """Exercise 2's comparison: a CIFAR-10 slice and a training budget that fit in about a minute on a CPU."""
+    """Exercise 2's comparison: a CIFAR-10 slice and a recipe that fit in about a minute on a CPU.
+
+    Students build ``make_cifar_net(SETUP.depth, ...)``, load the slice and train each network
+    with ``fit(model, data, SETUP.training)``.
+    """
 
     depth: int
     width: int
     image_size: int
     train_size: int
     test_size: int
-    training: TrainConfig  # the recipe; students pass its FIT_OPTIONS to fit
+    training: TrainConfig  # the recipe, passed to fit as it is
 
     # The recipe's fields the exercise names, and the check compares with each run's history.config.
-    FIT_OPTIONS = ("epochs", "lr", "batch_size", "seed")
-
-    @property
-    def epochs(self) -> int:
-        return self.training.epochs
-
-    @property
-    def lr(self) -> float:
-        return self.training.lr
-
-    @property
-    def batch_size(self) -> int:
-        return self.training.batch_size
-
-    @property
-    def seed(self) -> int:
-        return self.training.seed
-
-    def fit_options(self) -> dict:
-        """Keyword arguments for ``fit``."""
-        return self.training.options(*self.FIT_OPTIONS)
+    NAMED_FIELDS = ("epochs", "lr", "batch_size", "seed")
 
     def describe(self) -> str:
         names = ("depth", "width", "image_size", "train_size", "test_size")
-        values = {**{name: getattr(self, name) for name in names}, **self.fit_options()}
+        values = {name: getattr(self, name) for name in names}
+        values |= {name: getattr(self.training, name) for name in self.NAMED_FIELDS}
         return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
@@ -218,7 +203,7 @@ def _probe_plain_vs_residual(seed, histories, make_cifar_net=None):
         if make_cifar_net is None:
             record["starts"][kind] = {"error": "make_cifar_net was not given to the check."}
             continue
-        set_seed(setup.seed)
+        set_seed(setup.training.seed)
         built = call(make_cifar_net, setup.depth, residual=residual, width=setup.width)
         if "value" in built and isinstance(built["value"], nn.Module):
             built = {"state": module_state(built["value"])}
@@ -255,14 +240,15 @@ def _training_runs(record) -> dict:
 @plain_vs_residual.item(
     "histories holds a residual and a plain run of the set depth, trained with SETUP's settings",
     hint="train make_cifar_net(SETUP.depth, residual=..., width=SETUP.width) with "
-    "fit(model, data, **SETUP.fit_options()), once with residual=True and once with False.",
+    "fit(model, data, SETUP.training), once with residual=True and once with False.",
 )
 def _runs_settings(record, seed):
     setup = PLAIN_VS_RESIDUAL
     expected_parameters = count_parameters(cifar_resnet(setup.depth, width=setup.width))
     for kind, history in _training_runs(record).items():
         config = history["config"]
-        for key, value in setup.fit_options().items():
+        for key in setup.NAMED_FIELDS:
+            value = getattr(setup.training, key)
             if config.get(key) != value:
                 raise CheckFailed(
                     f"histories[{kind!r}] was trained with {key}={config.get(key)!r}, not {value!r}."
@@ -272,9 +258,9 @@ def _runs_settings(record, seed):
                 f"histories[{kind!r}] trained a network of {config.get('parameters')} parameters, "
                 f"not depth {setup.depth} at width {setup.width} ({expected_parameters:,})."
             )
-        if history["stopped"] or len(history["train_loss"]) != setup.epochs:
+        if history["stopped"] or len(history["train_loss"]) != setup.training.epochs:
             raise CheckFailed(
-                f"histories[{kind!r}] has {len(history['train_loss'])} finished epochs, not {setup.epochs}."
+                f"histories[{kind!r}] has {len(history['train_loss'])} finished epochs, not {setup.training.epochs}."
             )
     # What a history says about its own settings is the student's code's word; the verdict rests
     # on the checker's run with SETUP's settings, which must give the same loss every epoch.
@@ -303,7 +289,7 @@ def _rerun(start_states: tuple) -> dict[str, list[float]]:
             setup.depth, block="basic" if kind == "residual" else "plain", width=setup.width
         )
         load_weights_by_position(model, dict(state), f"the {kind} net of depth {setup.depth}")
-        history = fit(model, data, **setup.fit_options(), progress=False)
+        history = fit(model, data, setup.training, progress=False)
         losses[kind] = list(history.train_loss) or [float("nan")]
     return losses
 
@@ -349,8 +335,8 @@ def _close(reported, replayed: float) -> bool:
 
 @plain_vs_residual.item(
     "histories come from those runs: their final training losses match the checker's",
-    hint="call set_seed(SETUP.seed) just before building each network, then train it with "
-    "fit(model, data, **SETUP.fit_options()) on the data loaded above; do not edit the histories.",
+    hint="call set_seed(SETUP.training.seed) just before building each network, then train it with "
+    "fit(model, data, SETUP.training) on the data loaded above; do not edit the histories.",
 )
 def _runs_reproduced(record, seed):
     histories = _training_runs(record)
