@@ -81,10 +81,10 @@ def plot_claim(study: dict, claim: str, *, title: str | None = None, ax=None):
         (-0.12, first, "first_values", {"color": "#1f77b4", "marker": "o"}),
         (0.12, second, "second_values", {"color": "#d62728", "marker": "s"}),
     ):
-        means = [float(np.mean(v[key])) for v in archived]
-        lows = [m - min(v[key]) for m, v in zip(means, archived)]
-        highs = [max(v[key]) - m for m, v in zip(means, archived)]
-        top = max(top, max(max(v[key]) for v in archived))
+        means = [float(np.mean(getattr(v, key))) for v in archived]
+        lows = [m - min(getattr(v, key)) for m, v in zip(means, archived)]
+        highs = [max(getattr(v, key)) - m for m, v in zip(means, archived)]
+        top = max(top, max(max(getattr(v, key)) for v in archived))
         ax.errorbar(
             positions + offset,
             means,
@@ -97,19 +97,19 @@ def plot_claim(study: dict, claim: str, *, title: str | None = None, ax=None):
         )
     for x, v in zip(positions, archived):
         ax.annotate(
-            evidence.verdict_word(v),
+            v.verdict,
             (x, top),
             xytext=(0, 8),
             textcoords="offset points",
             ha="center",
             fontsize=10,
-            fontweight="bold" if v.get("shown") else "normal",
+            fontweight="bold" if v.shown else "normal",
         )
-    ax.set_xticks(positions, [_tick_label(study, v["config"]) for v in archived])
+    ax.set_xticks(positions, [_tick_label(study, v.config) for v in archived])
     ax.set_xlim(-0.6, len(archived) - 0.4)
     ax.set_ylim(top=top * 1.18 if top > 0 else None)
     ax.set_ylabel(evidence.metric_name(study, claim).split(" (test")[0])
-    seeds = sorted({len(v["seeds"]) for v in archived})
+    seeds = sorted({len(v.seeds) for v in archived})
     seed_text = " or ".join(str(s) for s in seeds)
     ax.set_title(title or f"Archived runs: mean and range over {seed_text} seeds")
     ax.grid(alpha=0.3, axis="y")
@@ -216,12 +216,12 @@ def _claim_table_html(study: dict, claim: str) -> str:
     unit = "%" if evidence.metric_name(study, claim).endswith("(%)") else "points"
     rows = [
         [
-            short_config(study, v["config"]),
-            " / ".join(f"{x:.1f}" for x in v["first_values"]),
-            " / ".join(f"{x:.1f}" for x in v["second_values"]),
-            f"{v['mean_difference_points']:+.1f}",
-            "-" if v["seed_spread_points"] is None else f"{v['seed_spread_points']:.1f}",
-            evidence.verdict_word(v),
+            short_config(study, v.config),
+            " / ".join(f"{x:.1f}" for x in v.first_values),
+            " / ".join(f"{x:.1f}" for x in v.second_values),
+            f"{v.mean_difference_points:+.1f}",
+            "-" if v.seed_spread_points is None else f"{v.seed_spread_points:.1f}",
+            v.verdict,
         ]
         for v in evidence.verdicts(study, claim)
     ]
@@ -323,8 +323,8 @@ def plot_depth_gaps(study: dict, *, ax=None):
     """
     pairs = []
     for plain in evidence.verdicts(study, "degradation"):
-        residual = evidence.verdict(study, "residual_depth", plain["config"])
-        if residual and min(len(plain["seeds"]), len(residual["seeds"])) >= evidence.MIN_SEEDS:
+        residual = evidence.verdict(study, "residual_depth", plain.config)
+        if residual and min(len(plain.seeds), len(residual.seeds)) >= evidence.MIN_SEEDS:
             pairs.append((plain, residual))
     if ax is None:
         fig, ax = plt.subplots(figsize=(BOOK_WIDTH_INCHES, 3.4))
@@ -335,7 +335,7 @@ def plot_depth_gaps(study: dict, *, ax=None):
         (-0.18, 0, "plain: plain-56 minus plain-20", "#7f7f7f"),
         (0.18, 1, "residual: ResNet-56 minus ResNet-20", "#2ca02c"),
     ):
-        differences = [pair[index]["difference_points"] for pair in pairs]
+        differences = [pair[index].difference_points for pair in pairs]
         means = [float(np.mean(d)) for d in differences]
         ax.bar(positions + offset, means, width=0.36, color=colour, label=label)
         ax.errorbar(
@@ -350,7 +350,7 @@ def plot_depth_gaps(study: dict, *, ax=None):
             capsize=3,
         )
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(positions, [_tick_label(study, plain["config"]) for plain, _ in pairs])
+    ax.set_xticks(positions, [_tick_label(study, plain.config) for plain, _ in pairs])
     ax.set_ylabel("56 minus 20 layers\n(training error, points)")
     ax.set_title("What depth costs, per family (archived; bar: mean, whisker: seed range)")
     ax.grid(alpha=0.3, axis="y")

@@ -21,6 +21,7 @@ no ``results/``; then :func:`load_study` returns ``None``, :func:`load_results` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -50,9 +51,56 @@ VERDICT_WORDS = {
 RULES = "; ".join(f"{word}: {meaning}" for word, meaning in VERDICT_WORDS.items()) + "."
 
 
-def verdict_word(verdict: dict) -> str:
-    """The one word the scale study gave a configuration: 'shown', 'tie', 'opposite', ..."""
-    return verdict["verdict"]
+@dataclass(frozen=True)
+class Verdict:
+    """What the scale study found for one claim in one configuration, over its seeds.
+
+    ``tools/scale_study.py`` makes these and writes them into ``summary.json``; chapters read
+    them back with :func:`verdicts` and :func:`verdict`. ``first`` and ``second`` are the claim's
+    two runs (e.g. plain20 and plain56); every value list has one entry per seed; differences
+    are second minus first, in points of the claim's ``metric``.
+    """
+
+    claim: str
+    config: str  # the configuration's name in the study
+    seeds: list[int]
+    metric: str
+    first: str
+    second: str
+    first_values: list[float]
+    second_values: list[float]
+    first_train_error: list[float]
+    second_train_error: list[float]
+    first_train_loss: list[float]
+    second_train_loss: list[float]
+    difference_points: list[float]
+    mean_difference_points: float
+    seed_spread_points: float | None  # None with one seed
+    margin_points: float  # the mean difference in the claimed direction
+    sign_in_every_seed: bool
+    both_trained: bool
+    both_trained_loss: bool
+    shown: bool
+    tie_within_spread: bool
+    opposite_shown: bool
+    clear_in_every_seed: bool  # shown, and every seed's own margin beyond the spread
+    verdict: str  # one of VERDICT_WORDS' verdicts, or 'too few seeds'
+    seconds_per_seed: float  # both runs of one seed, on the machine that made them
+    device: str
+    steps: int
+    origin: dict = field(default_factory=dict)  # machines, versions, commits, data hashes, dates
+
+    @classmethod
+    def from_record(cls, record: dict) -> Verdict:
+        """A verdict as ``summary.json`` holds it; a record of another layout is an error, named."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(names - set(record) - {"origin"})
+        if missing or set(record) - names:
+            raise ValueError(
+                f"a scale-study verdict without {', '.join(missing) or 'the known fields'}: "
+                "rewrite summary.json with `python -m tools.scale_study summary`."
+            )
+        return cls(**record)
 
 
 STUDY_PATH = Path("scale-study") / "summary.json"  # inside results/
@@ -91,17 +139,20 @@ def study_note() -> str:
     )
 
 
-def verdicts(study: dict, claim: str) -> list[dict]:
+def all_verdicts(study: dict) -> list[Verdict]:
+    """Every verdict in the study, as written."""
+    return [Verdict.from_record(record) for record in study["verdicts"]]
+
+
+def verdicts(study: dict, claim: str) -> list[Verdict]:
     """The study's verdicts for ``claim``, cheapest configuration first."""
     return sorted(
-        (v for v in study["verdicts"] if v["claim"] == claim), key=lambda v: v["seconds_per_seed"]
+        (v for v in all_verdicts(study) if v.claim == claim), key=lambda v: v.seconds_per_seed
     )
 
 
-def verdict(study: dict, claim: str, config: str) -> dict | None:
-    return next(
-        (v for v in study["verdicts"] if v["claim"] == claim and v["config"] == config), None
-    )
+def verdict(study: dict, claim: str, config: str) -> Verdict | None:
+    return next((v for v in all_verdicts(study) if v.claim == claim and v.config == config), None)
 
 
 def labels(study: dict, claim: str) -> tuple[str, str]:
@@ -127,7 +178,7 @@ def provenance_line(study: dict, claim: str | tuple[str, ...] | None = None) -> 
     their origin have only that).
     """
     claims = (claim,) if isinstance(claim, str) else tuple(claim or ())
-    origins = [v["origin"] for name in claims for v in verdicts(study, name) if "origin" in v]
+    origins = [v.origin for name in claims for v in verdicts(study, name) if v.origin]
     if not origins:
         origin = study.get("provenance") or {}
         if not origin:

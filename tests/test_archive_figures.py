@@ -57,12 +57,12 @@ def test_the_introduction_says_what_the_archive_shows():
     for claim in ("degradation", "residual_depth"):
         verdict = evidence.verdict(STUDY, claim, FIG6_CONFIG)
         # "the mean of several runs": both halves in every seed archived at this recipe
-        assert verdict is not None and verdict["sign_in_every_seed"], claim
-        assert len(verdict["seeds"]) >= 2, claim
+        assert verdict is not None and verdict.sign_in_every_seed, claim
+        assert len(verdict.seeds) >= 2, claim
     shorter = [
-        v["verdict"]
+        v.verdict
         for v in evidence.verdicts(STUDY, "residual_depth")
-        if v["steps"] <= 1050 and STUDY["configs"][v["config"]]["width"] == 8
+        if v.steps <= 1050 and STUDY["configs"][v.config]["width"] == 8
     ]
     assert shorter and "shown" not in shorter  # "at 1,050 steps and fewer only the first half"
 
@@ -75,12 +75,14 @@ def test_the_introduction_defines_every_verdict_word_as_the_code_applies_it():
 
 
 def test_every_verdict_in_the_archive_is_one_of_the_defined_words():
-    words = {v["verdict"] for v in STUDY["verdicts"]}
+    words = {v.verdict for v in evidence.all_verdicts(STUDY)}
     assert words <= set(evidence.VERDICT_WORDS) | {"too few seeds"}, words
-    for v in STUDY["verdicts"]:  # the rule as written: shown needs every seed and the spread
-        if v["verdict"] == "shown":
-            assert v["sign_in_every_seed"] and v["margin_points"] > v["seed_spread_points"]
-            assert len(v["seeds"]) >= evidence.MIN_SEEDS
+    for v in evidence.all_verdicts(
+        STUDY
+    ):  # the rule as written: shown needs every seed and the spread
+        if v.verdict == "shown":
+            assert v.sign_in_every_seed and v.margin_points > v.seed_spread_points
+            assert len(v.seeds) >= evidence.MIN_SEEDS
 
 
 def test_configurations_are_named_in_words():
@@ -126,8 +128,8 @@ def test_the_depth_gaps_cover_every_configuration_with_both_families_over_three_
     both = [
         v
         for v in evidence.verdicts(STUDY, "degradation")
-        if (other := evidence.verdict(STUDY, "residual_depth", v["config"]))
-        and min(len(v["seeds"]), len(other["seeds"])) >= evidence.MIN_SEEDS
+        if (other := evidence.verdict(STUDY, "residual_depth", v.config))
+        and min(len(v.seeds), len(other.seeds)) >= evidence.MIN_SEEDS
     ]
     assert len(axis.get_xticks()) == len(both)
 

@@ -18,9 +18,21 @@ def _summary(tmp_path):
         "metric": "final_train_error",
         "first_values": [50.0, 51.0, 52.0],
         "second_values": [70.0, 72.0, 71.0],
+        "first_train_error": [50.0, 51.0, 52.0],
+        "second_train_error": [70.0, 72.0, 71.0],
+        "first_train_loss": [1.4, 1.4, 1.5],
+        "second_train_loss": [1.9, 2.0, 1.9],
+        "difference_points": [20.0, 21.0, 19.0],
         "mean_difference_points": 20.0,
         "seed_spread_points": 0.8,
+        "margin_points": 20.0,
+        "sign_in_every_seed": True,
+        "both_trained": True,
+        "both_trained_loss": True,
         "shown": True,
+        "tie_within_spread": False,
+        "opposite_shown": False,
+        "clear_in_every_seed": True,
         "verdict": "shown",
         "seconds_per_seed": 160.0,
         "device": "cpu (2 threads)",
@@ -143,14 +155,12 @@ def test_the_readme_says_what_the_archive_shows():
 
     def check(claim, config, outcome):
         v = evidence.verdict(study, claim, config)
-        assert v is not None and len(v["seeds"]) >= 3, (
-            f"{claim} at {config} has no three-seed verdict"
-        )
+        assert v is not None and len(v.seeds) >= 3, f"{claim} at {config} has no three-seed verdict"
         found = {
-            "shown": v["verdict"] == "shown",
-            "tie": v["verdict"] == "tie",
-            "opposite": v["verdict"] == "opposite",
-            "not trained": v["verdict"] == "untrained",
+            "shown": v.verdict == "shown",
+            "tie": v.verdict == "tie",
+            "opposite": v.verdict == "opposite",
+            "not trained": v.verdict == "untrained",
         }[outcome]
         assert found, (
             f"README.md says {claim} at {config} is '{outcome}'; the archive says otherwise: {v}"
@@ -165,8 +175,8 @@ def test_the_readme_says_what_the_archive_shows():
     )
     for claim in ("degradation", "residual_depth"):
         v = evidence.verdict(study, claim, "w8-16px-4200st-cos")
-        assert v is not None and v["sign_in_every_seed"] and len(v["seeds"]) == 2, claim
-        assert all(abs(d) > 3 for d in v["difference_points"]), claim
+        assert v is not None and v.sign_in_every_seed and len(v.seeds) == 2, claim
+        assert all(abs(d) > 3 for d in v.difference_points), claim
     check("degradation", "w8-16px-1050st-cos", "shown")
     check("degradation", "w8-16px-525st-cos", "not trained")
     assert (
@@ -197,7 +207,7 @@ def test_the_readme_says_what_the_archive_shows():
         "preset), degradation and the lesion study are shown, and ResNet-56 ends behind" in readme
     )
     seconds_per_seed = sum(
-        evidence.verdict(study, claim, "w16-32px-1050st-cos")["seconds_per_seed"]
+        evidence.verdict(study, claim, "w16-32px-1050st-cos").seconds_per_seed
         for claim in ("degradation", "residual_depth")
     )
     assert seconds_per_seed > 600, "README.md says one seed takes longer than 10 minutes"
@@ -209,9 +219,9 @@ def test_the_readme_says_what_the_archive_shows():
 def test_verdicts_come_cheapest_first_each_with_its_defined_word(tmp_path):
     study = evidence.load_study(_summary(tmp_path))
     archived = evidence.verdicts(study, "degradation")
-    assert [v["config"] for v in archived] == ["c2", "c1"]
-    assert [evidence.verdict_word(v) for v in archived] == ["untrained", "shown"]
-    assert all(evidence.verdict_word(v) in evidence.VERDICT_WORDS for v in archived)
+    assert [v.config for v in archived] == ["c2", "c1"]
+    assert [v.verdict for v in archived] == ["untrained", "shown"]
+    assert all(v.verdict in evidence.VERDICT_WORDS for v in archived)
 
 
 def test_the_folded_table_names_configurations_in_words(tmp_path):
@@ -233,8 +243,8 @@ def test_the_repository_holds_a_verdict_for_every_archived_claim():
     )
     for claim in ("degradation", "residual_depth", "lesion", "preact_depth"):
         assert evidence.verdicts(study, claim), f"the archive has no runs for {claim}"
-    for v in study["verdicts"]:
-        assert evidence.verdict_word(v) in set(evidence.VERDICT_WORDS) | {"too few seeds"}
+    for v in evidence.all_verdicts(study):  # each a typed Verdict: summary.json has the layout
+        assert v.verdict in set(evidence.VERDICT_WORDS) | {"too few seeds"}
 
 
 def test_without_results_a_chapter_says_where_the_archive_is(tmp_path, monkeypatch):
@@ -242,3 +252,10 @@ def test_without_results_a_chapter_says_where_the_archive_is(tmp_path, monkeypat
     monkeypatch.delenv(evidence.RESULTS_ENV, raising=False)
     assert evidence.load_study() is None
     assert "results/scale-study" in evidence.study_note()
+
+
+def test_a_verdict_of_another_layout_is_refused_in_one_sentence(tmp_path):
+    study = evidence.load_study(_summary(tmp_path))
+    del study["verdicts"][0]["seed_spread_points"]
+    with pytest.raises(ValueError, match="without seed_spread_points.*tools.scale_study summary"):
+        evidence.verdicts(study, "degradation")

@@ -60,41 +60,40 @@ def test_runs_are_written_when_they_finish_and_skipped_when_done(tiny_study, cif
 def test_a_claim_is_shown_only_with_its_sign_in_every_seed_and_a_margin_above_the_spread():
     claim = study.CLAIMS["degradation"]
     clear = _pair("plain20", (40.0, 41.0, 42.0), "plain56", (60.0, 61.0, 59.0))
-    assert study.judge(claim, "c", clear)["shown"]
+    assert study.judge(claim, "c", clear).shown
 
     mixed = dict(clear)
     mixed["c", "plain56", 2] = _record("c", "plain56", 2, 41.5)  # one seed the other way round
-    assert not study.judge(claim, "c", mixed)["shown"]
+    assert not study.judge(claim, "c", mixed).shown
 
     noisy = _pair("plain20", (30.0, 50.0, 40.0), "plain56", (31.0, 52.0, 43.0))
     verdict = study.judge(claim, "c", noisy)
-    assert verdict["sign_in_every_seed"] and not verdict["shown"]  # margin 2 points, spread 8
+    assert verdict.sign_in_every_seed and not verdict.shown  # margin 2 points, spread 8
 
     at_chance = {
         k: {**v, "final_train_error": 88.0, "final_train_loss": 2.29} if k[1] == "plain56" else v
         for k, v in clear.items()
     }
-    assert not study.judge(claim, "c", at_chance)[
-        "shown"
-    ]  # a network that never trained proves nothing
+    # A network that never trained proves nothing.
+    assert not study.judge(claim, "c", at_chance).shown
 
 
 def test_the_residual_claim_reads_at_or_below():
     claim = study.CLAIMS["residual_depth"]
     records = _pair("resnet20", (40.0, 41.0, 42.0), "resnet56", (35.0, 36.0, 35.5))
-    assert study.judge(claim, "c", records)["shown"]
+    assert study.judge(claim, "c", records).shown
     behind = {
         k: {**v, "final_train_error": v["final_train_error"] + 10} if k[1] == "resnet56" else v
         for k, v in records.items()
     }
-    assert not study.judge(claim, "c", behind)["shown"]
+    assert not study.judge(claim, "c", behind).shown
 
 
 def test_a_difference_within_the_seed_spread_is_a_tie_not_a_result():
     claim = study.CLAIMS["residual_depth"]
     records = _pair("resnet20", (42.0, 44.0, 43.0), "resnet56", (42.5, 43.0, 43.2))
     verdict = study.judge(claim, "c", records)
-    assert verdict["tie_within_spread"] and not verdict["shown"]
+    assert verdict.tie_within_spread and not verdict.shown
 
 
 def test_the_lesion_claim_is_judged_by_the_accuracy_a_deleted_block_costs():
@@ -111,9 +110,9 @@ def test_the_lesion_claim_is_judged_by_the_accuracy_a_deleted_block_costs():
     )
     verdict = study.judge(claim, "c", records)
     assert (
-        verdict["shown"]
-        and verdict["metric"] == "lesion_mean_drop_points"
-        and verdict["first_values"] == [1.0, 1.5, 0.5]
+        verdict.shown
+        and verdict.metric == "lesion_mean_drop_points"
+        and verdict.first_values == [1.0, 1.5, 0.5]
     )
     old = {
         k: {key: value for key, value in v.items() if key != "lesion_mean_drop_points"}
@@ -172,11 +171,11 @@ def test_the_opposite_of_a_claim_is_reported_when_every_seed_shows_it():
         "resnet20-shortcutB", (51.8, 52.7, 51.8), "resnet20-shortcutC", (56.4, 54.7, 55.0)
     )
     verdict = study.judge(claim, "c", records)
-    assert verdict["opposite_shown"] and not verdict["shown"] and not verdict["tie_within_spread"]
+    assert verdict.opposite_shown and not verdict.shown and not verdict.tie_within_spread
     records["c", "resnet20-shortcutC", 1] = _record(
         "c", "resnet20-shortcutC", 1, 51.0
     )  # one seed the claimed way
-    assert not study.judge(claim, "c", records)["opposite_shown"]
+    assert not study.judge(claim, "c", records).opposite_shown
 
 
 def test_missing_data_stops_the_study_with_one_sentence(tiny_study, monkeypatch, capsys):

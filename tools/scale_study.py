@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from resnet_course.evidence import MIN_SEEDS, RULES, TRAINED_ERROR
+from resnet_course.evidence import MIN_SEEDS, RULES, TRAINED_ERROR, Verdict, all_verdicts
 from resnet_course.presets import comparison
 from resnet_course.recipe import TrainConfig
 
@@ -515,7 +515,7 @@ def read_records() -> dict[tuple[str, str, int], dict]:
     return records
 
 
-def judge(claim: Claim, config_name: str, records: dict) -> dict | None:
+def judge(claim: Claim, config_name: str, records: dict) -> Verdict | None:
     """The claim's verdict for one configuration over the seeds that have both runs."""
     first_name, second_name = claim.run_name(0), claim.run_name(1)
     seeds = sorted(
@@ -596,36 +596,36 @@ def judge(claim: Claim, config_name: str, records: dict) -> dict | None:
     seconds = statistics.fmean(
         r["train_seconds"] + q["train_seconds"] for r, q in zip(first, second)
     )
-    return {
-        "claim": claim.name,
-        "config": config_name,
-        "seeds": seeds,
-        "metric": claim.metric,
-        "first": first_name,
-        "second": second_name,
-        "first_values": first_values,
-        "second_values": second_values,
-        "first_train_error": [r["final_train_error"] for r in first],
-        "second_train_error": [r["final_train_error"] for r in second],
-        "first_train_loss": [r["final_train_loss"] for r in first],
-        "second_train_loss": [r["final_train_loss"] for r in second],
-        "difference_points": differences,
-        "mean_difference_points": mean_difference,
-        "seed_spread_points": spread,
-        "margin_points": margin,
-        "sign_in_every_seed": sign_everywhere,
-        "both_trained": trained,
-        "both_trained_loss": trained_by_loss,
-        "shown": shown,
-        "tie_within_spread": tie,
-        "opposite_shown": opposite,
-        "clear_in_every_seed": clear_in_every_seed,
-        "verdict": word,
-        "seconds_per_seed": seconds,
-        "device": first[0]["provenance"]["device"],
-        "steps": first[0]["steps"],
-        "origin": origin(first + second),
-    }
+    return Verdict(
+        claim=claim.name,
+        config=config_name,
+        seeds=seeds,
+        metric=claim.metric,
+        first=first_name,
+        second=second_name,
+        first_values=first_values,
+        second_values=second_values,
+        first_train_error=[r["final_train_error"] for r in first],
+        second_train_error=[r["final_train_error"] for r in second],
+        first_train_loss=[r["final_train_loss"] for r in first],
+        second_train_loss=[r["final_train_loss"] for r in second],
+        difference_points=differences,
+        mean_difference_points=mean_difference,
+        seed_spread_points=spread,
+        margin_points=margin,
+        sign_in_every_seed=sign_everywhere,
+        both_trained=trained,
+        both_trained_loss=trained_by_loss,
+        shown=shown,
+        tie_within_spread=tie,
+        opposite_shown=opposite,
+        clear_in_every_seed=clear_in_every_seed,
+        verdict=word,
+        seconds_per_seed=seconds,
+        device=first[0]["provenance"]["device"],
+        steps=first[0]["steps"],
+        origin=origin(first + second),
+    )
 
 
 def origin(records: list[dict]) -> dict:
@@ -660,17 +660,15 @@ def summary() -> dict:
                 verdicts.append(verdict)
     cheapest = {}
     for claim in CLAIMS:
-        shown = [v for v in verdicts if v["claim"] == claim and v["shown"]]
-        cheapest[claim] = (
-            min(shown, key=lambda v: v["seconds_per_seed"])["config"] if shown else None
-        )
+        shown = [v for v in verdicts if v.claim == claim and v.shown]
+        cheapest[claim] = min(shown, key=lambda v: v.seconds_per_seed).config if shown else None
     result = {
         "kind": "resnet_course.scale_study.summary",
         "definition": RULES,
         "claims": {name: dataclasses.asdict(claim) for name, claim in CLAIMS.items()},
         "metrics": METRICS,
         "configs": {name: config.describe() for name, config in CONFIGS.items()},
-        "verdicts": verdicts,
+        "verdicts": [dataclasses.asdict(v) for v in verdicts],
         "cheapest_shown": cheapest,
         # Where the runs came from (the first record's machine, versions, commit and data), and every
         # distinct machine and commit among them.
@@ -699,7 +697,7 @@ def _table(result: dict) -> str:
         "",
     ]
     for name, claim in result["claims"].items():
-        rows = [v for v in result["verdicts"] if v["claim"] == name]
+        rows = [v for v in all_verdicts(result) if v.claim == name]
         if not rows:
             continue
         first, second = claim["labels"]
@@ -713,12 +711,12 @@ def _table(result: dict) -> str:
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for v in rows:
-            spread = "-" if v["seed_spread_points"] is None else f"{v['seed_spread_points']:.1f}"
+            spread = "-" if v.seed_spread_points is None else f"{v.seed_spread_points:.1f}"
             lines.append(
-                f"| {v['config']} | {v['steps']} | {' / '.join(f'{e:.1f}' for e in v['first_values'])} "
-                f"| {' / '.join(f'{e:.1f}' for e in v['second_values'])} | {v['mean_difference_points']:+.1f} | {spread} "
-                f"| {'yes' if v['both_trained'] else 'no'} | {v['verdict']} | {v['seconds_per_seed']:.0f} "
-                f"| {v['device']} |"
+                f"| {v.config} | {v.steps} | {' / '.join(f'{e:.1f}' for e in v.first_values)} "
+                f"| {' / '.join(f'{e:.1f}' for e in v.second_values)} | {v.mean_difference_points:+.1f} | {spread} "
+                f"| {'yes' if v.both_trained else 'no'} | {v.verdict} | {v.seconds_per_seed:.0f} "
+                f"| {v.device} |"
             )
         lines.append("")
     lines += ["Cheapest configuration that shows each claim:", ""]
@@ -735,21 +733,21 @@ def _plot(result: dict) -> None:
     import matplotlib.pyplot as plt
 
     for claim in CLAIMS.values():
-        verdicts = [v for v in result["verdicts"] if v["claim"] == claim.name]
+        verdicts = [v for v in all_verdicts(result) if v.claim == claim.name]
         if not verdicts:
             continue
         fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(verdicts)))
         for row, v in enumerate(verdicts):
             ax.scatter(
-                v["difference_points"],
-                [row] * len(v["difference_points"]),
-                color="C0" if v["shown"] else "C7",
+                v.difference_points,
+                [row] * len(v.difference_points),
+                color="C0" if v.shown else "C7",
             )
-            ax.plot([v["mean_difference_points"]] * 2, [row - 0.3, row + 0.3], color="black")
+            ax.plot([v.mean_difference_points] * 2, [row - 0.3, row + 0.3], color="black")
         ax.axvline(0, color="grey", linestyle=":")
         ax.set_yticks(
             range(len(verdicts)),
-            [f"{v['config']} ({v['steps']} steps)" for v in verdicts],
+            [f"{v.config} ({v.steps} steps)" for v in verdicts],
             fontsize=8,
         )
         first, second = claim.labels
