@@ -51,14 +51,15 @@ def short_config(study: dict, config: str) -> str:
 
 
 def _tick_label(study: dict, config: str) -> str:
-    """Two short lines under a configuration's bars."""
+    """Short lines under a configuration's bars."""
     c = study["configs"][config]
     if c.get("task", "cifar") == "sort":
         return f"{c['epochs']} epochs"
-    second = f"width {c['width']}, {c['image_size']} px"
+    # One short fact per line: five configurations side by side fit the column without touching.
+    lines = [f"{c['steps']:,} steps", f"width {c['width']}", f"{c['image_size']} px"]
     if c["batch_size"] != 128:
-        second += f", b{c['batch_size']}"
-    return f"{c['steps']:,} steps\n{second}"
+        lines.append(f"batch {c['batch_size']}")
+    return "\n".join(lines)
 
 
 def plot_claim(study: dict, claim: str, *, title: str | None = None, ax=None):
@@ -185,7 +186,8 @@ def plot_fig6(
         ax.set_title(f"{family_label} networks")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9, loc="upper right")
+        # Training error falls from the top left: the lower left is where no curve runs.
+        ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
     np.atleast_1d(axes)[0].set_ylabel("training error (%)")
     if common:
         fig.suptitle(f"Archived runs, mean and range over {len(common)} seeds", fontsize=11, y=0.99)

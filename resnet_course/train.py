@@ -461,9 +461,10 @@ class TrainingRun:
 
         # leave=True: the finished bar stays as a record of the run (steps, time, last loss), in Jupyter
         # and in the built book, where a closed bar would leave an empty box.
-        return tqdm(
-            total=self.total_steps, desc=self.history.label or "training", unit="step", leave=True
-        )
+        # A notebook bar gives its label a narrow box, which breaks 'plain-20' after the hyphen: a
+        # non-breaking hyphen keeps a network's name on one line.
+        label = (self.history.label or "training").replace("-", "\u2011")
+        return tqdm(total=self.total_steps, desc=label, unit="step", leave=True)
 
     def _train_epoch(self, bar) -> Iterator[int]:
         """One pass over the shuffled training set (or what is left of the run); returns its totals."""
