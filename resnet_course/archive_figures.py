@@ -47,6 +47,8 @@ def short_config(study: dict, config: str) -> str:
         words.append(f"{c['schedule']} learning rate")
     if c["batch_size"] != 128:
         words.append(f"batch {c['batch_size']}")
+    if c["lr"] != 0.1:
+        words.append(f"learning rate {c['lr']:g}")
     return ", ".join(words)
 
 
@@ -59,6 +61,8 @@ def _tick_label(study: dict, config: str) -> str:
     lines = [f"{c['steps']:,} steps", f"width {c['width']}", f"{c['image_size']} px"]
     if c["batch_size"] != 128:
         lines.append(f"batch {c['batch_size']}")
+    if c["lr"] != 0.1:
+        lines.append(f"lr {c['lr']:g}")
     return "\n".join(lines)
 
 
