@@ -3,7 +3,7 @@
 * ``info``: the device, the preset, and where CIFAR-10 would come from.
 * ``grade NOTEBOOK_OR_FOLDER...``: grade exercises, or a class (see :mod:`resnet_course.grading`).
 * ``release OUT``: the student notebooks and a solution-free copy of the course, for a class.
-* ``bench``: speed measurements, ``python -m tools.bench`` (see ``tools/bench.py``).
+* ``bench``: speed measurements, ``python -m tools.bench`` (see ``tools/bench/``).
 * ``reproduce``: the paper's CIFAR-10 table, ``python -m tools.reproduce`` (see ``tools/reproduce.py``).
 
 ``bench`` and ``reproduce`` are tools of the course's repository, not part of the package: they
@@ -49,7 +49,7 @@ _MODULE_COMMANDS = {
         "write a class's student notebooks and a solution-free course",
     ),
     "bench": (
-        "tools.bench",
+        "tools.bench.command",
         "speed measurements: throughput, chapter times per preset (from a clone)",
     ),
     "reproduce": (

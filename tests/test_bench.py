@@ -1,4 +1,4 @@
-"""The benchmark (tools/bench.py): its reference network is the course's network, and a tiny run writes every figure."""
+"""The benchmark (tools/bench/): its reference network is the course's network, and a tiny run writes every figure."""
 
 import json
 import subprocess
@@ -12,8 +12,11 @@ import torch
 from resnet_course.__main__ import main as cli
 from resnet_course.analysis import count_parameters
 from resnet_course.models import create_model
+from resnet_course.plots import running_mean
 from resnet_course.train import TrainingRun
-from tools.bench import first_step_behind, reference_cifar_resnet, running_mean, synthetic_images
+from tools.bench.degradation_clock import first_step_behind
+from tools.bench.reference import reference_cifar_resnet
+from tools.bench.throughput import synthetic_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -203,7 +206,7 @@ def test_bench_end_to_end_at_tiny_sizes(tmp_path, one_thread, capsys):
 
 
 def test_compiling_pays_only_from_the_run_length_that_wins_back_its_compile_time():
-    from tools.bench import compile_verdict, format_compile
+    from tools.bench.compile_speed import compile_verdict, format_compile
 
     # 30 s to compile, 0.1 s saved per step: it pays from 300 steps.
     verdict = compile_verdict(30.0, 0.5, 0.4, {"book": 200, "cpu": 1000})
@@ -221,7 +224,7 @@ def test_compiling_pays_only_from_the_run_length_that_wins_back_its_compile_time
 
 
 def test_the_memory_format_table_times_both_layouts(one_thread):
-    from tools.bench import measure_memory_format
+    from tools.bench.memory_format import measure_memory_format
 
     (row,) = measure_memory_format(batch_size=4, steps=1, repeats=2, sizes=(("resnet20", 2, 8),))
     speeds = row["images_per_s"]

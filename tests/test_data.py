@@ -201,7 +201,7 @@ def test_pack_subset_of_no_images_per_class_is_refused(tmp_path):
 
 
 def test_the_course_data_class_is_not_named_like_torchs_dataset():
-    # tools/bench.py uses both side by side: torch.utils.data.Dataset and the course's own.
+    # tools/bench/throughput.py uses both side by side: torch.utils.data.Dataset and the course's own.
     import resnet_course
     import resnet_course.data as data_module
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tools import bench, scale_study
+from tools import scale_study
+from tools.bench import command as bench
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "gpu_session.sh"

@@ -353,7 +353,7 @@ def provenance(data, threads: int) -> dict:
 
     from resnet_course.devices import describe_device, pick_device
     from resnet_course.runs import code_version, data_fingerprint
-    from tools.bench import cpu_model
+    from tools.bench.machine import cpu_model
     from tools.reproduce import git_state
 
     git = git_state(ROOT)

@@ -1,0 +1,5 @@
+"""``python -m tools.bench``."""
+
+from .command import cli
+
+raise SystemExit(cli())

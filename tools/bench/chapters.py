@@ -1,0 +1,98 @@
+"""Chapter and whole-book wall times, each notebook executed from an empty run cache."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from resnet_course.presets import get_preset
+
+
+def default_notebooks() -> list[Path]:
+    """``chapters/*.ipynb`` of the repository this tool is in, else of the working directory."""
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        found = sorted((root / "chapters").glob("*.ipynb"))
+        if found:
+            return found
+    return []
+
+
+def time_notebooks(
+    paths: list[Path], *, preset: str = "cpu", timeout: int = 1800, kernel_name: str | None = None
+) -> dict:
+    """Execute each notebook with nbclient, one after another, and time it (kernel start included).
+
+    The chapters share one empty run cache, as on a fresh machine: a later chapter reads back
+    the runs an earlier one made (chapter 2 those of chapter 1), but nothing from before.
+    """
+    import tempfile
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    results = []
+    saved = {name: os.environ.get(name) for name in ("RESNET_COURSE_PRESET", "RESNET_COURSE_CACHE")}
+    fresh_cache = tempfile.TemporaryDirectory(prefix="bench-run-cache-")
+    data_cache = Path(saved["RESNET_COURSE_CACHE"] or Path.home() / ".cache" / "resnet_course")
+    # The downloaded CIFAR-10 is kept (a link into the fresh cache); only the runs start empty.
+    if (data_cache / "cifar-10-batches-py").is_dir():
+        os.symlink(
+            data_cache / "cifar-10-batches-py", Path(fresh_cache.name) / "cifar-10-batches-py"
+        )
+    os.environ["RESNET_COURSE_PRESET"] = preset  # kernels inherit this process's environment
+    os.environ["RESNET_COURSE_CACHE"] = fresh_cache.name
+    try:
+        for path in paths:
+            notebook = nbformat.read(path, as_version=4)
+            options = {"kernel_name": kernel_name} if kernel_name else {}
+            client = NotebookClient(
+                notebook,
+                timeout=timeout,
+                resources={"metadata": {"path": str(Path(path).parent)}},
+                **options,
+            )
+            start = time.perf_counter()
+            error = None
+            try:
+                client.execute()
+            except (
+                Exception
+            ) as failure:  # a failing cell, a timeout, a dead kernel: record it, time the rest
+                error = f"{type(failure).__name__}: {str(failure).strip().splitlines()[-1] if str(failure).strip() else ''}"
+            results.append(
+                {
+                    "notebook": str(path),
+                    "seconds": time.perf_counter() - start,
+                    "ok": error is None,
+                    "error": error,
+                }
+            )
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        fresh_cache.cleanup()
+    return {
+        "preset": preset,
+        "notebooks": results,
+        "total_seconds": sum(r["seconds"] for r in results),
+        "all_ok": all(r["ok"] for r in results),
+    }
+
+
+def format_chapters(chapters: dict) -> str:
+    if not chapters["notebooks"]:
+        return "Chapters: no chapters/*.ipynb found."
+    budget = get_preset(chapters["preset"]).budget
+    lines = [
+        f"Chapters executed with the '{chapters['preset']}' preset ({budget}), one after another, from an empty "
+        "run cache (seconds, kernel start included):"
+    ]
+    for entry in chapters["notebooks"]:
+        state = "" if entry["ok"] else f"  FAILED: {entry['error']}"
+        lines.append(f"  {Path(entry['notebook']).name:<40} {entry['seconds']:8.1f}{state}")
+    lines.append(f"  {'whole book':<40} {chapters['total_seconds']:8.1f}")
+    return "\n".join(lines)
