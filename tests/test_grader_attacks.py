@@ -16,31 +16,20 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from grader_notebooks import EXERCISE_DIR, ROOT, Style, notebook_for
 
 from resnet_course.grading.exercises import EXERCISES
 from resnet_course.grading.grader import grade_notebook, restore_check_cells, run_notebook
 from resnet_course.grading.sandbox import isolation_available
 
-ROOT = Path(__file__).resolve().parents[1]
-EXERCISE_DIR = ROOT / "exercises"
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.slow]
 ISOLATED = isolation_available()
 needs_sandbox = pytest.mark.skipif(not ISOLATED, reason="bubblewrap (bwrap) is not available")
 
 
-def notebook_with(
-    name: str, source: str, *, solution: bool = False, before_checks: bool = True
-) -> nbformat.NotebookNode:
+def notebook_with(name: str, source: str, *, solution: bool = False) -> nbformat.NotebookNode:
     """Exercise ``name`` (stub or solution) with a code cell ``source`` added before its first check cell."""
-    path = (EXERCISE_DIR / "solutions" if solution else EXERCISE_DIR) / f"{name}.ipynb"
-    notebook = nbformat.read(path, as_version=4)
-    first_check = next(
-        i for i, cell in enumerate(notebook.cells) if cell.get("id", "").startswith("check-")
-    )
-    cell = nbformat.v4.new_code_cell(source)
-    cell.id = "student-addition"
-    notebook.cells.insert(first_check if before_checks else len(notebook.cells), cell)
-    return notebook
+    return notebook_for(Style(extra=(source,), exercise=name, solution=solution))
 
 
 def grade(tmp_path: Path, notebook: nbformat.NotebookNode, name: str = "01_basic_block", **options):
