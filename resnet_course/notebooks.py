@@ -120,6 +120,28 @@ def glue(name: str, value, *, display: bool = False) -> None:
     myst_glue(name, value, display=display)
 
 
+class Words(str):
+    """Text handed to the book's prose as it reads: ``glue`` shows its repr, which for a plain str has quotes."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def readable_number(value: float) -> Words:
+    """``value`` as a reader says it: 3 significant figures, and millions or more in words.
+
+    ``readable_number(3.9e6)`` is '3.9 million', ``readable_number(2.1e10)`` '21 billion',
+    ``readable_number(396.2)`` '396', ``readable_number(0.1583)`` '0.158'.
+    """
+    for scale, word in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million")):
+        if abs(value) >= scale:
+            count = value / scale
+            return Words(f"{count:.1f} {word}" if abs(count) < 10 else f"{count:.0f} {word}")
+    if abs(value) >= 1000:
+        return Words(f"{value:,.0f}")
+    return Words(f"{value:.3g}")
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> "Markdown":
     """A table for a chapter, as Markdown that Jupyter and the book both render (no pandas needed).
 

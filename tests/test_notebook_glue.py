@@ -22,3 +22,19 @@ def test_glue_hands_over_plain_python_numbers_for_numpy_and_tensor_scalars(monke
     assert type(glued["integer"]) is int and glued["integer"] == 4
     assert isinstance(glued["array"], np.ndarray)
     assert format(glued["numpy"], ".2f") == "0.91"
+
+
+def test_a_number_for_prose_reads_as_a_reader_says_it():
+    from IPython.core.formatters import PlainTextFormatter
+
+    from resnet_course.notebooks import readable_number
+
+    shown = PlainTextFormatter()  # what the book's glue takes: text/plain, no quotes
+    assert [shown(readable_number(v)) for v in (3.9e6, 1.04e6, 2.1e10, 396.2, 0.1583, 12345.6)] == [
+        "3.9 million",
+        "1.0 million",
+        "21 billion",
+        "396",
+        "0.158",
+        "12,346",
+    ]
