@@ -741,7 +741,7 @@ def _plot(result: dict) -> None:
         verdicts = [v for v in all_verdicts(result) if v.claim == claim.name]
         if not verdicts:
             continue
-        fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(verdicts)))
+        fig, ax = plt.subplots(figsize=(9, max(2.0, 0.5 + 0.45 * len(verdicts))))
         for row, v in enumerate(verdicts):
             ax.scatter(
                 v.difference_points,
