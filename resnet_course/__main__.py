@@ -77,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
             if (error.name or "").startswith("resnet_course"):
                 raise
             if module_name.startswith("tools.") and error.name in ("tools", module_name):
+                tool = module_name.removesuffix(".command")  # tools.bench is a package
                 print(
-                    f"python -m resnet_course {name} runs {module_name.replace('.', '/')}.py, a tool of the course's "
+                    f"python -m resnet_course {name} runs python -m {tool}, a tool of the course's "
                     f"repository that the installed package does not include: run it from the root of a clone "
-                    f"(git clone {REPOSITORY_URL}), as python -m {module_name}.",
+                    f"(git clone {REPOSITORY_URL}).",
                     file=sys.stderr,
                 )
                 return 2

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 
 from resnet_course import evidence  # noqa: E402
 from resnet_course.archive_figures import (  # noqa: E402
+    CPU_CONFIG,
     FIG6_CONFIG,
     about_these_numbers_html,
     claim_details_html,
@@ -28,9 +29,9 @@ STUDY = evidence.load_study(ROOT / "results" / "scale-study" / "summary.json")
 CONFIG_CODE = re.compile(r"\bw\d+-\d+px|\d+st-(?:cos|step|const)\b")
 
 
-def test_the_fig6_configuration_is_the_books_preset():
-    """The archive's Fig. 6 is the recipe the book's own chapters 1 and 2 train."""
-    config = STUDY["configs"][FIG6_CONFIG]
+def test_the_cpu_configuration_is_the_books_preset():
+    """The archive's CPU_CONFIG is the recipe the book's own chapters 1 and 2 train."""
+    config = STUDY["configs"][CPU_CONFIG]
     preset = PRESETS["cpu"]
     recipe = preset.training
     assert (config["image_size"], config["width"], config["train_size"]) == (
@@ -50,8 +51,8 @@ def test_the_fig6_configuration_is_the_books_preset():
 
 
 def test_the_introduction_says_what_the_archive_shows():
-    """intro.md opens with Fig. 6: both halves in every archived seed."""
-    intro = (ROOT / "intro.md").read_text()
+    """intro.md opens with Fig. 6 (both halves in every archived seed) and says what the preset shows."""
+    intro = " ".join((ROOT / "intro.md").read_text().split())
     assert "results/scale-study/fig6.png" in intro
     assert (ROOT / "results" / "scale-study" / "fig6.png").is_file()
     for claim in ("degradation", "residual_depth"):
@@ -59,6 +60,16 @@ def test_the_introduction_says_what_the_archive_shows():
         # "the mean of several runs": both halves in every seed archived at this recipe
         assert verdict is not None and verdict.sign_in_every_seed, claim
         assert len(verdict.seeds) >= 2, claim
+    at_preset = evidence.verdict(STUDY, "degradation", CPU_CONFIG)
+    assert at_preset.verdict == "shown" and at_preset.sign_in_every_seed
+    second = evidence.verdict(STUDY, "residual_depth", CPU_CONFIG)
+    ahead = sum(d < 0 for d in second.difference_points)
+    words = {4: "four", 5: "five"}
+    said = f"ResNet-56 below ResNet-20 in {words[ahead]} of {words[len(second.seeds)]}"
+    assert said in intro, (
+        "intro.md says in how many seeds ResNet-56 ends below at the preset's length"
+    )
+    assert second.verdict != "shown"
     shorter = [
         v.verdict
         for v in evidence.verdicts(STUDY, "residual_depth")

@@ -115,7 +115,7 @@ def test_outside_a_clone_the_delegating_commands_say_where_the_tools_are(tmp_pat
         )
         assert done.returncode == 2, done.stderr[-2000:]
         assert (
-            f"tools/{command}.py" in done.stderr
+            f"python -m tools.{command}," in done.stderr
             and "clone" in done.stderr
             and "Traceback" not in done.stderr
         )
