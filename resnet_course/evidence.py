@@ -209,8 +209,8 @@ def provenance_line(study: dict, claim: str | tuple[str, ...] | None = None) -> 
 
 # --- the paper's table, reproduced -----------------------------------------------------------------
 
-# The "kind" of every record tools/reproduce.py writes. The value names the module that wrote the
-# first records (before the tools left the package); it is a format tag, kept so those records still load.
+# The "kind" of every record tools/reproduce.py writes: a format tag that the records in results/
+# carry, so a reader of results/ can tell them from other JSON files.
 RESULT_KIND = "resnet_course.reproduce"
 
 

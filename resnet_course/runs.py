@@ -52,8 +52,10 @@ CODE_MODULES = (
     "presets.py",
 )
 # fit's options beside the recipe: where the run is made and how it is shown or stopped. Of these
-# only the device's type and ``evaluate`` change what a finished run holds; both are in the key.
-RUN_OPTIONS = frozenset({"device", "evaluate", "progress", "label", "on_step", "stop", "log_every"})
+# only the device's type and ``test_every_epoch`` change what a finished run holds; both are in the key.
+RUN_OPTIONS = frozenset(
+    {"device", "test_every_epoch", "progress", "label", "on_step", "stop", "log_every"}
+)
 KEY_VERSION = (
     2  # bump when the layout of a cache entry changes (2: the recipe is a TrainConfig's fields)
 )
@@ -107,7 +109,7 @@ def run_fields(
     *,
     model_options: dict | None = None,
     device: str | torch.device | None = None,
-    evaluate: bool = True,
+    test_every_epoch: bool = True,
 ) -> dict:
     """Everything that decides the result of a run, as plain JSON values: the recipe is every field of ``config``."""
     if callable(config.schedule):
@@ -121,7 +123,7 @@ def run_fields(
         "data": data_fingerprint(data),
         "data_description": repr(data).split(", from ")[0] + ")",
         "recipe": dataclasses.asdict(config),
-        "evaluate": evaluate,  # whether the history holds a test pass per epoch
+        "test_every_epoch": test_every_epoch,  # whether the history holds a test pass per epoch
         "code": code_version(),
         "torch": torch.__version__.split("+")[0],
         "device_type": pick_device(device).type,
@@ -173,7 +175,7 @@ def train(
         config,
         model_options=model_options,
         device=run_options.get("device"),
-        evaluate=run_options.get("evaluate", True),
+        test_every_epoch=run_options.get("test_every_epoch", True),
     )
     key = run_key(fields)
     folder = runs_dir()

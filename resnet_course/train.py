@@ -320,7 +320,7 @@ class TrainingRun:
         config: TrainConfig | None = None,
         *,
         device: str | torch.device | None = None,
-        evaluate: bool = True,
+        test_every_epoch: bool = True,
         log_every: int | None = None,
         stop=None,
         on_step: Callable[[History], None] | None = None,
@@ -364,7 +364,7 @@ class TrainingRun:
                 self.model, self.device, config
             )
 
-        self.evaluate = evaluate
+        self.test_every_epoch = test_every_epoch
         self.stop = stop
         self.on_step = on_step
         self.progress = progress and self.rank == 0
@@ -532,7 +532,7 @@ class TrainingRun:
         history.train_acc.append(correct.item() / seen)
         history.images_per_s.append(seen / elapsed_s)
         history.lr.append(totals.lr)
-        if self.evaluate:
+        if self.test_every_epoch:
             test_loss, test_acc = self.evaluate_test()
             history.test_loss.append(test_loss)
             history.test_acc.append(test_acc)
@@ -569,7 +569,7 @@ def fit(
     of the step), ``warmup_epochs``, ``seed``, ... Keywords given beside ``config`` replace
     its fields (a length given beside it replaces its length). The run's own options:
     ``device``, ``stop`` (an Event or a callable checked every step), ``on_step`` (called
-    with the history whenever step losses are read), ``progress``, ``label``, ``evaluate``
+    with the history whenever step losses are read), ``progress``, ``label``, ``test_every_epoch``
     (a test pass after every epoch), ``log_every``.
     ``distributed=True`` (after ``torch.distributed.init_process_group``, e.g. under
     torchrun) trains each process on its slice of every batch with

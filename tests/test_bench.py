@@ -96,7 +96,7 @@ def test_training_steps_on_a_gpu_never_make_the_host_wait():
         epochs=1,
         batch_size=128,
         log_every=1000,
-        evaluate=False,
+        test_every_epoch=False,
         progress=False,
         device="cuda",
     )

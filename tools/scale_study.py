@@ -400,7 +400,7 @@ def load_data(config):
     )
 
 
-def train(config, model: str, options: dict, seed: int, data):
+def train_network(config, model: str, options: dict, seed: int, data):
     """The trained network and its history: CIFAR networks through the run cache, transformers directly."""
     if config.task == "sort":
         from resnet_course.beyond import TinyTransformer
@@ -449,7 +449,7 @@ def run_one(config, claim: Claim, which: int, seed: int, data) -> dict:
 
     model, options = claim.networks()[which]
     start = time.perf_counter()
-    network, history = train(config, model, dict(options), seed, data)
+    network, history = train_network(config, model, dict(options), seed, data)
     record = {
         "kind": "resnet_course.scale_study",
         "config": config.describe(),

@@ -193,7 +193,7 @@ class CellOutcome:
 
 
 @dataclass
-class Run:
+class NotebookRun:
     cells: list[CellOutcome] = field(default_factory=list)
     # check cell id -> record, or why there is none
     evidence: dict[str, dict | str] = field(default_factory=dict)
@@ -252,7 +252,7 @@ def run_notebook(
     timeout: float,
     isolate: bool = True,
     limits: Limits = DEFAULT_LIMITS,
-) -> Run:
+) -> NotebookRun:
     """Run the notebook in a sandbox, each check cell (by index) replaced by its probe; collect what happened.
 
     A cell that runs past ``timeout`` seconds ends the run: its sandbox is killed, with every
@@ -262,7 +262,7 @@ def run_notebook(
     from jupyter_client.kernelspec import KernelSpec
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    run = Run()
+    run = NotebookRun()
     to_run = nbformat.from_dict(notebook)
     with Sandbox(isolate, limits) as box:
         paths = {index: box.exchange / f"{check.id}.pt" for index, check in probes.items()}
@@ -350,7 +350,9 @@ def _where(cell: CellOutcome) -> str:
     return f"code cell {cell.number} (`{_first_line(cell.source)}`)"
 
 
-def _run_problems(run: Run, check_numbers: set[int], timeout: float) -> tuple[list[str], list[str]]:
+def _run_problems(
+    run: NotebookRun, check_numbers: set[int], timeout: float
+) -> tuple[list[str], list[str]]:
     """Sentences about the run: problems (a dead kernel, a time-out) and notes (errors in scratch cells)."""
     problems, notes = [], []
     if run.died_in is not None:

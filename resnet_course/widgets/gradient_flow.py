@@ -88,7 +88,7 @@ class GradientFlowExplorer(Explorer):
                 data,
                 config.training.replace(schedule="constant"),
                 device=self.device,
-                evaluate=False,
+                test_every_epoch=False,
                 stop=self._stop_event,
                 progress=False,
                 label=config.label,

@@ -198,7 +198,7 @@ def measure_throughput(
         batch_size=batch_size,
         schedule="constant",
         device=device,
-        evaluate=False,
+        test_every_epoch=False,
         progress=False,
         seed=seed,
     )
