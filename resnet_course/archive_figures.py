@@ -72,9 +72,12 @@ def plot_claim(study: dict, claim: str, *, title: str | None = None, ax=None):
     Configurations run from the cheapest to the most expensive; the verdict of each is written
     above its pair. Returns the Figure.
     """
-    archived = evidence.verdicts(study, claim)
+    # A configuration run with one seed is a probe, not evidence: its numbers stay in the folded
+    # table, the figure shows what has a seed range.
+    archived = [v for v in evidence.verdicts(study, claim) if len(v.seeds) >= 2]
     if not archived:
         raise ValueError(f"the archive has no finished runs for the claim {claim!r}")
+    crowded = len(archived) > 5  # more than five pairs share the column: smaller words
     first, second = evidence.labels(study, claim)
     if ax is None:
         fig, ax = plt.subplots(figsize=(BOOK_WIDTH_INCHES, 3.4))
@@ -102,17 +105,20 @@ def plot_claim(study: dict, claim: str, *, title: str | None = None, ax=None):
         )
     for x, v in zip(positions, archived):
         ax.annotate(
-            v.verdict,
+            v.verdict.replace(" ", "\n") if crowded else v.verdict,
             (x, top),
             xytext=(0, 8),
             textcoords="offset points",
             ha="center",
-            fontsize=10,
+            va="bottom",
+            fontsize=8 if crowded else 10,
             fontweight="bold" if v.shown else "normal",
         )
     ax.set_xticks(positions, [_tick_label(study, v.config) for v in archived])
+    if crowded:
+        ax.tick_params(axis="x", labelsize=8)
     ax.set_xlim(-0.6, len(archived) - 0.4)
-    ax.set_ylim(top=top * 1.18 if top > 0 else None)
+    ax.set_ylim(top=top * (1.3 if crowded else 1.18) if top > 0 else None)
     ax.set_ylabel(evidence.metric_name(study, claim).split(" (test")[0])
     seeds = sorted({len(v.seeds) for v in archived})
     seed_text = " or ".join(str(s) for s in seeds)

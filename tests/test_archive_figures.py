@@ -108,11 +108,17 @@ def test_a_claim_is_drawn_at_the_column_width_with_its_verdicts(claim):
     figure = plot_claim(STUDY, claim)
     assert figure.get_size_inches()[0] <= BOOK_WIDTH_INCHES
     (axis,) = figure.axes
-    texts = {t.get_text() for t in axis.texts}
+    texts = {" ".join(t.get_text().split()) for t in axis.texts}
     assert texts <= set(evidence.VERDICT_WORDS) | {"too few seeds"} and texts
     assert "Archived" in axis.get_title()
     ticks = " ".join(t.get_text() for t in axis.get_xticklabels())
     assert not CONFIG_CODE.search(ticks), ticks
+    # A reader can read every label: no two configurations' labels or verdicts overlap.
+    renderer = figure.canvas.get_renderer()
+    for labels in (axis.get_xticklabels(), axis.texts):
+        boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda b: b.x0)
+        for left, right in zip(boxes, boxes[1:]):
+            assert left.x1 <= right.x0, (claim, [t.get_text() for t in labels])
 
 
 def test_a_claim_without_runs_is_refused_in_one_sentence():
