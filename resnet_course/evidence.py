@@ -155,6 +155,16 @@ def verdict(study: dict, claim: str, config: str) -> Verdict | None:
     return next((v for v in all_verdicts(study) if v.claim == claim and v.config == config), None)
 
 
+def verdicts_by_length(study: dict, claim: str, **recipe) -> dict[int, Verdict]:
+    """The claim's verdict at each length (steps) of one recipe: the configurations whose values
+    (``width=8, image_size=16, batch_size=128, lr=0.1``, ...) are all ``recipe``'s."""
+    return {
+        v.steps: v
+        for v in verdicts(study, claim)
+        if all(study["configs"][v.config].get(key) == value for key, value in recipe.items())
+    }
+
+
 def labels(study: dict, claim: str) -> tuple[str, str]:
     """How the chapter names the claim's two networks, e.g. ('plain-20', 'plain-56')."""
     first, second = study["claims"][claim]["labels"]

@@ -266,3 +266,11 @@ def test_a_verdict_of_another_layout_is_refused_in_one_sentence(tmp_path):
     del study["verdicts"][0]["seed_spread_points"]
     with pytest.raises(ValueError, match="without seed_spread_points.*tools.scale_study summary"):
         evidence.verdicts(study, "degradation")
+
+
+def test_one_recipes_lengths_are_read_by_its_values(tmp_path):
+    study = evidence.load_study(_summary(tmp_path))
+    assert sorted(evidence.verdicts_by_length(study, "degradation", width=8)) == [124, 1050]
+    only_step = evidence.verdicts_by_length(study, "degradation", schedule="step")
+    assert [v.config for v in only_step.values()] == ["c2"]
+    assert evidence.verdicts_by_length(study, "degradation", width=16) == {}
