@@ -60,16 +60,38 @@ def choose_precision(requested: str, device_type: str, *, bf16_supported: bool) 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def use_channels_last(device_type: str, *, is_image: bool) -> bool:
-    """Whether image tensors are stored channels-last (NHWC) on this kind of device.
+# Below this many channels in its narrowest convolution, a network trains faster in the default
+# layout on a CPU (see use_channels_last).
+CPU_CHANNELS_LAST_MIN_CHANNELS = 16
 
-    Measured with a plain training step of CIFAR ResNets at batch 128 on 2 CPU cores
-    (torch 2.14, ``python -m tools.bench --only machine,memory_format``, recorded in
-    ``results/bench/memory-format-cpu.json``): channels-last was 1.08x (ResNet-20, width 8,
-    16x16) to 1.44x (ResNet-56, width 16, 32x32) as fast as the default layout, faster at every
-    preset size. On CUDA it is what cuDNN's fastest convolutions expect. MPS keeps the default.
+
+def narrowest_conv_channels(model: torch.nn.Module) -> int | None:
+    """The fewest output channels of any 2-D convolution in ``model`` (None: it has none)."""
+    widths = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    return min(widths) if widths else None
+
+
+def use_channels_last(
+    device_type: str, *, is_image: bool, narrowest_channels: int | None, threads: int
+) -> bool:
+    """Whether image tensors are stored channels-last (NHWC) for a network on this kind of device.
+
+    On CUDA always: it is what cuDNN's fastest convolutions expect. MPS keeps the default. On a
+    CPU it depends on the network's narrowest convolution (``narrowest_channels``) and on how
+    many ``threads`` torch computes on. Measured with a plain training step at batch 128 on an
+    idle Intel Xeon (torch 2.14, ``python -m tools.bench --only machine,memory_format --steps 6
+    --repeats 5``, recorded in ``results/bench/memory-format-cpu.json``): on 2 threads,
+    channels-last ran 0.75x (ResNet-20) and 0.73x (ResNet-56) as fast as the default layout at
+    width 8 on 16x16 images, and 1.29x and 1.23x at width 16 on 32x32. At width 8 it hardly
+    gains from a second thread (ResNet-56: 117 ms a step on one, 111 ms on two, where the
+    default layout went from 132 ms to 85 ms), so on one thread it stays the faster layout.
     """
-    return is_image and device_type in ("cuda", "cpu")
+    if not is_image or device_type not in ("cuda", "cpu"):
+        return False
+    if device_type == "cuda":
+        return True
+    wide = narrowest_channels is None or narrowest_channels >= CPU_CHANNELS_LAST_MIN_CHANNELS
+    return wide or threads == 1
 
 
 def autocast(device_type: str, precision: str):

@@ -10,8 +10,8 @@ step, so a dashboard can interleave training with button clicks
 Defaults follow He et al. 2015 (SGD, momentum 0.9, weight decay 1e-4, lr 0.1
 divided by 10 at 50% and 75% of training). On CUDA the loop uses bf16 autocast
 where the GPU supports it and fp16 with a gradient scaler where it does not (T4,
-V100); image models run channels_last on CUDA and on the CPU, where it was measured
-faster at every preset size (see :mod:`resnet_course.devices`). The loss is read from
+V100); image models run channels_last on CUDA, and on the CPU where their convolutions are
+wide enough for it to be faster (see :func:`resnet_course.devices.use_channels_last`). The loss is read from
 the device every ``log_every`` steps, not every step, so the GPU is never made to
 wait for the host; a loss that is no longer finite stops the run at that read.
 """
@@ -37,6 +37,7 @@ from .devices import (
     choose_precision,
     cpu_threads,
     describe_device,
+    narrowest_conv_channels,
     pick_device,
     use_channels_last,
     using_threads,
@@ -345,7 +346,12 @@ class TrainingRun:
         # before backward and divides the gradients again before the step, skipping steps that overflow.
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         choose_layout = (
-            use_channels_last(self.device.type, is_image=True)
+            use_channels_last(
+                self.device.type,
+                is_image=True,
+                narrowest_channels=narrowest_conv_channels(model),
+                threads=torch.get_num_threads(),
+            )
             if config.channels_last is None
             else config.channels_last
         )

@@ -33,13 +33,18 @@ def measure_compile(
     from resnet_course.presets import PRESETS
 
     device = pick_device(device)
-    memory_format = (
-        torch.channels_last
-        if use_channels_last(device.type, is_image=True)
-        else torch.contiguous_format
-    )
     rows = []
     for model_name, width, image_size in sizes:
+        memory_format = (
+            torch.channels_last
+            if use_channels_last(
+                device.type,
+                is_image=True,
+                narrowest_channels=width,
+                threads=torch.get_num_threads(),
+            )
+            else torch.contiguous_format
+        )
         batch = synthetic_images(batch_size, image_size)
         first_step_s, step_s = {}, {}
         for mode in ("eager", "compiled"):
