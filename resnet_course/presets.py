@@ -21,7 +21,7 @@ class Preset:
 
     A preset is who it is for and the time it is sized to, the data (CIFAR-10's image size and
     how many images), the networks' width, and ``training``: the recipe of the chapter 1 and 2
-    comparisons (plain and residual 20/56), which chapters pass to ``fit`` or ``runs.train``
+    comparisons (plain and residual 20/56), which chapters pass to ``fit`` or ``runs.train_or_load``
     as it is. ``epochs`` is the length of the shorter comparisons in later chapters, and
     ``mlp_steps`` that of the 2-D toys. The sizes come from the scale study
     (``results/scale-study/``).

@@ -1,6 +1,6 @@
 """The run cache: a training run that was made once is read back, not made again.
 
-``train(model_name, data, preset.training, seed=...)`` builds ``create_model(model_name,
+``train_or_load(model_name, data, preset.training, seed=...)`` builds ``create_model(model_name,
 **model_options)`` from ``seed`` and trains it with :func:`~resnet_course.train.fit`, unless a
 run with the same key has finished before. The key is a hash of everything that
 decides the result:
@@ -137,7 +137,7 @@ def run_key(fields: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def train(
+def train_or_load(
     model_name: str,
     data: TensorData,
     config: TrainConfig | None = None,

@@ -53,7 +53,7 @@ def test_the_preset_values_are_the_ones_the_scale_study_chose():
 
 
 def test_a_presets_recipe_is_a_train_config_passed_as_it_is():
-    """Chapters pass ``preset.training`` to fit and runs.train: no keywords in between."""
+    """Chapters pass ``preset.training`` to fit and runs.train_or_load: no keywords in between."""
     for preset in presets.PRESETS.values():
         assert isinstance(preset.training, TrainConfig)
         assert not hasattr(preset, "recipe") and not hasattr(preset, "steps")

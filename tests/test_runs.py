@@ -20,7 +20,9 @@ def cache(tmp_path, monkeypatch):
 
 def _spiral_run(**overrides):
     recipe = {**RECIPE, **overrides}
-    return runs.train("mlp", make_spirals(100), model_options={"depth": 4, "width": 16}, **recipe)
+    return runs.train_or_load(
+        "mlp", make_spirals(100), model_options={"depth": 4, "width": 16}, **recipe
+    )
 
 
 def test_an_identical_run_is_read_back_with_the_same_weights_and_history(cache):
@@ -44,10 +46,10 @@ def test_anything_that_changes_the_result_changes_the_key(cache, change):
 
 def test_other_data_or_other_model_options_are_other_runs(cache):
     _, first = _spiral_run()
-    _, wider = runs.train(
+    _, wider = runs.train_or_load(
         "mlp", make_spirals(100), model_options={"depth": 4, "width": 17}, **RECIPE
     )
-    _, other_data = runs.train(
+    _, other_data = runs.train_or_load(
         "mlp", make_spirals(100, seed=3), model_options={"depth": 4, "width": 16}, **RECIPE
     )
     keys = {first.config["run_key"], wider.config["run_key"], other_data.config["run_key"]}
@@ -72,7 +74,7 @@ def test_the_cache_can_be_turned_off(cache, monkeypatch):
     monkeypatch.setenv("RESNET_COURSE_RUN_CACHE", "off")
     _, uncached = _spiral_run()
     assert uncached.config["cached"] is False
-    _, explicit = runs.train(
+    _, explicit = runs.train_or_load(
         "mlp", make_spirals(100), model_options={"depth": 4, "width": 16}, cache=False, **RECIPE
     )
     assert explicit.config["cached"] is False
@@ -121,7 +123,7 @@ def test_a_config_is_keyed_as_the_keywords_that_say_the_same(cache):
     _, by_keywords = _spiral_run()
     arithmetic = {key: value for key, value in RECIPE.items() if key != "progress"}
     config = TrainConfig(**arithmetic)
-    _, by_config = runs.train(
+    _, by_config = runs.train_or_load(
         "mlp",
         make_spirals(100),
         model_options={"depth": 4, "width": 16},
@@ -133,7 +135,7 @@ def test_a_config_is_keyed_as_the_keywords_that_say_the_same(cache):
         and by_config.config["run_key"] == by_keywords.config["run_key"]
     )
     # A keyword beside the config replaces its field, in the run and in the key alike.
-    _, faster = runs.train(
+    _, faster = runs.train_or_load(
         "mlp",
         make_spirals(100),
         model_options={"depth": 4, "width": 16},
@@ -144,7 +146,7 @@ def test_a_config_is_keyed_as_the_keywords_that_say_the_same(cache):
     _, keyword_faster = _spiral_run(lr=0.06)
     assert faster.config["cached"] is False and keyword_faster.config["cached"] is True
     # The config's seed is the run's seed, unless one is given beside it.
-    _, seeded = runs.train(
+    _, seeded = runs.train_or_load(
         "mlp",
         make_spirals(100),
         model_options={"depth": 4, "width": 16},

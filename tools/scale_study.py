@@ -424,7 +424,7 @@ def train_network(config, model: str, options: dict, seed: int, data):
         )
     from resnet_course import runs
 
-    return runs.train(
+    return runs.train_or_load(
         model,
         data,
         config.training,
