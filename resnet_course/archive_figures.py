@@ -225,26 +225,14 @@ def details_html(summary: str, body_html: str) -> str:
 
 def _claim_table_html(study: dict, claim: str) -> str:
     """One claim's statement and its table: the values per seed, the difference, the verdict."""
-    first, second = evidence.labels(study, claim)
-    unit = "%" if evidence.metric_name(study, claim).endswith("(%)") else "points"
     rows = [
-        [
-            short_config(study, v.config),
-            " / ".join(f"{x:.1f}" for x in v.first_values),
-            " / ".join(f"{x:.1f}" for x in v.second_values),
-            f"{v.mean_difference_points:+.1f}",
-            "-" if v.seed_spread_points is None else f"{v.seed_spread_points:.1f}",
-            v.verdict,
-        ]
-        for v in evidence.verdicts(study, claim)
+        [short_config(study, v.config), *v.table_cells()] for v in evidence.verdicts(study, claim)
     ]
     header = [
         "configuration",
-        f"{first} ({unit}, per seed)",
-        f"{second} ({unit}, per seed)",
-        "mean difference",
-        "seed spread",
-        "verdict",
+        *evidence.Verdict.table_header(
+            *evidence.labels(study, claim), evidence.metric_unit(study, claim)
+        ),
     ]
     statement = study["claims"][claim]["statement"]
     return (

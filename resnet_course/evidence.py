@@ -102,6 +102,28 @@ class Verdict:
             )
         return cls(**record)
 
+    @staticmethod
+    def table_header(first: str, second: str, unit: str) -> list[str]:
+        """The header of :meth:`table_cells`, for a claim whose networks are ``first`` and ``second``."""
+        return [
+            f"{first} ({unit}, per seed)",
+            f"{second} ({unit}, per seed)",
+            "mean difference",
+            "seed spread",
+            "verdict",
+        ]
+
+    def table_cells(self) -> list[str]:
+        """This verdict as a table row, the same in the study's README and in the chapters: each
+        network's value per seed, the mean difference, the seed spread and the verdict."""
+        return [
+            " / ".join(f"{x:.1f}" for x in self.first_values),
+            " / ".join(f"{x:.1f}" for x in self.second_values),
+            f"{self.mean_difference_points:+.1f}",
+            "-" if self.seed_spread_points is None else f"{self.seed_spread_points:.1f}",
+            self.verdict,
+        ]
+
 
 STUDY_PATH = Path("scale-study") / "summary.json"  # inside results/
 
@@ -174,6 +196,11 @@ def labels(study: dict, claim: str) -> tuple[str, str]:
 def metric_name(study: dict, claim: str) -> str:
     """The claim's metric in words, with its unit: 'training error (%)'."""
     return study["metrics"][study["claims"][claim]["metric"]]
+
+
+def metric_unit(study: dict, claim: str) -> str:
+    """'%' for a metric in percent, else 'points'."""
+    return "%" if metric_name(study, claim).endswith("(%)") else "points"
 
 
 # "shown": the claimed sign in every seed by more than the seed spread; "tie": the two within the

@@ -158,6 +158,18 @@ def test_the_numbers_behind_a_figure_are_folded_and_readable():
     assert "4,200 steps, width 8, 16-px images" in folded and "shown" in folded
 
 
+def test_the_study_readme_and_the_chapters_print_a_verdict_the_same_way():
+    """One formatting of a verdict's row: the study's README and a chapter's folded table."""
+    import html
+
+    readme = (ROOT / "results" / "scale-study" / "README.md").read_text()
+    for v in evidence.all_verdicts(STUDY):
+        cells = v.table_cells()
+        assert " | ".join(cells) in readme, v.config
+        folded = claim_details_html(STUDY, v.claim)
+        assert "".join(f"<td>{html.escape(c)}</td>" for c in cells) in folded, v.config
+
+
 def test_the_numbers_behind_a_figure_of_two_claims_fold_into_one_block():
     """Chapter 3 draws two claims in one figure: one fold holds both tables, each with its claim."""
     folded = claim_details_html(STUDY, ("shortcut_b", "shortcut_c"))

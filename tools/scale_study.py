@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from resnet_course import evidence
 from resnet_course.evidence import MIN_SEEDS, RULES, TRAINED_ERROR, Verdict, all_verdicts
 from resnet_course.presets import comparison
 from resnet_course.recipe import TrainConfig
@@ -705,24 +706,32 @@ def _table(result: dict) -> str:
         rows = [v for v in all_verdicts(result) if v.claim == name]
         if not rows:
             continue
-        first, second = claim["labels"]
+        header = [
+            "configuration",
+            "steps",
+            *Verdict.table_header(*claim["labels"], evidence.metric_unit(result, name)),
+            "both train",
+            "seconds",
+            "device",
+        ]
         lines += [
             f"## {name} (chapter {claim['chapter']})",
             "",
             f"Claim: {claim['statement']}. Metric: {result['metrics'][claim['metric']]}.",
             "",
-            f"| configuration | steps | {first} | {second} | mean difference | seed spread | both train | verdict "
-            "| seconds | device |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
         ]
         for v in rows:
-            spread = "-" if v.seed_spread_points is None else f"{v.seed_spread_points:.1f}"
-            lines.append(
-                f"| {v.config} | {v.steps} | {' / '.join(f'{e:.1f}' for e in v.first_values)} "
-                f"| {' / '.join(f'{e:.1f}' for e in v.second_values)} | {v.mean_difference_points:+.1f} | {spread} "
-                f"| {'yes' if v.both_trained else 'no'} | {v.verdict} | {v.seconds_per_seed:.0f} "
-                f"| {v.device} |"
-            )
+            cells = [
+                v.config,
+                str(v.steps),
+                *v.table_cells(),
+                "yes" if v.both_trained else "no",
+                f"{v.seconds_per_seed:.0f}",
+                v.device,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["Cheapest configuration that shows each claim:", ""]
     lines += [
