@@ -156,6 +156,7 @@ def test_bench_end_to_end_at_tiny_sizes(tmp_path, one_thread, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "Machine:" in printed and "whole book" in printed and "Degradation clock" in printed
+    assert "cell   0" in printed  # each chapter's slowest cells
 
     report = json.loads(report_path.read_text())
     assert report["parts"] == [
@@ -190,6 +191,8 @@ def test_bench_end_to_end_at_tiny_sizes(tmp_path, one_thread, capsys):
     chapters = report["chapters"]
     assert [entry["ok"] for entry in chapters["notebooks"]] == [True, False]
     assert "broken chapter" in chapters["notebooks"][1]["error"] and not chapters["all_ok"]
+    (cell,) = chapters["notebooks"][0]["slowest_cells"]  # each cell's own time, from nbclient
+    assert cell["cell"] == 0 and cell["first_line"] == "import os" and cell["seconds"] >= 0
     assert chapters["total_seconds"] == pytest.approx(
         sum(entry["seconds"] for entry in chapters["notebooks"])
     )

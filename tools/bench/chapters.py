@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
 from pathlib import Path
@@ -66,6 +67,7 @@ def time_notebooks(
                     "seconds": time.perf_counter() - start,
                     "ok": error is None,
                     "error": error,
+                    "slowest_cells": slowest_cells(notebook),
                 }
             )
     finally:
@@ -83,6 +85,33 @@ def time_notebooks(
     }
 
 
+def cell_seconds(cell) -> float | None:
+    """How long a code cell ran, from the timing nbclient records in its metadata (None: not run)."""
+    timing = cell.get("metadata", {}).get("execution", {})
+    try:
+        start = datetime.datetime.fromisoformat(
+            timing["iopub.execute_input"].replace("Z", "+00:00")
+        )
+        end = datetime.datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+    except (KeyError, ValueError, AttributeError):
+        return None
+    return (end - start).total_seconds()
+
+
+def slowest_cells(notebook, count: int = 3) -> list[dict]:
+    """The ``count`` code cells that ran longest: their index, seconds and first line."""
+    timed = [
+        {
+            "cell": index,
+            "seconds": seconds,
+            "first_line": (cell.source.strip().splitlines() or [""])[0][:60],
+        }
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and (seconds := cell_seconds(cell)) is not None
+    ]
+    return sorted(timed, key=lambda entry: -entry["seconds"])[:count]
+
+
 def format_chapters(chapters: dict) -> str:
     if not chapters["notebooks"]:
         return "Chapters: no chapters/*.ipynb found."
@@ -94,5 +123,9 @@ def format_chapters(chapters: dict) -> str:
     for entry in chapters["notebooks"]:
         state = "" if entry["ok"] else f"  FAILED: {entry['error']}"
         lines.append(f"  {Path(entry['notebook']).name:<40} {entry['seconds']:8.1f}{state}")
+        for cell in entry.get("slowest_cells", []):
+            lines.append(
+                f"      cell {cell['cell']:>3} {cell['seconds']:7.1f}  {cell['first_line']}"
+            )
     lines.append(f"  {'whole book':<40} {chapters['total_seconds']:8.1f}")
     return "\n".join(lines)
