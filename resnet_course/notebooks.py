@@ -142,6 +142,14 @@ def readable_number(value: float) -> Words:
     return Words(f"{value:.3g}")
 
 
+_NUMBER_WORDS = "zero one two three four five six seven eight nine ten".split()
+
+
+def number_words(count: int) -> Words:
+    """A count as prose writes it: words up to ten ('four'), digits above (12)."""
+    return Words(_NUMBER_WORDS[count] if 0 <= count <= 10 else f"{count:,}")
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> "Markdown":
     """A table for a chapter, as Markdown that Jupyter and the book both render (no pandas needed).
 

@@ -61,10 +61,10 @@ def comparison(steps: int, batch_size: int) -> TrainConfig:
 PRESETS = {
     # One preset for the published book, CI and a reader's CPU: what the book shows online is what
     # a laptop shows. The scale study's search for Fig. 6 on a CPU (results/scale-study/README.md):
-    # 2,100 steps is the longest run that fits a chapter's 10 minutes on 2 cores, and shows both
-    # halves (plain-56 above plain-20, ResNet-56 below ResNet-20) in every seed, ResNet-56 by about
-    # 2 points; 4,200 steps shows them by 5 to 8 points but took about 13 minutes a chapter, and
-    # 4,200 steps of batch 64 (as fast as 2,100 of 128) had ResNet-56 behind in one seed of five.
+    # 3,150 steps is the shortest length tried that shows both halves over five seeds (plain-56
+    # above plain-20, ResNet-56 below ResNet-20, in every seed and by more than the seeds vary),
+    # and a chapter of it fits 10 minutes on 2 cores; at 2,100 ResNet-56 was ahead in four seeds
+    # of five, and 4,200 took longer than a chapter may.
     "cpu": Preset(
         "cpu",
         "the published book, CI, and running a chapter on a CPU",
@@ -73,7 +73,7 @@ PRESETS = {
         train_size=4600,
         test_size=800,
         width=8,
-        training=comparison(steps=2100, batch_size=128),
+        training=comparison(steps=3150, batch_size=128),
         epochs=8,
         mlp_steps=1500,
     ),

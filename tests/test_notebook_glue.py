@@ -38,3 +38,19 @@ def test_a_number_for_prose_reads_as_a_reader_says_it():
         "0.158",
         "12,346",
     ]
+
+
+def test_a_count_for_prose_is_a_word_up_to_ten():
+    from IPython.core.formatters import PlainTextFormatter
+
+    from resnet_course.notebooks import number_words
+
+    shown = PlainTextFormatter()
+    assert [shown(number_words(n)) for n in (0, 4, 5, 10, 11, 1200)] == [
+        "zero",
+        "four",
+        "five",
+        "ten",
+        "11",
+        "1,200",
+    ]

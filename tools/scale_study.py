@@ -37,6 +37,7 @@ import os
 import platform
 import statistics
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -767,7 +768,10 @@ def _plot(result: dict) -> None:
         first, second = claim.labels
         ax.set(
             xlabel=f"{METRICS[claim.metric].split(' (')[0]}: {second} minus {first} (points; one dot per seed, bar = mean)",
-            title=f"Scale study: {claim.statement} (blue: shown)",
+        )
+        # The claim's statement is a sentence: wrapped, so the title stays inside the figure.
+        ax.set_title(
+            textwrap.fill(f"Scale study: {claim.statement} (blue: shown)", 90), fontsize=10
         )
         ax.grid(alpha=0.3, axis="x")
         fig.tight_layout()
