@@ -232,3 +232,14 @@ def test_the_memory_format_table_times_both_layouts(one_thread):
     speeds = row["images_per_s"]
     assert set(speeds) == {"contiguous", "channels_last"} and min(speeds.values()) > 0
     assert row["channels_last_speedup"] > 0 and row["device"] == "cpu (1 thread)"
+
+
+def test_notebooks_to_time_are_paths_or_globs_and_a_miss_is_named(tmp_path):
+    from tools.bench.command import notebooks_to_time
+
+    for name in ("01_a.ipynb", "02_b.ipynb", "03_c.ipynb"):
+        (tmp_path / name).write_text("{}")
+    chosen = notebooks_to_time(f"{tmp_path}/01_a.ipynb, {tmp_path}/0[23]_*.ipynb")
+    assert [p.name for p in chosen] == ["01_a.ipynb", "02_b.ipynb", "03_c.ipynb"]
+    with pytest.raises(SystemExit, match="no notebook matches '.*09_missing.ipynb'"):
+        notebooks_to_time(f"{tmp_path}/01_a.ipynb,{tmp_path}/09_missing.ipynb")

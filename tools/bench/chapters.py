@@ -33,7 +33,10 @@ def time_notebooks(
     from nbclient import NotebookClient
 
     results = []
-    saved = {name: os.environ.get(name) for name in ("RESNET_COURSE_PRESET", "RESNET_COURSE_CACHE")}
+    saved = {
+        name: os.environ.get(name)
+        for name in ("RESNET_COURSE_PRESET", "RESNET_COURSE_CACHE", "RESNET_COURSE_DATA")
+    }
     fresh_cache = tempfile.TemporaryDirectory(prefix="bench-run-cache-")
     data_cache = Path(saved["RESNET_COURSE_CACHE"] or Path.home() / ".cache" / "resnet_course")
     # The downloaded CIFAR-10 is kept (a link into the fresh cache); only the runs start empty.
@@ -41,6 +44,10 @@ def time_notebooks(
         os.symlink(
             data_cache / "cifar-10-batches-py", Path(fresh_cache.name) / "cifar-10-batches-py"
         )
+    # Kernels run in the notebook's folder: a data folder given relative to here is made absolute.
+    data_folder = os.environ.get("RESNET_COURSE_DATA")
+    if data_folder:
+        os.environ["RESNET_COURSE_DATA"] = str(Path(data_folder).expanduser().resolve())
     os.environ["RESNET_COURSE_PRESET"] = preset  # kernels inherit this process's environment
     os.environ["RESNET_COURSE_CACHE"] = fresh_cache.name
     try:

@@ -44,6 +44,17 @@ GOALS = {
 }
 
 
+def notebooks_to_time(spec: str) -> list[Path]:
+    """The notebooks that ``--notebooks`` names: comma-separated paths or globs, each matching one or more."""
+    paths = []
+    for pattern in (part.strip() for part in spec.split(",") if part.strip()):
+        matched = sorted(Path(p) for p in glob.glob(pattern))
+        if not matched:
+            raise SystemExit(f"--notebooks: no notebook matches {pattern!r}.")
+        paths += [path for path in matched if path not in paths]
+    return paths
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only",
@@ -82,7 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repeats", type=int, default=5, help="timed repetitions (the median is reported)"
     )
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
-    parser.add_argument("--notebooks", help="glob of notebooks to time (default: chapters/*.ipynb)")
+    parser.add_argument(
+        "--notebooks",
+        help="comma-separated notebooks or globs to time (default: chapters/*.ipynb)",
+    )
     parser.add_argument(
         "--chapter-presets",
         default="cpu",
@@ -230,11 +244,7 @@ def main(args: argparse.Namespace) -> int:
         print(format_throughput(report["throughput"]), flush=True)
 
     if "chapters" in parts:
-        paths = (
-            sorted(Path(p) for p in glob.glob(args.notebooks))
-            if args.notebooks
-            else default_notebooks()
-        )
+        paths = notebooks_to_time(args.notebooks) if args.notebooks else default_notebooks()
         report["chapters_by_preset"] = {}
         for preset_name in [p.strip() for p in args.chapter_presets.split(",") if p.strip()]:
             timed = time_notebooks(paths, preset=get_preset(preset_name).name, timeout=args.timeout)
