@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_course.claims import ClaimNotShown, compare, expect
+from resnet_course.claims import ClaimNotShown, expect
 
 
 def test_expect_passes_quietly_when_the_run_shows_the_claim():
@@ -23,14 +23,6 @@ def test_expect_names_the_claim_and_the_numbers():
         and "plain20=52.3" in message
         and "plain56=40.1" in message
     )
-
-
-def test_compare_writes_the_sentence_from_the_numbers():
-    assert compare("resnet-56", 40.0, "resnet-20", 45.0, what="training error") == (
-        "resnet-56 ends below resnet-20 in training error (40.0% against 45.0%)"
-    )
-    assert "above" in compare("a", 50.0, "b", 45.0, what="x")
-    assert "within 1 point" in compare("a", 45.2, "b", 45.0, what="x")
 
 
 def _notebook(path: Path, claim_holds: bool) -> None:
@@ -114,29 +106,6 @@ def test_a_book_whose_run_breaks_a_claim_fails_to_build(tmp_path):
     )
     passed = _build(sound)
     assert passed.returncode == 0, passed.stdout[-2000:] + passed.stderr[-2000:]
-
-
-def _history(label, error, loss):
-    from resnet_course.train import History
-
-    return History(label=label, train_acc=[1 - error / 100], train_loss=[loss])
-
-
-def test_the_degradation_verdict_needs_both_networks_trained_and_the_deep_one_behind():
-    from resnet_course.claims import degradation_verdict
-
-    text, shown = degradation_verdict(
-        _history("plain-20", 50.0, 1.4), _history("plain-56", 75.0, 1.9), trained_error=80.0
-    )
-    assert shown and "degradation, in this run" in text and "25.0 points" in text
-    text, shown = degradation_verdict(
-        _history("plain-20", 50.0, 1.4), _history("plain-56", 88.0, 2.29), trained_error=80.0
-    )
-    assert not shown and "plain-56 ended above 80% training error" in text
-    text, shown = degradation_verdict(
-        _history("plain-20", 50.0, 1.4), _history("plain-56", 45.0, 1.3), trained_error=80.0
-    )
-    assert not shown and "does not show degradation" in text
 
 
 def test_a_claim_about_a_live_run_is_strict_at_the_books_preset_and_a_note_elsewhere(capsys):
