@@ -66,6 +66,21 @@ def _tick_label(study: dict, config: str) -> str:
     return "\n".join(lines)
 
 
+def _reading_order(study: dict, verdicts: list) -> list:
+    """``verdicts`` with each recipe's lengths left to right: recipes (image size, width, batch,
+    learning rate, schedule) keep the study's order, and within one the shorter run comes first."""
+
+    def recipe(v):
+        described = study["configs"][v.config]
+        keys = ("image_size", "width", "batch_size", "lr", "schedule")
+        return tuple(str(described.get(key)) for key in keys)
+
+    first_seen = {}
+    for index, v in enumerate(verdicts):
+        first_seen.setdefault(recipe(v), index)
+    return sorted(verdicts, key=lambda v: (first_seen[recipe(v)], v.steps))
+
+
 def plot_claim(study: dict, claim: str, *, title: str | None = None, ax=None):
     """Every archived configuration of ``claim``: each network's mean (dot) and seed range (bar).
 
@@ -74,7 +89,9 @@ def plot_claim(study: dict, claim: str, *, title: str | None = None, ax=None):
     """
     # A configuration run with one seed is a probe, not evidence: its numbers stay in the folded
     # table, the figure shows what has a seed range.
-    archived = [v for v in evidence.verdicts(study, claim) if len(v.seeds) >= 2]
+    archived = _reading_order(
+        study, [v for v in evidence.verdicts(study, claim) if len(v.seeds) >= 2]
+    )
     if not archived:
         raise ValueError(f"the archive has no finished runs for the claim {claim!r}")
     crowded = len(archived) > 5  # more than five pairs share the column: smaller words

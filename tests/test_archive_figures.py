@@ -120,6 +120,15 @@ def test_a_claim_is_drawn_at_the_column_width_with_its_verdicts(claim):
             assert left.x1 <= right.x0, (claim, [t.get_text() for t in labels])
 
 
+def test_one_recipes_lengths_read_left_to_right():
+    """Chapter 2's axis: 525, 1,050, 2,100, 3,150, 4,200 steps of one recipe, then its variants."""
+    (axis,) = plot_claim(STUDY, "residual_depth").axes
+    ticks = [" ".join(t.get_text().split()) for t in axis.get_xticklabels()]
+    lengths = ["525", "1,050", "2,100", "3,150", "4,200"]
+    assert [t.split(" steps")[0] for t in ticks[:5]] == lengths, ticks
+    assert all(t.endswith("width 8 16 px") for t in ticks[:5]), ticks  # no variant between
+
+
 def test_a_claim_without_runs_is_refused_in_one_sentence():
     with pytest.raises(ValueError, match="no finished runs"):
         plot_claim(STUDY, "no_such_claim")
