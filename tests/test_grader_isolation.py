@@ -11,6 +11,7 @@ import os
 import site
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -135,6 +136,38 @@ def test_a_sandbox_holds_no_more_processes_than_its_limit():
             box.python_argv("-c", FORK_COUNT), capture_output=True, text=True, env=env, timeout=120
         )
     assert 64 < int(result.stdout.split()[-1]) < 200, "the limit is the one asked for"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/sys/fs/cgroup/pids").is_dir(),
+    reason="needs root and a cgroup v1 pids hierarchy",
+)
+def test_a_group_left_by_a_killed_grader_is_removed_and_a_live_one_kept(monkeypatch):
+    from resnet_course.grading import sandbox
+
+    parent = Path("/sys/fs/cgroup/pids")
+    left = parent / f"rcg-left-{uuid.uuid4().hex[:8]}"
+    live = parent / f"rcg-live-{uuid.uuid4().hex[:8]}"
+    left.mkdir()
+    live.mkdir()
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        (live / "cgroup.procs").write_text(str(sleeper.pid))
+        monkeypatch.setattr(sandbox, "STALE_CGROUP_SECONDS", -1)  # both count as old
+        sandbox._remove_stale_cgroups(parent)
+        assert not left.exists() and live.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for group in (left, live):
+            for _ in range(100):
+                try:
+                    group.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # the killed sleeper takes a moment to leave
+                    time.sleep(0.05)
 
 
 def test_a_class_is_not_graded_without_a_sandbox_unless_told(tmp_path):

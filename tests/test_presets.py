@@ -35,7 +35,7 @@ def test_the_preset_values_are_the_ones_the_scale_study_chose():
             train_size=4600,
             test_size=800,
             width=8,
-            training=dict(comparison, steps=2100),
+            training=dict(comparison, steps=3150),
             epochs=8,
             mlp_steps=1500,
         ),

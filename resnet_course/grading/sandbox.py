@@ -201,6 +201,7 @@ def _pids_cgroup(name: str, limit: int) -> Path | None:
                 continue
             if not (parent / "cgroup.procs").exists():
                 continue
+            _remove_stale_cgroups(parent)
             group = parent / name
             group.mkdir()
         except OSError:
@@ -211,6 +212,24 @@ def _pids_cgroup(name: str, limit: int) -> Path | None:
         except OSError:  # cgroup v2 without the pids controller delegated to this level
             group.rmdir()
     return None
+
+
+STALE_CGROUP_SECONDS = 60  # an empty sandbox group this old belongs to no running grade
+
+
+def _remove_stale_cgroups(parent: Path) -> None:
+    """Remove the empty ``rcg-*`` groups that graders killed before their clean-up left behind.
+
+    A group of a running sandbox holds its kernel; one that is empty and older than a minute is
+    left over (a grader stopped by SIGTERM or SIGKILL). ``rmdir`` refuses a group with tasks.
+    """
+    for group in parent.glob("rcg-*"):
+        try:
+            empty = not (group / "cgroup.procs").read_text().split()
+            if empty and time.time() - group.stat().st_mtime > STALE_CGROUP_SECONDS:
+                group.rmdir()
+        except OSError:
+            continue
 
 
 def _remove_cgroup(group: Path) -> None:
