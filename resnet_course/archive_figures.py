@@ -73,7 +73,7 @@ def _reading_order(study: dict, verdicts: list) -> list:
     def recipe(v):
         described = study["configs"][v.config]
         keys = ("image_size", "width", "batch_size", "lr", "schedule")
-        return tuple(str(described.get(key)) for key in keys)
+        return tuple(described.get(key) for key in keys)
 
     first_seen = {}
     for index, v in enumerate(verdicts):
@@ -328,12 +328,10 @@ def show_about(*, histories=(), data=None, archive: str = "") -> None:
     display(HTML(about_these_numbers_html(histories=histories, data=data, archive=archive)))
 
 
-# The cpu preset's recipe (the book's) in the archive: chapters draw their own runs against it.
-# tests/test_archive_figures.py keeps the two equal.
+# The cpu preset's recipe (the book's) in the archive: chapters draw their own runs against it,
+# and it carries the course's Fig. 6 (the introduction opens with it), the shortest length tried
+# where the study shows both halves. tests/test_archive_figures.py keeps it the preset's recipe.
 CPU_CONFIG = "w8-16px-3150st-cos"
-# The archived configuration that carries the course's Fig. 6 (the introduction opens with it):
-# the preset's own recipe, the shortest length tried where the study shows both halves.
-FIG6_CONFIG = CPU_CONFIG
 
 
 def plot_depth_gaps(study: dict, *, ax=None):

@@ -13,7 +13,6 @@ matplotlib.use("Agg")
 from resnet_course import evidence  # noqa: E402
 from resnet_course.archive_figures import (  # noqa: E402
     CPU_CONFIG,
-    FIG6_CONFIG,
     about_these_numbers_html,
     claim_details_html,
     plot_claim,
@@ -56,11 +55,10 @@ def test_the_introduction_says_what_the_archive_shows():
     assert "results/scale-study/fig6.png" in intro
     assert (ROOT / "results" / "scale-study" / "fig6.png").is_file()
     for claim in ("degradation", "residual_depth"):
-        verdict = evidence.verdict(STUDY, claim, FIG6_CONFIG)
+        verdict = evidence.verdict(STUDY, claim, CPU_CONFIG)
         # "the mean of several runs": both halves in every seed archived at this recipe
         assert verdict is not None and verdict.sign_in_every_seed, claim
         assert len(verdict.seeds) >= 2, claim
-    assert FIG6_CONFIG == CPU_CONFIG  # "Chapters 1 and 2 train the same networks ... recipe"
     for claim in ("degradation", "residual_depth"):
         at_preset = evidence.verdict(STUDY, claim, CPU_CONFIG)
         assert at_preset.verdict == "shown" and len(at_preset.seeds) == 5, claim
@@ -139,7 +137,7 @@ def test_fig6_draws_the_archive_and_the_live_run():
 
     live = History(label="plain-20")
     live.epochs, live.train_acc = [1.0, 2.0], [0.3, 0.5]
-    figure = plot_fig6(FIG6_CONFIG, live={"plain20": live}, folder=ROOT / "results")
+    figure = plot_fig6(CPU_CONFIG, live={"plain20": live}, folder=ROOT / "results")
     left, right = figure.axes
     labels = [line.get_label() for line in left.lines]
     assert labels == ["plain-20", "plain-20, this page's run", "plain-56"]

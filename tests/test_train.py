@@ -194,19 +194,16 @@ def test_precision_is_bf16_where_supported_else_fp16_on_cuda_and_fp32_elsewhere(
 
 def test_the_cpu_layout_follows_the_networks_narrowest_convolution(cifar_available):
     """Channels-last only where it was measured faster on a CPU: 16 channels and up."""
+
+    def one_step(width):
+        model = create_model("resnet20", width=width)
+        return TrainingRun(model, cifar_available, steps=1, device="cpu", progress=False)
+
     with using_threads(2):  # on one thread channels-last is faster whatever the width
-        narrow = TrainingRun(
-            create_model("resnet20", width=8),
-            cifar_available,
-            steps=1,
-            device="cpu",
-            progress=False,
-        )
+        narrow = one_step(8)
     assert not narrow.channels_last and narrow.history.precision == "fp32"
     assert next(narrow.model.parameters()).is_contiguous()
-    wide = TrainingRun(
-        create_model("resnet20", width=16), cifar_available, steps=1, device="cpu", progress=False
-    )
+    wide = one_step(16)
     assert wide.channels_last
     weights = [p for p in wide.model.parameters() if p.dim() == 4]
     assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)

@@ -42,8 +42,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from resnet_course import evidence
-from resnet_course.evidence import MIN_SEEDS, RULES, TRAINED_ERROR, Verdict, all_verdicts
+from resnet_course.evidence import (
+    MIN_SEEDS,
+    RULES,
+    TRAINED_ERROR,
+    Verdict,
+    all_verdicts,
+    metric_unit,
+)
 from resnet_course.presets import comparison
 from resnet_course.recipe import TrainConfig
 
@@ -710,7 +716,7 @@ def _table(result: dict) -> str:
         header = [
             "configuration",
             "steps",
-            *Verdict.table_header(*claim["labels"], evidence.metric_unit(result, name)),
+            *Verdict.table_header(*claim["labels"], metric_unit(result, name)),
             "both train",
             "seconds",
             "device",
@@ -778,12 +784,12 @@ def _plot(result: dict) -> None:
         fig.savefig(STUDY_DIR / f"{claim.name}.png", dpi=110)
         plt.close(fig)
     # The course's Fig. 6, which the introduction opens with (the chapters draw it live).
-    from resnet_course.archive_figures import FIG6_CONFIG, plot_fig6
+    from resnet_course.archive_figures import CPU_CONFIG, plot_fig6
     from resnet_course.plots import book_style
 
-    if (STUDY_DIR / "runs" / FIG6_CONFIG).is_dir():
+    if (STUDY_DIR / "runs" / CPU_CONFIG).is_dir():
         book_style()
-        fig = plot_fig6(FIG6_CONFIG, folder=STUDY_DIR.parent)
+        fig = plot_fig6(CPU_CONFIG, folder=STUDY_DIR.parent)
         fig.savefig(STUDY_DIR / "fig6.png", dpi=100)
         plt.close(fig)
 
