@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .data import TensorData
+from .modes import eval_mode, train_mode  # noqa: F401 - analysis's own helpers, re-exported
 from .train import evaluate
 
 # --- hooks and modes, always undone ---------------------------------------------------------------
@@ -30,36 +31,6 @@ def hooks() -> Iterator[list[RemovableHandle]]:
     finally:
         for handle in handles:
             handle.remove()
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode inside the ``with``; afterwards every submodule has its own mode back.
-
-    ``model.train(was_training)`` is not enough to undo a ``model.eval()``: it sets every
-    submodule alike, so a network built around a frozen (eval-mode) part would put that
-    part back into training mode.
-    """
-    with _mode(model, training=False):
-        yield model
-
-
-@contextmanager
-def train_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in training mode inside the ``with``; afterwards every submodule has its own mode back."""
-    with _mode(model, training=True):
-        yield model
-
-
-@contextmanager
-def _mode(model: nn.Module, *, training: bool):
-    modes = [(module, module.training) for module in model.modules()]
-    model.train(training)
-    try:
-        yield
-    finally:
-        for module, was_training in modes:
-            module.training = was_training
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -314,7 +314,7 @@ def about_these_numbers_html(*, histories=(), data=None, archive: str = "") -> s
         ("date", datetime.date.today().isoformat()),
     ]
     if data is not None:
-        name = repr(data).split(", from ")[0].split("(", 1)[-1].rstrip(")")
+        name = data.description.split("(", 1)[-1].rstrip(")")
         items.append(("data", f"{name}; SHA-256 {data_fingerprint(data)[:16]}..."))
     if archive:
         items.append(("archived runs", archive))

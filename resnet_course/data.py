@@ -99,11 +99,16 @@ class TensorData:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
-    def __repr__(self) -> str:
+    @property
+    def description(self) -> str:
+        """What the data is, without where it came from: records and run keys carry no machine path."""
         return (
             f"TensorData({self.name!r}: {len(self.x_train)} train / {len(self.x_test)} test, "
-            f"inputs {self.input_shape}, {self.num_classes} classes, from {self.source or 'memory'})"
+            f"inputs {self.input_shape}, {self.num_classes} classes)"
         )
+
+    def __repr__(self) -> str:
+        return f"{self.description[:-1]}, from {self.source or 'memory'})"
 
     def to(self, device: torch.device | str) -> "TensorData":
         """The same data set with its tensors on ``device`` (a no-op when already there)."""

@@ -6,6 +6,9 @@ Each choice was measured where it is not obvious; the measurements are in the do
 from __future__ import annotations
 
 import contextlib
+import platform
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -24,6 +27,17 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it (or what platform knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def describe_device(device: torch.device, *, threads: int | None = None) -> str:
@@ -72,19 +86,20 @@ def narrowest_conv_channels(model: torch.nn.Module) -> int | None:
 
 
 def use_channels_last(
-    device_type: str, *, is_image: bool, narrowest_channels: int | None, threads: int
+    device_type: str, *, is_image: bool, narrowest_channels: int | None, threads: int | None
 ) -> bool:
     """Whether image tensors are stored channels-last (NHWC) for a network on this kind of device.
 
     On CUDA always: it is what cuDNN's fastest convolutions expect. MPS keeps the default. On a
-    CPU it depends on the network's narrowest convolution (``narrowest_channels``) and on how
-    many ``threads`` torch computes on. Measured with a plain training step at batch 128 on an
-    idle Intel Xeon (torch 2.14, ``python -m tools.bench --only machine,memory_format --steps 6
-    --repeats 5``, recorded in ``results/bench/memory-format-cpu.json``): on 2 threads,
-    channels-last ran 0.75x (ResNet-20) and 0.73x (ResNet-56) as fast as the default layout at
-    width 8 on 16x16 images, and 1.29x and 1.23x at width 16 on 32x32. At width 8 it hardly
-    gains from a second thread (ResNet-56: 117 ms a step on one, 111 ms on two, where the
-    default layout went from 132 ms to 85 ms), so on one thread it stays the faster layout.
+    CPU it depends on how many ``threads`` torch computes on and, above one thread, on the
+    network's narrowest convolution (``narrowest_channels``). The course's CPU runs train on one
+    thread (:func:`cpu_threads`), and there channels-last is the faster layout on every CPU
+    measured: a training step of ResNet-56 at width 8 on 16x16 images, batch 128, took 118-123 ms
+    channels-last against 134 ms in the default layout on an Intel Xeon (torch 2.14, this
+    repository's machine), and 123-130 ms against 143-179 ms on an AMD EPYC. Above one thread
+    the default layout was faster at width 8 on an idle Xeon (channels-last 0.73-0.75x as fast;
+    ``results/bench/memory-format-cpu.json``) and slower on an EPYC, so that case keeps the
+    rule measured on the Xeon: channels-last from 16 channels up.
     """
     if not is_image or device_type not in ("cuda", "cpu"):
         return False
@@ -100,17 +115,92 @@ def autocast(device_type: str, precision: str):
     return torch.autocast(device_type, dtype=dtype, enabled=precision != "fp32")
 
 
-def cpu_threads(device_type: str, *, is_vectors: bool) -> int | None:
-    """How many CPU threads a run trains on: one for the 2-D toys, else torch's own choice (None).
+# A network with at most this many parameters trains on one CPU thread (see cpu_threads): every
+# network of the course's CIFAR and toy experiments (ResNet-110 at width 16 has 1.7 million).
+ONE_THREAD_MAX_PARAMETERS = 2_000_000
 
-    A step of a toy MLP is too small to split between threads. Measured on 2 idle CPU cores
-    (torch 2.14, a 16-layer MLP of width 32 on spirals, 300 steps at batch 128): 1.1 s on one
-    thread against 1.5 s on two. On a busy machine every split operation also waits for the
-    second thread: a step took 30 ms on one thread and 1.6 to 2.9 s on two. The sequence
-    tasks' transformers are large enough to gain (2.0 s against 1.5 s for chapter 8's 4-block
-    one, 120 steps), so they keep torch's choice, as image models do.
+
+def cpu_threads(device_type: str, *, parameters: int) -> int | None:
+    """How many CPU threads a run trains on: one for a small network, else torch's own count (None).
+
+    The course's networks are too small to split between threads, and a second thread waits on
+    the first whenever anything else runs on the machine. Measured on 2 cores (torch 2.14, a
+    training step of ResNet-56 at width 8 on 16x16 images, batch 128): 118-123 ms on one thread on
+    an idle Intel Xeon; on two threads, with one single-threaded process beside it at the lowest
+    priority, 108 ms to 1,148 ms on an AMD EPYC, and 146-174 ms on the Xeon with a process that
+    keeps one core half busy. A toy MLP step took 30 ms on one thread and 1.6-2.9 s on two on a
+    busy machine. One thread is also how the archive's runs were made, so a chapter's run repeats
+    its archived seed. Larger networks (chapter 9's ResNet-50 stage) keep torch's choice.
     """
-    return 1 if device_type == "cpu" and is_vectors else None
+    if device_type != "cpu":
+        return None
+    return 1 if parameters <= ONE_THREAD_MAX_PARAMETERS else None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a run computes: everything about the machine that changes its numbers.
+
+    The run cache keys a run by these fields (:meth:`key_fields`), so a run made on two threads
+    is never read back as a one-thread run.
+    """
+
+    device: torch.device
+    precision: str  # 'fp32', 'bf16' or 'fp16'
+    channels_last: bool  # image tensors and weights stored NHWC
+    threads: int | None  # CPU threads the run computes on (None off the CPU)
+
+    def key_fields(self) -> dict:
+        return {
+            "device_type": self.device.type,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "threads": self.threads,
+        }
+
+    def describe(self) -> str:
+        return describe_device(self.device, threads=self.threads)
+
+
+def place(
+    model: torch.nn.Module,
+    *,
+    is_image: bool,
+    precision: str = "auto",
+    channels_last: bool | None = None,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+) -> Placement:
+    """Where ``model`` trains and how: the device, the arithmetic, the layout and the CPU threads.
+
+    ``precision`` and ``channels_last`` are the recipe's ('auto' and None: the measured choice);
+    ``threads`` None means :func:`cpu_threads`' choice, resolved to a number on a CPU.
+    """
+    chosen = pick_device(device)
+    on_cuda = chosen.type == "cuda"
+    if chosen.type == "cpu":
+        parameters = sum(p.numel() for p in model.parameters())
+        threads = threads or cpu_threads("cpu", parameters=parameters) or torch.get_num_threads()
+    else:
+        threads = None
+    layout = (
+        use_channels_last(
+            chosen.type,
+            is_image=True,
+            narrowest_channels=narrowest_conv_channels(model),
+            threads=threads,
+        )
+        if channels_last is None
+        else channels_last
+    )
+    return Placement(
+        device=chosen,
+        precision=choose_precision(
+            precision, chosen.type, bf16_supported=on_cuda and torch.cuda.is_bf16_supported()
+        ),
+        channels_last=is_image and layout,
+        threads=threads,
+    )
 
 
 @contextlib.contextmanager

@@ -10,15 +10,14 @@ step, so a dashboard can interleave training with button clicks
 Defaults follow He et al. 2015 (SGD, momentum 0.9, weight decay 1e-4, lr 0.1
 divided by 10 at 50% and 75% of training). On CUDA the loop uses bf16 autocast
 where the GPU supports it and fp16 with a gradient scaler where it does not (T4,
-V100); image models run channels_last on CUDA, and on the CPU where their convolutions are
-wide enough for it to be faster (see :func:`resnet_course.devices.use_channels_last`). The loss is read from
+V100); image models run channels_last on CUDA and on a CPU's one thread. The course's networks
+train on one CPU thread (see :func:`resnet_course.devices.place`). The loss is read from
 the device every ``log_every`` steps, not every step, so the GPU is never made to
 wait for the host; a loss that is no longer finite stops the run at that read.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -32,16 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import TensorData
-from .devices import (
-    autocast,
-    choose_precision,
-    cpu_threads,
-    describe_device,
-    narrowest_conv_channels,
-    pick_device,
-    use_channels_last,
-    using_threads,
-)
+from .devices import autocast, place, using_threads
+from .modes import eval_mode
 from .recipe import TrainConfig
 
 # --- seeds ---------------------------------------------------------------------------------------
@@ -111,10 +102,6 @@ class History:
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
 
-    def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as handle:
-            json.dump(self.to_dict(), handle, indent=1)
-
 
 # --- the loop ----------------------------------------------------------------------------------
 
@@ -160,11 +147,9 @@ def evaluate(
     """
     device = next(model.parameters()).device
     data = data.to(device)
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    try:
+    with eval_mode(model):
         for x, y in data.test_batches():
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -172,9 +157,6 @@ def evaluate(
                 logits = (forward or model)(x)
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
-    finally:
-        for module, was_training in modes:
-            module.training = was_training
     n = data.y_test.numel()  # targets, not examples: a sequence has one per position
     return loss_sum.item() / n, correct.item() / n
 
@@ -226,10 +208,9 @@ def check_fits(model: nn.Module, data: TensorData, inputs: torch.Tensor) -> None
             first.append((names[module], module))
 
     handles = [m.register_forward_pre_hook(note) for m in names if isinstance(m, _INPUT_LAYERS)]
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
     try:
-        logits = model(inputs)
+        with eval_mode(model):
+            logits = model(inputs)
     except (RuntimeError, IndexError) as error:
         batch = " x ".join(map(str, ("N", *data.input_shape)))
         takes = f"{type(model).__name__} takes other inputs"
@@ -246,8 +227,6 @@ def check_fits(model: nn.Module, data: TensorData, inputs: torch.Tensor) -> None
     finally:
         for handle in handles:
             handle.remove()
-        for module, was_training in modes:
-            module.training = was_training
     outputs = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else None
     if outputs is not None and outputs < data.num_classes:
         raise ValueError(
@@ -257,18 +236,20 @@ def check_fits(model: nn.Module, data: TensorData, inputs: torch.Tensor) -> None
 
 
 def build_optimizer(parameters, config: TrainConfig, *, on_cuda: bool) -> torch.optim.Optimizer:
-    """SGD (momentum, optionally Nesterov) or Adam, with weight decay on every parameter."""
+    """SGD (momentum, optionally Nesterov) or Adam, with weight decay on every parameter.
+
+    No learning rate is given here: the loop sets each step's from the recipe's schedule.
+    """
     fused = {"fused": True} if on_cuda else {"foreach": True}
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             parameters,
-            lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
             nesterov=config.nesterov,
             **fused,
         )
-    return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, **fused)
+    return torch.optim.Adam(parameters, weight_decay=config.weight_decay, **fused)
 
 
 def data_parallel(
@@ -321,6 +302,7 @@ class TrainingRun:
         config: TrainConfig | None = None,
         *,
         device: str | torch.device | None = None,
+        threads: int | None = None,
         test_every_epoch: bool = True,
         log_every: int | None = None,
         stop=None,
@@ -330,38 +312,27 @@ class TrainingRun:
         distributed: bool = False,
         **recipe,
     ):
-        # The one place a recipe and the keywords given beside it are merged.
+        # Where a recipe and the keywords given beside it are merged (the run cache merges its
+        # keywords into the config it passes, and passes none beside it).
         self.config = config = (config or TrainConfig()).replace(**recipe)
         config.check(len(data.x_train))
 
-        self.device = pick_device(device)
-        on_cuda = self.device.type == "cuda"
-        self.precision = choose_precision(
-            config.precision,
-            self.device.type,
-            bf16_supported=on_cuda and torch.cuda.is_bf16_supported(),
+        self.placement = placement = place(
+            model,
+            is_image=data.is_image,
+            precision=config.precision,
+            channels_last=config.channels_last,
+            device=device,
+            threads=threads,
         )
-        self.use_bf16 = self.precision == "bf16"
+        self.device, self.precision = placement.device, placement.precision
+        self.channels_last, self.threads = placement.channels_last, placement.threads
         # fp16 has too few exponent bits for small gradients: the scaler multiplies the loss
         # before backward and divides the gradients again before the step, skipping steps that overflow.
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
-        choose_layout = (
-            use_channels_last(
-                self.device.type,
-                is_image=True,
-                narrowest_channels=narrowest_conv_channels(model),
-                threads=torch.get_num_threads(),
-            )
-            if config.channels_last is None
-            else config.channels_last
-        )
-        self.channels_last = data.is_image and choose_layout
         self.data = data.to(self.device)
-        self.threads = cpu_threads(self.device.type, is_vectors=data.is_vectors)
-        self.model = model.to(
-            self.device,
-            memory_format=torch.channels_last if self.channels_last else torch.contiguous_format,
-        )
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=memory_format)
         check_fits(self.model, self.data, self._inputs(self.data.normalise(self.data.x_train[:1])))
         self.forward = torch.compile(self.model) if config.compile else self.model
         self.rank, self.world_size, self.train_forward = 0, 1, self.forward
@@ -379,11 +350,13 @@ class TrainingRun:
         # On the CPU reading the loss costs nothing; on a GPU it waits for the queue to drain.
         self.log_every = log_every or (1 if self.device.type == "cpu" else 25)
         self.lr_at = config.learning_rates(self.total_steps, self.steps_per_epoch)
-        self.optimizer = build_optimizer(list(self.model.parameters()), config, on_cuda=on_cuda)
+        self.optimizer = build_optimizer(
+            list(self.model.parameters()), config, on_cuda=self.device.type == "cuda"
+        )
         self.generator = torch.Generator().manual_seed(config.seed)
         self.history = History(
             label=label,
-            device=describe_device(self.device, threads=self.threads),
+            device=placement.describe(),
             precision=self.precision,
             config=self._record(model, data),
         )
@@ -407,11 +380,13 @@ class TrainingRun:
             # The data by what it is and its file's name: a record never carries a path of the machine.
             augment=config.augment,
             seed=config.seed,
-            data=repr(data).split(", from ")[0] + ")",
+            data=data.description,
             data_file=os.path.basename(data.source),
             parameters=sum(p.numel() for p in model.parameters()),
             torch=torch.__version__,
             processes=self.world_size,
+            threads=self.threads,  # CPU threads (None off the CPU)
+            channels_last=self.channels_last,
         )
 
     @property

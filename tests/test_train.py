@@ -192,25 +192,39 @@ def test_precision_is_bf16_where_supported_else_fp16_on_cuda_and_fp32_elsewhere(
         choose_precision("int8", "cuda", bf16_supported=True)
 
 
-def test_the_cpu_layout_follows_the_networks_narrowest_convolution(cifar_available):
-    """Channels-last only where it was measured faster on a CPU: 16 channels and up."""
+def test_a_cpu_run_of_a_course_network_is_one_thread_and_channels_last(cifar_available, two_threads):
+    """On a CPU the course's networks train on one thread, where channels-last is the faster layout;
+    asked for two threads, a width-8 network keeps the default layout and a width-16 one does not."""
 
-    def one_step(width):
+    def one_step(width, **options):
         model = create_model("resnet20", width=width)
-        return TrainingRun(model, cifar_available, steps=1, device="cpu", progress=False)
+        return TrainingRun(
+            model, cifar_available, steps=1, device="cpu", progress=False, **options
+        )
 
-    with using_threads(2):  # on one thread channels-last is faster whatever the width
-        narrow = one_step(8)
-    assert not narrow.channels_last and narrow.history.precision == "fp32"
-    assert next(narrow.model.parameters()).is_contiguous()
-    wide = one_step(16)
-    assert wide.channels_last
-    weights = [p for p in wide.model.parameters() if p.dim() == 4]
+    narrow = one_step(8)
+    assert narrow.threads == 1 and narrow.channels_last and narrow.history.precision == "fp32"
+    assert narrow.history.device == "cpu (1 thread)"
+    weights = [p for p in narrow.model.parameters() if p.dim() == 4]
     assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    two = one_step(8, threads=2)
+    assert two.threads == 2 and not two.channels_last
+    assert next(two.model.parameters()).is_contiguous()
+    assert one_step(16, threads=2).channels_last
     points = TrainingRun(
         MLP(3, 8), make_spirals(50), steps=1, batch_size=16, device="cpu", progress=False
     )
-    assert not points.channels_last
+    assert not points.channels_last and points.threads == 1
+
+
+def test_a_large_network_keeps_torchs_threads(two_threads):
+    from resnet_course.devices import ONE_THREAD_MAX_PARAMETERS, place
+
+    small, large = MLP(3, 8), torch.nn.Linear(1500, 1500)
+    assert sum(p.numel() for p in large.parameters()) > ONE_THREAD_MAX_PARAMETERS
+    assert place(small, is_image=False, device="cpu").threads == 1
+    assert place(large, is_image=False, device="cpu").threads == 2
+    assert place(large, is_image=False, device="cpu", threads=1).threads == 1
 
 
 def test_channels_last_rule():
@@ -248,7 +262,7 @@ def test_the_2d_toys_train_on_one_cpu_thread_and_give_the_threads_back(two_threa
     assert torch.get_num_threads() == 2
 
 
-def test_sequence_models_keep_torchs_threads(two_threads):
+def test_sequence_models_train_on_one_cpu_thread_too(two_threads):
     from resnet_course.beyond import TinyTransformer, make_sequence_task
 
     tokens = make_sequence_task("sort", length=4, vocab=4, train_size=32, test_size=8)
@@ -263,7 +277,8 @@ def test_sequence_models_keep_torchs_threads(two_threads):
         progress=False,
         on_step=lambda _: seen.append(torch.get_num_threads()),
     )
-    assert seen and set(seen) == {2} and history.device == "cpu (2 threads)"
+    assert seen and set(seen) == {1} and history.device == "cpu (1 thread)"
+    assert torch.get_num_threads() == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -355,20 +355,22 @@ CONFIGS = {
 # --- provenance ----------------------------------------------------------------------------------
 
 
-def provenance(data, threads: int) -> dict:
+def provenance(data, history) -> dict:
+    """What made a run: the machine, its threads and layout (from the run's ``history``), the
+    versions, the commit and the data."""
     import torch
     import torchvision
 
-    from resnet_course.devices import describe_device, pick_device
+    from resnet_course.devices import cpu_model
     from resnet_course.runs import code_version, data_fingerprint
-    from tools.bench.machine import cpu_model
     from tools.reproduce import git_state
 
     git = git_state(ROOT)
     return {
-        "device": describe_device(pick_device()),
+        "device": history.device,
         "cpu": cpu_model(),
-        "torch_threads": threads,
+        "torch_threads": history.config.get("threads"),
+        "channels_last": history.config.get("channels_last"),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -376,7 +378,7 @@ def provenance(data, threads: int) -> dict:
         "commit": git["commit"],
         "package_modified": git["package_modified"],
         "code_version": code_version(),
-        "data": repr(data).split(", from ")[0] + ")",
+        "data": data.description,
         "data_sha256": data_fingerprint(data),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -453,7 +455,6 @@ def lesion_mean_drop(network, data) -> float | None:
 
 
 def run_one(config, claim: Claim, which: int, seed: int, data) -> dict:
-    import torch
 
     model, options = claim.networks()[which]
     start = time.perf_counter()
@@ -477,7 +478,7 @@ def run_one(config, claim: Claim, which: int, seed: int, data) -> dict:
             for key in ("epochs", "train_loss", "train_acc", "test_loss", "test_acc", "lr")
         },
         "steps": history.steps[-1] if history.steps else 0,
-        "provenance": provenance(data, torch.get_num_threads()),
+        "provenance": provenance(data, history),
     }
     if config.task == "cifar":
         record["lesion_mean_drop_points"] = lesion_mean_drop(network, data)

@@ -120,19 +120,30 @@ def slowest_cells(notebook, count: int = 3) -> list[dict]:
 
 
 def format_chapters(chapters: dict) -> str:
+    """One line per chapter (seconds, kernel start included), quiet and, where measured, under load."""
     if not chapters["notebooks"]:
         return "Chapters: no chapters/*.ipynb found."
     budget = get_preset(chapters["preset"]).budget
+    loaded = chapters.get("under_load")
     lines = [
         f"Chapters executed with the '{chapters['preset']}' preset ({budget}), one after another, from an empty "
-        "run cache (seconds, kernel start included):"
+        "run cache (seconds, kernel start included)"
+        + (f"; under load: beside {loaded['load']}:" if loaded else ":"),
+        f"  {'':<40} {'quiet':>8}" + (f" {'loaded':>8}" if loaded else ""),
     ]
+    by_notebook = {entry["notebook"]: entry for entry in (loaded or {}).get("notebooks", [])}
     for entry in chapters["notebooks"]:
-        state = "" if entry["ok"] else f"  FAILED: {entry['error']}"
-        lines.append(f"  {Path(entry['notebook']).name:<40} {entry['seconds']:8.1f}{state}")
+        other = by_notebook.get(entry["notebook"])
+        states = [f"FAILED: {e['error']}" for e in (entry, other) if e and not e["ok"]]
+        column = f" {other['seconds']:8.1f}" if other else ""
+        lines.append(
+            f"  {Path(entry['notebook']).name:<40} {entry['seconds']:8.1f}{column}"
+            + (f"  {'; '.join(states)}" if states else "")
+        )
         for cell in entry.get("slowest_cells", []):
             lines.append(
                 f"      cell {cell['cell']:>3} {cell['seconds']:7.1f}  {cell['first_line']}"
             )
-    lines.append(f"  {'whole book':<40} {chapters['total_seconds']:8.1f}")
+    total = f" {loaded['total_seconds']:8.1f}" if loaded else ""
+    lines.append(f"  {'whole book':<40} {chapters['total_seconds']:8.1f}{total}")
     return "\n".join(lines)

@@ -18,6 +18,8 @@ from .chapters import default_notebooks, format_chapters, time_notebooks
 from .compile_speed import COMPILE_SIZES, format_compile, measure_compile
 from .degradation_clock import degradation_clock, format_degradation
 from .gpu_estimate import estimate_gpu_seconds, format_gpu_estimate
+from .load import DESCRIPTION as LOAD_DESCRIPTION
+from .load import competing_load
 from .machine import describe_machine, format_machine
 from .memory_format import MEMORY_FORMAT_SIZES, format_memory_format, measure_memory_format
 from .throughput import format_throughput, measure_throughput, resnet_depth
@@ -105,6 +107,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout", type=int, default=1800, help="seconds one notebook cell may take"
+    )
+    parser.add_argument(
+        "--under-load",
+        action="store_true",
+        help="time the chapters twice, quiet and beside a process that keeps one core half busy",
     )
     parser.add_argument(
         "--epochs", type=float, help="override the preset's epochs in the degradation clock"
@@ -248,6 +255,12 @@ def main(args: argparse.Namespace) -> int:
         report["chapters_by_preset"] = {}
         for preset_name in [p.strip() for p in args.chapter_presets.split(",") if p.strip()]:
             timed = time_notebooks(paths, preset=get_preset(preset_name).name, timeout=args.timeout)
+            if args.under_load:
+                with competing_load():
+                    timed["under_load"] = time_notebooks(
+                        paths, preset=timed["preset"], timeout=args.timeout
+                    )
+                timed["under_load"]["load"] = LOAD_DESCRIPTION
             report["chapters_by_preset"][timed["preset"]] = timed
             print(format_chapters(timed), flush=True)
         report["chapters"] = next(iter(report["chapters_by_preset"].values()))

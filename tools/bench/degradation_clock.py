@@ -70,7 +70,7 @@ def degradation_clock(
             "behind_from_step is the first step from which it stays behind to the end of training, and seconds_to_behind "
             "the time both networks, trained one step each in turn, took to reach it (data loading excluded)"
         ),
-        "data": repr(data).split(", from ")[0] + ")",  # no machine path in a record
+        "data": data.description,
         "width": width,
         "batch_size": batch_size,
         "epochs": epochs,

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 
 import torch
 
-from resnet_course.devices import describe_device
-
-
-def cpu_model() -> str:
-    """The CPU's model name, as /proc/cpuinfo gives it (or what platform knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+from resnet_course.devices import cpu_model, describe_device
 
 
 def describe_machine(device: torch.device) -> dict:

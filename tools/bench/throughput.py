@@ -211,10 +211,10 @@ def measure_throughput(
     tutorial_model.load_state_dict(loop_model.state_dict())
     trainers = {
         "reference": plain_training_step(
-            reference.to(device, memory_format=memory_format), x, y, bf16=run.use_bf16
+            reference.to(device, memory_format=memory_format), x, y, bf16=run.precision == "bf16"
         ),
         "course_network": plain_training_step(
-            network_model.to(device, memory_format=memory_format), x, y, bf16=run.use_bf16
+            network_model.to(device, memory_format=memory_format), x, y, bf16=run.precision == "bf16"
         ),
         "course_loop": lambda: next(loop_steps),
         "tutorial": tutorial_training_step(
