@@ -31,6 +31,7 @@ import numpy as np
 
 from . import evidence
 from .plots import BOOK_WIDTH_INCHES
+from .presets import PRESETS
 
 FAMILY_COLOURS = {"20": "#1f77b4", "56": "#d62728", "110": "#9467bd"}
 
@@ -172,6 +173,42 @@ def _band(ax, curves: dict, colour: str, label: str) -> None:
     ax.plot(epochs, values.mean(0), color=colour, linewidth=2, label=label)
 
 
+def _live(ax, runs, colour: str, label: str) -> None:
+    """This page's run of one network as a dashed line; several seeds as their mean and hatched range."""
+    runs = [runs] if not isinstance(runs, (list, tuple)) else list(runs)
+    if len(runs) == 1:
+        ax.plot(
+            runs[0].epochs,
+            runs[0].train_error,
+            color=colour,
+            linestyle="--",
+            linewidth=1,
+            label=f"{label}, this page's run",
+        )
+        return
+    length = min(len(run.train_error) for run in runs)
+    epochs = np.asarray(runs[0].epochs[:length])
+    values = np.asarray([run.train_error[:length] for run in runs])
+    ax.fill_between(
+        epochs,
+        values.min(0),
+        values.max(0),
+        facecolor="none",
+        edgecolor=colour,
+        hatch="///",
+        linewidth=0,
+        alpha=0.6,
+    )
+    ax.plot(
+        epochs,
+        values.mean(0),
+        color=colour,
+        linestyle="--",
+        linewidth=1,
+        label=f"{label}, this page's {len(runs)} seeds",
+    )
+
+
 def plot_fig6(
     config: str,
     *,
@@ -183,7 +220,8 @@ def plot_fig6(
     """The course's Fig. 6: training error against epochs, plain networks left, ResNets right.
 
     Thick lines are the archived mean over seeds, bands the range between seeds. ``live`` maps a
-    model name ('plain20') to a History of this page's own run, drawn as a thin dashed line.
+    model name ('plain20') to a History of this page's own run, drawn as a thin dashed line, or
+    to a list of them (several live seeds), drawn as their dashed mean and hatched range.
     """
     fig, axes = plt.subplots(1, len(families), figsize=(BOOK_WIDTH_INCHES, 3.5), sharey=True)
     archived = {
@@ -201,15 +239,7 @@ def plot_fig6(
             if curves:
                 _band(ax, curves, colour, f"{family_label}-{depth}")
             if live and model in live:
-                history = live[model]
-                ax.plot(
-                    history.epochs,
-                    history.train_error,
-                    color=colour,
-                    linestyle="--",
-                    linewidth=1,
-                    label=f"{family_label}-{depth}, this page's run",
-                )
+                _live(ax, live[model], colour, f"{family_label}-{depth}")
         ax.set_title(f"{family_label} networks")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -328,10 +358,10 @@ def show_about(*, histories=(), data=None, archive: str = "") -> None:
     display(HTML(about_these_numbers_html(histories=histories, data=data, archive=archive)))
 
 
-# The cpu preset's recipe (the book's) in the archive: chapters draw their own runs against it,
+# The presets' recipe (the book's) in the archive: chapters draw their own runs against it,
 # and it carries the course's Fig. 6 (the introduction opens with it), the shortest length tried
-# where the study shows both halves. tests/test_archive_figures.py keeps it the preset's recipe.
-CPU_CONFIG = "w8-16px-3150st-cos"
+# where the study shows both halves. tests/test_presets.py keeps every preset's archive showing it.
+CPU_CONFIG = PRESETS["cpu"].archive
 
 
 def plot_depth_gaps(study: dict, *, ax=None):

@@ -292,12 +292,13 @@ def train_or_load(
 @dataclass(frozen=True)
 class Job:
     """One run of :func:`train_or_load_many`: a model by name, its seed and label, and model
-    options beside (or instead of) the call's."""
+    options and recipe fields beside (or instead of) the call's."""
 
     model: str
     seed: int | None = None  # None: the call's seed
     label: str = ""
     model_options: dict | None = None  # added to the call's model_options
+    recipe: dict | None = None  # recipe fields for this run only (``{"steps": 525}``)
 
 
 def train_or_load_many(
@@ -339,7 +340,11 @@ def train_or_load_many(
                 config,
                 model_options={**(model_options or {}), **(job.model_options or {})},
                 seed=job.seed if job.seed is not None else seed,
-                options={**options, **({"label": job.label} if job.label else {})},
+                options={
+                    **options,
+                    **(job.recipe or {}),
+                    **({"label": job.label} if job.label else {}),
+                },
             )
         )
     results: list[History | None] = [
@@ -384,7 +389,7 @@ def train_or_load_many(
                 if results[i] is None:  # the worker said it finished: its entry must be there
                     raise RuntimeError(
                         f"the run of {prepared[i].label or prepared[i].model_name} finished but "
-                        f"its result could not be read back from {folder}."
+                        "its result could not be read back; running the cell again trains it anew."
                     )
                 warn_if_diverged(results[i])
     return [

@@ -243,7 +243,6 @@ def _serve() -> int:
     import torch
 
     torch.set_num_threads(1)
-    target = getattr(importlib.import_module(module), name)
     last_report = [0.0]
 
     def report(step: int) -> None:
@@ -253,6 +252,7 @@ def _serve() -> int:
             print(f"step {step}", file=reports, flush=True)
 
     try:
+        target = getattr(importlib.import_module(module), name)
         target(payload, shared, report)
     except Exception as error:  # noqa: BLE001 - sent to the notebook as one sentence
         sentence = " ".join(f"{type(error).__name__}: {error}".split())

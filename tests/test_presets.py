@@ -1,6 +1,7 @@
 """The presets: how big a chapter's runs are, in their own module, with the values the scale study chose."""
 
 import dataclasses
+from pathlib import Path
 
 from resnet_course import presets, runs, train
 from resnet_course.recipe import TrainConfig
@@ -28,28 +29,49 @@ def test_the_preset_values_are_the_ones_the_scale_study_chose():
     comparison = dict(
         TrainConfig().__dict__, lr=0.1, schedule="cosine", warmup_epochs=2.0, batch_size=128
     )
-    assert values == {
-        "cpu": dict(
-            name="cpu",
-            image_size=16,
-            train_size=4600,
-            test_size=800,
-            width=8,
-            training=dict(comparison, steps=3150),
-            epochs=8,
-            mlp_steps=1500,
-        ),
-        "gpu": dict(
-            name="gpu",
-            image_size=32,
-            train_size=None,
-            test_size=None,
-            width=16,
-            training=dict(comparison, steps=900),
-            epochs=4,
-            mlp_steps=3000,
-        ),
-    }
+    archived = dict(
+        image_size=16,
+        train_size=4600,
+        test_size=800,
+        width=8,
+        training=dict(comparison, steps=3150),
+        epochs=8,
+        mlp_steps=1500,
+        archive="w8-16px-3150st-cos",
+    )
+    # A CUDA machine trains the archived recipe too, until a larger one is archived on a GPU.
+    assert values == {"cpu": dict(archived, name="cpu"), "gpu": dict(archived, name="gpu")}
+
+
+def test_every_preset_a_chapter_can_pick_has_an_archive_that_shows_its_claims():
+    """The archive a preset names holds its recipe, at its sizes, and shows both halves of Fig. 6."""
+    from resnet_course import evidence
+
+    root = Path(__file__).resolve().parents[1]
+    study = evidence.load_study(root / "results" / "scale-study" / "summary.json")
+    assert study is not None, "results/scale-study/summary.json is part of the repository"
+    for preset in presets.PRESETS.values():
+        config = study["configs"].get(preset.archive)
+        assert config is not None, (
+            f"preset {preset.name}: no archived configuration {preset.archive}"
+        )
+        recipe = preset.training
+        assert config == {
+            **config,
+            "image_size": preset.image_size,
+            "width": preset.width,
+            "train_size": preset.train_size,
+            "test_size": preset.test_size,
+            "steps": recipe.steps,
+            "lr": recipe.lr,
+            "schedule": recipe.schedule,
+            "warmup_epochs": recipe.warmup_epochs,
+            "batch_size": recipe.batch_size,
+        }, f"preset {preset.name}: its archive was made with another recipe"
+        for claim in ("degradation", "residual_depth"):
+            verdict = evidence.verdict(study, claim, preset.archive)
+            assert verdict is not None and verdict.verdict == "shown", (preset.name, claim)
+            assert len(verdict.seeds) >= 5, (preset.name, claim, verdict.seeds)
 
 
 def test_a_presets_recipe_is_a_train_config_passed_as_it_is():

@@ -9,7 +9,6 @@ from resnet_course.devices import (
     narrowest_conv_channels,
     pick_device,
     use_channels_last,
-    using_threads,
 )
 from resnet_course.models import MLP, create_model
 from resnet_course.presets import PRESETS, get_preset
@@ -192,15 +191,15 @@ def test_precision_is_bf16_where_supported_else_fp16_on_cuda_and_fp32_elsewhere(
         choose_precision("int8", "cuda", bf16_supported=True)
 
 
-def test_a_cpu_run_of_a_course_network_is_one_thread_and_channels_last(cifar_available, two_threads):
+def test_a_cpu_run_of_a_course_network_is_one_thread_and_channels_last(
+    cifar_available, two_threads
+):
     """On a CPU the course's networks train on one thread, where channels-last is the faster layout;
     asked for two threads, a width-8 network keeps the default layout and a width-16 one does not."""
 
     def one_step(width, **options):
         model = create_model("resnet20", width=width)
-        return TrainingRun(
-            model, cifar_available, steps=1, device="cpu", progress=False, **options
-        )
+        return TrainingRun(model, cifar_available, steps=1, device="cpu", progress=False, **options)
 
     narrow = one_step(8)
     assert narrow.threads == 1 and narrow.channels_last and narrow.history.precision == "fp32"

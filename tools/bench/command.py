@@ -38,10 +38,13 @@ DEFAULT_PARTS = tuple(part for part in PARTS if part != "compile")
 GOALS = {
     "throughput_ratio": 0.95,
     "tutorial_ratio": 1.3,
-    # The cpu preset builds the published book too: the whole book within 25 minutes and every
-    # chapter within 10, on 2 cores.
+    # The cpu preset builds the published book too, on 2 cores: the whole book within 25 minutes,
+    # quiet or beside a process that keeps one core half busy; chapters 1 and 2 (Fig. 6) within 8
+    # minutes quiet and 10 under that load, every other chapter within 10.
     "book_seconds": 1500.0,
     "chapter_seconds": 600.0,
+    "fig6_chapter_seconds": 480.0,
+    "loaded_chapter_seconds": 600.0,
     "degradation_seconds": 60.0,
 }
 
@@ -140,6 +143,29 @@ def _parts(args: argparse.Namespace) -> list[str]:
     return [part for part in PARTS if part in chosen and part not in skipped]
 
 
+FIG6_CHAPTERS = ("01_degradation", "02_residual_block")
+
+
+def chapter_goals(chapters: dict, how: str) -> list[str]:
+    """The cpu preset's chapter budgets, met or missed, for one timing (``how``: 'quiet', 'under load')."""
+    lines = []
+    total = chapters["total_seconds"]
+    met = "met" if total <= GOALS["book_seconds"] and chapters["all_ok"] else "MISSED"
+    lines.append(
+        f"the {len(chapters['notebooks'])} chapters timed at the cpu preset, {how}: {total:.0f} s "
+        f"<= {GOALS['book_seconds']:.0f} s, every chapter ran: {met}"
+    )
+    for entry in chapters["notebooks"]:
+        name = Path(entry["notebook"]).stem
+        if how == "quiet":
+            budget = GOALS["fig6_chapter_seconds" if name in FIG6_CHAPTERS else "chapter_seconds"]
+        else:
+            budget = GOALS["loaded_chapter_seconds"]
+        met = "met" if entry["seconds"] <= budget and entry["ok"] else "MISSED"
+        lines.append(f"{name}, {how}: {entry['seconds']:.0f} s <= {budget:.0f} s: {met}")
+    return lines
+
+
 def goals(report: dict) -> list[str]:
     """One line per budget of the design: met or missed, with the figure."""
     lines = []
@@ -157,24 +183,10 @@ def goals(report: dict) -> list[str]:
                 f"{result['model']} fit against the tutorial pipeline {ratio:.3f} >= {GOALS['tutorial_ratio']}: {met}"
             )
     for preset_name, chapters in report.get("chapters_by_preset", {}).items():
-        if not chapters["notebooks"]:
-            continue
-        if preset_name == "cpu":
-            total = chapters["total_seconds"]
-            met = "met" if total <= GOALS["book_seconds"] and chapters["all_ok"] else "MISSED"
-            lines.append(
-                f"whole book at the cpu preset {total:.0f} s <= {GOALS['book_seconds']:.0f} s, every chapter ran: {met}"
-            )
-            slowest = max(chapters["notebooks"], key=lambda entry: entry["seconds"])
-            met = (
-                "met"
-                if slowest["seconds"] <= GOALS["chapter_seconds"] and chapters["all_ok"]
-                else "MISSED"
-            )
-            lines.append(
-                f"slowest chapter at the cpu preset ({Path(slowest['notebook']).name}) {slowest['seconds']:.0f} s "
-                f"<= {GOALS['chapter_seconds']:.0f} s, every chapter ran: {met}"
-            )
+        if preset_name == "cpu" and chapters["notebooks"]:
+            lines += chapter_goals(chapters, "quiet")
+            if chapters.get("under_load"):
+                lines += chapter_goals(chapters["under_load"], "under load")
     clock = report.get("degradation")
     if clock and "error" not in clock:
         seconds = clock["seconds_to_behind"]

@@ -203,7 +203,10 @@ def measure_throughput(
         seed=seed,
     )
     loop_steps = iter(run)
-    # The plain loops run with the same precision and memory format the course's loop chose.
+    # The plain loops run with the same precision, memory format and CPU threads the course's loop
+    # chose (the loop sets its thread count for as long as it is iterated, which covers them all).
+    if run.threads is not None:
+        torch.set_num_threads(run.threads)
     memory_format = torch.channels_last if run.channels_last else torch.contiguous_format
     x = data.normalise(data.x_train[:batch_size]).to(device).contiguous(memory_format=memory_format)
     y = data.y_train[:batch_size].to(device)
@@ -214,7 +217,10 @@ def measure_throughput(
             reference.to(device, memory_format=memory_format), x, y, bf16=run.precision == "bf16"
         ),
         "course_network": plain_training_step(
-            network_model.to(device, memory_format=memory_format), x, y, bf16=run.precision == "bf16"
+            network_model.to(device, memory_format=memory_format),
+            x,
+            y,
+            bf16=run.precision == "bf16",
         ),
         "course_loop": lambda: next(loop_steps),
         "tutorial": tutorial_training_step(
@@ -233,6 +239,7 @@ def measure_throughput(
         "device": describe_device(device),
         "precision": run.history.precision,
         "channels_last": run.channels_last,
+        "threads": run.threads,
         "image_size": image_size,
         "width": width,
         "batch_size": batch_size,
