@@ -88,11 +88,8 @@ def plot_claim(study: dict, claim: str, *, title: str | None = None, ax=None):
     Configurations run from the cheapest to the most expensive; the verdict of each is written
     above its pair. Returns the Figure.
     """
-    # A configuration run with one seed is a probe, not evidence: its numbers stay in the folded
-    # table, the figure shows what has a seed range.
-    archived = _reading_order(
-        study, [v for v in evidence.verdicts(study, claim) if len(v.seeds) >= 2]
-    )
+    # The configurations a page may cite (evidence.counts): the folded table lists the same ones.
+    archived = _reading_order(study, evidence.verdicts(study, claim))
     if not archived:
         raise ValueError(f"the archive has no finished runs for the claim {claim!r}")
     crowded = len(archived) > 5  # more than five pairs share the column: smaller words
@@ -367,13 +364,13 @@ CPU_CONFIG = PRESETS["cpu"].archive
 def plot_depth_gaps(study: dict, *, ax=None):
     """What depth costs each family: 56 minus 20 layers, final training error, per configuration.
 
-    One pair of bars per archived configuration where both families have three or more seeds;
-    the whisker is the seed range of the differences. Returns the Figure.
+    One pair of bars per archived configuration that both claims may cite
+    (:func:`.evidence.counts`); the whisker is the seed range of the differences. Returns the Figure.
     """
     pairs = []
     for plain in evidence.verdicts(study, "degradation"):
         residual = evidence.verdict(study, "residual_depth", plain.config)
-        if residual and min(len(plain.seeds), len(residual.seeds)) >= evidence.MIN_SEEDS:
+        if residual:
             pairs.append((plain, residual))
     if ax is None:
         fig, ax = plt.subplots(figsize=(BOOK_WIDTH_INCHES, 3.4))

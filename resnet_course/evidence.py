@@ -162,19 +162,32 @@ def study_note() -> str:
 
 
 def all_verdicts(study: dict) -> list[Verdict]:
-    """Every verdict in the study, as written."""
+    """Every verdict in the study, as written: the study's own table. Pages read :func:`verdicts`."""
     return [Verdict.from_record(record) for record in study["verdicts"]]
 
 
+def counts(verdict: Verdict) -> bool:
+    """The one rule for what a page may cite: a configuration run with at least :data:`MIN_SEEDS`
+    seeds. Fewer is a probe; it stays in the study's own table (``results/scale-study/``) and is
+    printed, plotted or quoted on no page."""
+    return len(verdict.seeds) >= MIN_SEEDS
+
+
 def verdicts(study: dict, claim: str) -> list[Verdict]:
-    """The study's verdicts for ``claim``, cheapest configuration first."""
+    """The verdicts for ``claim`` that a page may cite (:func:`counts`), cheapest configuration first.
+
+    A chapter's prose, figure and folded table all read this one list, so a sentence about
+    "every configuration" speaks of exactly the rows the table beside it lists.
+    """
     return sorted(
-        (v for v in all_verdicts(study) if v.claim == claim), key=lambda v: v.seconds_per_seed
+        (v for v in all_verdicts(study) if v.claim == claim and counts(v)),
+        key=lambda v: v.seconds_per_seed,
     )
 
 
 def verdict(study: dict, claim: str, config: str) -> Verdict | None:
-    return next((v for v in all_verdicts(study) if v.claim == claim and v.config == config), None)
+    """The verdict for ``claim`` in ``config``, where a page may cite it (:func:`counts`), else None."""
+    return next((v for v in verdicts(study, claim) if v.config == config), None)
 
 
 def verdicts_by_length(study: dict, claim: str, **recipe) -> dict[int, Verdict]:
