@@ -74,8 +74,12 @@ $(PACKAGE_STAMP): $(CHAPTER_CODE) $(CHAPTER_DATA) pyproject.toml
 
 # --all re-reads every page (executed notebooks come from the cache), so a notebook that
 # failed in an earlier build is run and reported again instead of passing silently.
+# RESNET_COURSE_PROGRESS=off: a built page shows what a run found, not the progress bar that
+# finished while the book was built (in Jupyter and Colab the bars show as a cell runs).
+# A failed build's reports are removed first, so the site never ships an old error log.
 book: $(STAMP) $(VENDOR)/.installed $(PACKAGE_STAMP)
-	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+	rm -rf _build/html/reports
+	RESNET_COURSE_PROGRESS=off $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 
 test: book
 	$(PYTHON) -m pytest

@@ -511,9 +511,9 @@ def loss_slice(
     )
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
-        bar = tqdm(total=len(points), desc="loss landscape", unit="point", leave=False)
+        bar = progress_bar(total=len(points), label="loss landscape", unit="point", leave=False)
     losses = []
     try:
         with eval_mode(model):

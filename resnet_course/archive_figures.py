@@ -329,7 +329,9 @@ def about_these_numbers_html(*, histories=(), data=None, archive: str = "") -> s
 
     from .runs import data_fingerprint
 
-    devices = sorted({h.device for h in histories if getattr(h, "device", "")})
+    devices = sorted(
+        {evidence.device_words(h.device) for h in histories if getattr(h, "device", "")}
+    )
     items = [
         ("made on", ", ".join(devices) or "this machine"),
         (
@@ -341,8 +343,8 @@ def about_these_numbers_html(*, histories=(), data=None, archive: str = "") -> s
         ("date", datetime.date.today().isoformat()),
     ]
     if data is not None:
-        name = data.description.split("(", 1)[-1].rstrip(")")
-        items.append(("data", f"{name}; SHA-256 {data_fingerprint(data)[:16]}..."))
+        words = evidence.data_words(data.description)
+        items.append(("data", f"{words}; SHA-256 {data_fingerprint(data)[:16]}..."))
     if archive:
         items.append(("archived runs", archive))
     body = "<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in items)

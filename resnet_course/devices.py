@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,18 @@ def describe_device(device: torch.device, *, threads: int | None = None) -> str:
         count = threads or torch.get_num_threads()
         return f"cpu ({count} thread{'' if count == 1 else 's'})"
     return str(device)
+
+
+def device_words(device: str) -> str:
+    """A recorded device (:func:`describe_device`'s words, or an older record's) in plain words:
+    'cpu (1 thread)' and 'cpu (1 threads)' are 'one CPU thread', 'cuda (NVIDIA H100)' the GPU's name."""
+    match = re.fullmatch(r"cpu \((\d+) threads?\)", device.strip())
+    if match:
+        count = int(match.group(1))
+        return "one CPU thread" if count == 1 else f"{count} CPU threads"
+    if device.startswith("cuda (") and device.endswith(")"):
+        return device[len("cuda (") : -1]
+    return device
 
 
 def choose_precision(requested: str, device_type: str, *, bf16_supported: bool) -> str:

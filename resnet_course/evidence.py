@@ -24,9 +24,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .devices import device_words
 from .notebooks import REPOSITORY_URL
 
 RESULTS_ENV = "RESNET_COURSE_RESULTS"
@@ -220,6 +222,29 @@ def metric_unit(study: dict, claim: str) -> str:
 # spread; "opposite": the other sign in every seed by more than the spread.
 
 
+_DATA = re.compile(
+    r"\w+\('(?P<name>[^']*)': (?P<train>\d+) train / (?P<test>\d+) test, "
+    r"inputs \((?P<shape>[\d, ]*)\), (?P<classes>\d+) classes\)"
+)
+
+
+def data_words(description: str) -> str:
+    """A recorded data set in words: ``TensorData('cifar10@16px': 4600 train / 800 test, inputs
+    (3, 16, 16), 10 classes)`` is 'CIFAR-10 at 16x16 pixels, 4,600 training and 800 test images'."""
+    match = _DATA.fullmatch(description.strip())
+    if not match:
+        return description
+    name, _, size = match.group("name").partition("@")
+    shape = [int(n) for n in match.group("shape").replace(" ", "").split(",") if n]
+    if name == "cifar10":
+        side = size.removesuffix("px") or (str(shape[-1]) if shape else "")
+        what = f"CIFAR-10 at {side}x{side} pixels" if side else "CIFAR-10"
+        unit = "images"
+    else:
+        what, unit = name, "examples"
+    return f"{what}, {int(match.group('train')):,} training and {int(match.group('test')):,} test {unit}"
+
+
 def provenance_line(study: dict, claim: str | tuple[str, ...] | None = None) -> str:
     """Where the archived runs came from: machine, versions, commits, data hash and dates.
 
@@ -235,13 +260,14 @@ def provenance_line(study: dict, claim: str | tuple[str, ...] | None = None) -> 
             return ""
         commit = (origin.get("commit") or "unknown")[:10]
         return (
-            f"Archived runs made on {origin.get('cpu', '?')} ({origin.get('device', '?')}), torch "
-            f"{origin.get('torch', '?')}, commit {commit}, data {origin.get('data', '?')} with SHA-256 "
+            f"Archived runs made on {origin.get('cpu', '?')} ({device_words(origin.get('device', '?'))}), "
+            f"torch {origin.get('torch', '?')}, commit {commit}, data: "
+            f"{data_words(origin.get('data', '?'))}, with SHA-256 "
             f"{origin.get('data_sha256', '?')[:12]}..., {origin.get('date', '?')}."
         )
 
-    def joined(key: str, shorten=lambda value: value) -> str:
-        return ", ".join(sorted({shorten(value) for o in origins for value in o[key]}))
+    def joined(key: str, shorten=lambda value: value, separator: str = ", ") -> str:
+        return separator.join(sorted({shorten(value) for o in origins for value in o[key]}))
 
     first = min(o["dates"][0] for o in origins)[:10]
     last = max(o["dates"][1] for o in origins)[:10]
@@ -251,9 +277,10 @@ def provenance_line(study: dict, claim: str | tuple[str, ...] | None = None) -> 
         f" and {len(commits) - 3} more" if len(commits) > 3 else ""
     )
     return (
-        f"Archived runs made on {joined('cpu')} ({joined('device')}), torch {joined('torch')}, "
-        f"commit{'s' if len(commits) > 1 else ''} {commit_text}, data {joined('data')} with SHA-256 "
-        f"{joined('data_sha256', lambda h: h[:12] + '...')}, {dates}."
+        f"Archived runs made on {joined('cpu')} ({joined('device', device_words)}), torch "
+        f"{joined('torch')}, commit{'s' if len(commits) > 1 else ''} {commit_text}, data: "
+        f"{joined('data', data_words, '; ')}, with SHA-256 {joined('data_sha256', lambda h: h[:12] + '...')}, "
+        f"{dates}."
     )
 
 

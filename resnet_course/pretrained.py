@@ -212,11 +212,9 @@ def extract_features(
         )
     batches = range(0, len(inputs), batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
-        batches = tqdm(
-            batches, desc="features", unit="batch"
-        )  # the finished bar stays, as fit's do
+        batches = progress_bar(batches, label="features", unit="batch")
     with eval_mode(network):
         outputs = []
         for start in batches:

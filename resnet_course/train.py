@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import TensorData
-from .devices import autocast, place, using_threads
+from .devices import autocast, device_words, place, using_threads
 from .modes import eval_mode
+from .progress import progress_bar
 from .recipe import TrainConfig
 
 # --- seeds ---------------------------------------------------------------------------------------
@@ -73,6 +74,18 @@ class History:
         return self.diverged_at_step is not None
 
     @property
+    def images_per_second(self) -> float | None:
+        """The run's training speed: every image it trained on over the seconds its training steps
+        took (test passes and set-up excluded). The course's one measure of speed: pages and
+        summaries quote this, not one epoch's figure."""
+        if not self.images_per_s:
+            return None
+        # Each epoch's share of the images, from its length in epochs (the last may be partial).
+        shares = [end - start for start, end in zip([0.0, *self.epochs], self.epochs)]
+        seconds = sum(share / speed for share, speed in zip(shares, self.images_per_s))
+        return sum(shares) / seconds
+
+    @property
     def train_error(self) -> list[float]:
         return [100.0 * (1 - a) for a in self.train_acc]
 
@@ -86,11 +99,16 @@ class History:
         if not self.train_loss:
             return f"{self.label or 'run'}: no epoch finished ({len(self.steps)} steps, {self.wall_time:.1f} s)"
         test = f", test acc {self.test_acc[-1]:.1%}" if self.test_acc else ""
-        speed = f", {self.images_per_s[-1]:,.0f} images/s" if self.images_per_s else ""
+        speed = (
+            f" (training at {self.images_per_second:,.0f} images/s)" if self.images_per_s else ""
+        )
         state = " (stopped)" if self.stopped else ""
+        epochs = self.epochs[-1]
+        epochs_text = f"{epochs:.0f}" if epochs == int(epochs) else f"{epochs:.1f}"
         return (
             f"{self.label or 'run'}: train loss {self.train_loss[-1]:.3f}, train acc {self.train_acc[-1]:.1%}"
-            f"{test} after {self.epochs[-1]:g} epochs in {self.wall_time:.1f} s on {self.device}{speed}{state}"
+            f"{test} after {epochs_text} epochs in {self.wall_time:.1f} s on "
+            f"{device_words(self.device)}{speed}{state}"
         )
 
     def to_dict(self) -> dict:
@@ -438,14 +456,11 @@ class TrainingRun:
     def _progress_bar(self):
         if not self.progress:
             return None
-        from tqdm.auto import tqdm
-
-        # leave=True: the finished bar stays as a record of the run (steps, time, last loss), in Jupyter
-        # and in the built book, where a closed bar would leave an empty box.
-        # A notebook bar gives its label a narrow box, which breaks 'plain-20' after the hyphen: a
-        # non-breaking hyphen keeps a network's name on one line.
-        label = (self.history.label or "training").replace("-", "\u2011")
-        return tqdm(total=self.total_steps, desc=label, unit="step", leave=True)
+        # leave=True: in Jupyter the finished bar stays as a record of the run (steps, time, last
+        # loss); the built book has no bars at all (resnet_course.progress).
+        return progress_bar(
+            total=self.total_steps, label=self.history.label or "training", leave=True
+        )
 
     def _train_epoch(self, bar) -> Iterator[int]:
         """One pass over the shuffled training set (or what is left of the run); returns its totals."""

@@ -207,12 +207,10 @@ def _stop(workers: list[_Worker]) -> None:
 
 
 def _bars(jobs: Sequence[Job]) -> list:
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
-    # A non-breaking hyphen keeps a network's name on one line in a notebook's narrow label box.
     return [
-        tqdm(total=job.total, desc=job.label.replace("-", "\u2011"), unit="step", position=i)
-        for i, job in enumerate(jobs)
+        progress_bar(total=job.total, label=job.label, position=i) for i, job in enumerate(jobs)
     ]
 
 

@@ -7,6 +7,8 @@ import pytest
 
 from resnet_course import evidence
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _summary(tmp_path):
     verdict = {
@@ -279,3 +281,21 @@ def test_one_recipes_lengths_are_read_by_its_values(tmp_path):
     only_step = evidence.verdicts_by_length(study, "degradation", schedule="step")
     assert [v.config for v in only_step.values()] == ["c2"]
     assert evidence.verdicts_by_length(study, "degradation", width=16) == {}
+
+
+def test_folds_print_words_not_reprs():
+    """A provenance line says 'one CPU thread' and what the data is, never a repr or '1 threads'."""
+    assert evidence.device_words("cpu (1 threads)") == "one CPU thread"
+    assert evidence.device_words("cpu (1 thread)") == "one CPU thread"
+    assert evidence.device_words("cpu (2 threads)") == "2 CPU threads"
+    assert evidence.device_words("cuda (NVIDIA H100 80GB HBM3)") == "NVIDIA H100 80GB HBM3"
+    described = "TensorData('cifar10@16px': 4600 train / 800 test, inputs (3, 16, 16), 10 classes)"
+    assert (
+        evidence.data_words(described)
+        == "CIFAR-10 at 16x16 pixels, 4,600 training and 800 test images"
+    )
+    study = evidence.load_study(ROOT / "results" / "scale-study" / "summary.json")
+    for claim in study["claims"]:
+        line = evidence.provenance_line(study, claim)
+        for machine_text in ("TensorData(", "Dataset(", "cpu (", "1 threads", "@16px"):
+            assert machine_text not in line, (claim, line)

@@ -13,7 +13,7 @@ from resnet_course.devices import (
 from resnet_course.models import MLP, create_model
 from resnet_course.presets import PRESETS, get_preset
 from resnet_course.recipe import TrainConfig, learning_rate
-from resnet_course.train import TrainingDiverged, TrainingRun, fit, set_seed
+from resnet_course.train import History, TrainingDiverged, TrainingRun, fit, set_seed
 
 
 def test_fit_lowers_the_loss_on_spirals():
@@ -461,3 +461,23 @@ def test_the_fit_check_leaves_the_model_as_it_was():
     assert model.training and not model.layer1.training
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor.to(before[name].dtype), before[name]), name
+
+
+def test_a_runs_speed_is_its_images_over_its_training_seconds():
+    """One measure of speed: not the last epoch's, not a plain mean of the epochs'."""
+    history = History(epochs=[1.0, 2.0], images_per_s=[100.0, 300.0])
+    assert history.images_per_second == pytest.approx(2 / (1 / 100 + 1 / 300))  # 150, not 200
+    partial = History(epochs=[1.0, 1.5], images_per_s=[100.0, 50.0])
+    assert partial.images_per_second == pytest.approx(1.5 / (1 / 100 + 0.5 / 50))
+    assert History().images_per_second is None
+    finished = History(
+        label="r",
+        device="cpu (1 thread)",
+        epochs=[1.0, 2.0],
+        train_loss=[1, 0.5],
+        train_acc=[0.1, 0.5],
+        images_per_s=[100.0, 300.0],
+        wall_time=3.0,
+    )
+    assert "training at 150 images/s" in finished.summary()
+    assert "on one CPU thread" in finished.summary() and "2 epochs" in finished.summary()
