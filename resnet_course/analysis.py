@@ -33,6 +33,17 @@ def hooks() -> Iterator[list[RemovableHandle]]:
             handle.remove()
 
 
+def gradient_spread(norms) -> float:
+    """The course's one first-to-last gradient ratio: the first layer's gradient norm over the
+    last layer's before the classifier (``norms`` in order from input to output, the classifier
+    last, as :func:`gradient_norms` gives them). The classifier is left out because its gradient
+    scales with the loss, not with depth."""
+    norms = list(norms)
+    if len(norms) < 3:
+        raise ValueError("the spread needs at least two layers before the classifier.")
+    return norms[0] / norms[-2]
+
+
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 

@@ -92,3 +92,11 @@ def test_hooks_are_removed_even_when_the_body_raises():
     assert calls == ["pre", "forward"]
     layer(torch.zeros(1, 2))
     assert calls == ["pre", "forward"] and not layer._forward_hooks and not layer._forward_pre_hooks
+
+
+def test_the_gradient_spread_leaves_the_classifier_out():
+    from resnet_course.analysis import gradient_spread
+
+    assert gradient_spread([8.0, 4.0, 2.0, 100.0]) == 4.0  # first over the last before the output
+    with pytest.raises(ValueError, match="two layers before the classifier"):
+        gradient_spread([1.0, 2.0])
