@@ -89,6 +89,7 @@ def leftovers() -> list[str]:
 def test_class_attacks_do_not_reach_an_honest_student(tmp_path):
     folder = tmp_path / "class"
     gradebook = tmp_path / "class-gradebook.csv"
+    groups_before = set(Path("/sys/fs/cgroup/pids").glob("rcg-*"))  # another run's are not ours
     batch = grade_batch(folder, attacks(gradebook), "--timeout", str(TIMEOUT))
     assert batch.seconds < TIMEOUT + 60 + 30, batch.seconds  # and 30 s to start six kernels
     assert set(batch.rows) == set(attacks(gradebook)), batch.stdout + batch.stderr
@@ -101,7 +102,14 @@ def test_class_attacks_do_not_reach_an_honest_student(tmp_path):
     for folder_ in {*site.getsitepackages(), site.getusersitepackages()}:
         assert not (Path(folder_) / PTH).exists()
     assert leftovers() == []
-    assert not list(Path("/sys/fs/cgroup/pids").glob("rcg-*")), "each sandbox's cgroup is removed"
+    # Each sandbox's cgroup is removed: none that this run made is left (a group is named after its
+    # sandbox's folder, made fresh by this run, so one that was not there before is this run's).
+    left = set(Path("/sys/fs/cgroup/pids").glob("rcg-*")) - groups_before
+    assert not [
+        group
+        for group in left
+        if (group / "cgroup.procs").exists() and not (group / "cgroup.procs").read_text().split()
+    ], left
     assert "anyone" not in gradebook.read_text()
 
 
@@ -206,3 +214,21 @@ def test_one_notebook_is_graded_without_a_sandbox_with_a_warning(tmp_path):
     assert warnings == [
         "warning: no sandbox here (install bubblewrap): the notebook runs with your rights."
     ]
+
+
+@pytest.mark.skipif(not isolation_available(), reason="bubblewrap (bwrap) is not available")
+def test_a_whole_notebook_has_a_time_limit_beside_each_cells(tmp_path):
+    """Thirty short sleeps each keep under the cell limit; the notebook's own limit stops them."""
+    import nbformat
+    from grader_notebooks import notebook_for
+
+    from resnet_course.grading.grader import grade_notebook
+
+    sleepy = Style(extra=tuple("import time\ntime.sleep(2)" for _ in range(30)))
+    path = tmp_path / "01_basic_block.ipynb"
+    nbformat.write(notebook_for(sleepy), path)
+    started = time.monotonic()
+    grade = grade_notebook(path, timeout=20, notebook_timeout=8)
+    assert time.monotonic() - started < 8 + 60  # and a minute to start the kernel and judge
+    assert any("used up its 8 s" in problem for problem in grade.problems), grade.problems
+    assert not grade.all_passed

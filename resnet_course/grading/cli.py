@@ -22,7 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .grader import DEFAULT_TIMEOUT, GradingError, NotebookGrade, grade_notebook
+from .grader import (
+    DEFAULT_NOTEBOOK_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    GradingError,
+    NotebookGrade,
+    grade_notebook,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_TIMEOUT,
         help=f"seconds a single cell may run (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--notebook-timeout",
+        type=float,
+        default=DEFAULT_NOTEBOOK_TIMEOUT,
+        help=f"seconds a whole notebook may run, every cell together (default {DEFAULT_NOTEBOOK_TIMEOUT:g})",
     )
     parser.add_argument(
         "--csv", metavar="GRADEBOOK", help="write one row per student and exercise to this CSV file"
@@ -59,17 +71,25 @@ class Submission:
 
 
 def find_submissions(arguments: list[str]) -> list[Submission]:
-    """Notebooks named, and those in folders: ``folder/<student>/*.ipynb`` or ``folder/*.ipynb``."""
+    """Notebooks named, and those in folders: ``folder/<student>/*.ipynb`` or ``folder/*.ipynb``.
+
+    Folders are walked without following symbolic links; a link or a special file named like a
+    notebook is still listed, so that grading refuses it in one sentence instead of skipping it.
+    """
     found = []
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
-            notebooks = sorted(
-                p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
-            )
+        if path.is_dir() and not path.is_symlink():
+            notebooks = []
+            for folder, subfolders, files in os.walk(path):
+                subfolders[:] = sorted(d for d in subfolders if d != ".ipynb_checkpoints")
+                here = Path(folder)
+                notebooks += [here / name for name in files if name.endswith(".ipynb")]
+                # A linked folder is not walked into: it is listed, and refused, as a notebook would be.
+                notebooks += [here / name for name in subfolders if (here / name).is_symlink()]
             if not notebooks:
                 found.append(Submission(path.name, path))  # reported as not a notebook
-            for notebook in notebooks:
+            for notebook in sorted(notebooks):
                 relative = notebook.relative_to(path)
                 found.append(
                     Submission(relative.parts[0] if len(relative.parts) > 1 else "-", notebook)
@@ -79,10 +99,42 @@ def find_submissions(arguments: list[str]) -> list[Submission]:
     return found
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal and a table: control characters (newlines, escape codes)
+    written as escapes, so a folder's name cannot add a row or recolour the screen."""
+    return "".join(
+        char if char.isprintable() or char == " " else char.encode("unicode_escape").decode()
+        for char in str(text)
+    )
+
+
+def csv_cell(value) -> str:
+    """A gradebook cell that a spreadsheet shows as text: one that starts with =, +, -, @, a tab or a
+    carriage return is prefixed with a quote (OWASP's advice on CSV injection)."""
+    text = printable(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def duplicate_notes(submissions: list[Submission], results: list) -> list[str]:
+    """One sentence for each student who handed in more than one notebook of the same exercise."""
+    seen: dict[tuple[str, str], list[Path]] = {}
+    for submission, result in zip(submissions, results):
+        if isinstance(result, NotebookGrade) and submission.student != "-":
+            seen.setdefault((submission.student, result.exercise.name), []).append(submission.path)
+    return [
+        f"{printable(student)} handed in {len(paths)} notebooks of {exercise} "
+        f"({', '.join(printable(str(p)) for p in paths)}); each has its own row: keep one."
+        for (student, exercise), paths in seen.items()
+        if len(paths) > 1
+    ]
+
+
 HEADER = ("student", "exercise", "checks passed", "points", "notebook")
 
 
 def format_table(rows: list[tuple[str, ...]]) -> str:
+
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]
 
     def line(row):  # names left-aligned, numbers right-aligned, the path as it is
@@ -97,12 +149,16 @@ def _notes(grade: NotebookGrade) -> list[str]:
     for check in grade.checks:
         notes += [f"  `{check.cell.call}` failed: {item}" for item in check.failed_items]
     notes += [f"  flag: {flag}" for flag in grade.flags]
-    return [f"{grade.path}:", *notes] if notes else []
+    return [printable(f"{grade.path}:"), *map(printable, notes)] if notes else []
 
 
-def _grade(submission: Submission, timeout: float, isolate: bool) -> NotebookGrade | GradingError:
+def _grade(
+    submission: Submission, timeout: float, isolate: bool, notebook_timeout: float
+) -> NotebookGrade | GradingError:
     try:
-        return grade_notebook(submission.path, timeout=timeout, isolate=isolate)
+        return grade_notebook(
+            submission.path, timeout=timeout, isolate=isolate, notebook_timeout=notebook_timeout
+        )
     except GradingError as error:
         return error
     except (
@@ -138,7 +194,7 @@ def write_gradebook(path: str, submissions: list[Submission], results: list) -> 
                 " | ".join(result.flags),
                 str(submission.path),
             ]
-        writer.writerow(row)
+        writer.writerow([csv_cell(cell) for cell in row])
     target = os.path.abspath(path)
     descriptor, temporary = tempfile.mkstemp(
         prefix=".gradebook-", suffix=".csv", dir=os.path.dirname(target)
@@ -173,12 +229,14 @@ def main(args: argparse.Namespace) -> int:
         flush=True,
     )
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda s: _grade(s, args.timeout, isolate), submissions))
+        results = list(
+            pool.map(lambda s: _grade(s, args.timeout, isolate, args.notebook_timeout), submissions)
+        )
     rows, notes, all_passed = [], [], True
     for submission, result in zip(submissions, results):
         if isinstance(result, GradingError):
             rows.append((submission.student, "?", "-", "-", str(submission.path)))
-            notes.append(str(result))
+            notes.append(printable(str(result)))
             all_passed = False
             continue
         rows.append(
@@ -193,6 +251,7 @@ def main(args: argparse.Namespace) -> int:
         notes += _notes(result)
         all_passed &= result.all_passed
     print(format_table(rows))
+    notes += duplicate_notes(submissions, results)
     if notes:
         print()
         print("\n".join(notes))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -84,14 +85,51 @@ class NotebookGrade:
 # --- reading and restoring -------------------------------------------------------------------
 
 
+# A submitted notebook larger than this is not read: exercises with their outputs are well under 1 MB.
+MAX_NOTEBOOK_BYTES = 20 * 2**20
+# A whole notebook may run this long (every cell together), besides each cell's own limit.
+DEFAULT_NOTEBOOK_TIMEOUT = 600
+
+
 def read_notebook(path: Path) -> nbformat.NotebookNode:
-    if not path.exists():
-        raise GradingError(f"{path} does not exist.")
-    if path.is_dir() or path.suffix != ".ipynb":
-        raise GradingError(f"{path} is not a Jupyter notebook (an .ipynb file).")
+    """The notebook at ``path``: a regular file of at most :data:`MAX_NOTEBOOK_BYTES`, read without
+    following a symbolic link. Anything else is refused in one sentence (a class folder may hold
+    anything: a link to a solution, ``/dev/zero``, a pipe that never ends)."""
     try:
-        notebook = nbformat.read(path, as_version=4)
-    except Exception as error:  # NotJSONError, ValidationError, UnicodeDecodeError, OSError...
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise GradingError(f"{path} does not exist.") from None
+    except OSError as error:
+        raise GradingError(f"{path} could not be read ({error.strerror}).") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise GradingError(
+            f"{path} is a symbolic link; a submitted notebook must be a regular file, and the "
+            "link is not followed."
+        )
+    if stat.S_ISDIR(info.st_mode) or path.suffix != ".ipynb":
+        raise GradingError(f"{path} is not a Jupyter notebook (an .ipynb file).")
+    if not stat.S_ISREG(info.st_mode):
+        raise GradingError(
+            f"{path} is not a regular file (a device, a pipe or a socket); it is not read."
+        )
+    too_big = f"{path} is larger than the {MAX_NOTEBOOK_BYTES // 2**20} MB a notebook may be; it is not read."
+    if info.st_size > MAX_NOTEBOOK_BYTES:
+        raise GradingError(too_big)
+    try:
+        # O_NOFOLLOW and a second look at what was opened: a file swapped for a link or a device
+        # after the first look is refused too; at most one byte past the limit is read.
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        with os.fdopen(os.open(path, flags), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise GradingError(f"{path} is not a regular file; it is not read.")
+            data = handle.read(MAX_NOTEBOOK_BYTES + 1)
+    except OSError as error:
+        raise GradingError(f"{path} could not be read ({error.strerror}).") from None
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise GradingError(too_big)
+    try:
+        notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
+    except Exception as error:  # NotJSONError, ValidationError, UnicodeDecodeError...
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise GradingError(f"{path} could not be read as a notebook ({reason[:120]}).") from None
     if not isinstance(notebook.get("cells"), list):
@@ -198,6 +236,9 @@ class NotebookRun:
     # check cell id -> record, or why there is none
     evidence: dict[str, dict | str] = field(default_factory=dict)
     died_in: CellOutcome | None = None
+    out_of_time: CellOutcome | None = (
+        None  # the cell running when the whole notebook's time ran out
+    )
     flooded: list[int] = field(default_factory=list)
     notebook: nbformat.NotebookNode | None = None  # as it ran, with its outputs
 
@@ -252,11 +293,13 @@ def run_notebook(
     timeout: float,
     isolate: bool = True,
     limits: Limits = DEFAULT_LIMITS,
+    notebook_timeout: float = DEFAULT_NOTEBOOK_TIMEOUT,
 ) -> NotebookRun:
     """Run the notebook in a sandbox, each check cell (by index) replaced by its probe; collect what happened.
 
-    A cell that runs past ``timeout`` seconds ends the run: its sandbox is killed, with every
-    process the notebook started.
+    A cell that runs past ``timeout`` seconds, or past what is left of the whole notebook's
+    ``notebook_timeout``, ends the run: its sandbox is killed, with every process the notebook
+    started.
     """
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpec
@@ -290,6 +333,7 @@ def run_notebook(
             with client.setup_kernel(**box.popen_kwargs):
                 pid = getattr(km.provisioner, "pid", None)
                 number = 0
+                deadline = time.monotonic() + notebook_timeout
                 for index, cell in enumerate(to_run.cells):
                     if cell.cell_type != "code":
                         continue
@@ -299,20 +343,34 @@ def run_notebook(
                         number, notebook.cells[index].source, may_raise=STUB_TAG in tags
                     )
                     run.cells.append(outcome)
+                    # This cell's limit: its own, or what is left of the notebook's, whichever is less.
+                    left = deadline - time.monotonic()
+                    limit = min(timeout, left)
+                    if limit <= 0:
+                        run.out_of_time = outcome
+                        break
+                    client.timeout = limit
                     # nbclient gives up at the limit; should it not, the sandbox is killed a little later.
-                    watchdog = threading.Timer(timeout + GRACE, box.kill, [pid])
+                    watchdog = threading.Timer(limit + GRACE, box.kill, [pid])
                     watchdog.start()
                     try:
                         client.execute_cell(cell, index)
                     except CellTimeoutError:
-                        outcome.timed_out = True
+                        if left < timeout:
+                            run.out_of_time = outcome
+                        else:
+                            outcome.timed_out = True
                     except DeadKernelError:
-                        outcome.timed_out = watchdog.finished.is_set()
-                        if not outcome.timed_out:
+                        killed = watchdog.finished.is_set()
+                        if killed and left < timeout:
+                            run.out_of_time = outcome
+                        elif killed:
+                            outcome.timed_out = True
+                        else:
                             run.died_in = outcome
                     finally:
                         watchdog.cancel()
-                    if outcome.timed_out or run.died_in:
+                    if outcome.timed_out or run.died_in or run.out_of_time:
                         box.kill(pid)
                         break
                     outcome.error = _error_of(cell.outputs)
@@ -351,13 +409,21 @@ def _where(cell: CellOutcome) -> str:
 
 
 def _run_problems(
-    run: NotebookRun, check_numbers: set[int], timeout: float
+    run: NotebookRun,
+    check_numbers: set[int],
+    timeout: float,
+    notebook_timeout: float = DEFAULT_NOTEBOOK_TIMEOUT,
 ) -> tuple[list[str], list[str]]:
     """Sentences about the run: problems (a dead kernel, a time-out) and notes (errors in scratch cells)."""
     problems, notes = [], []
     if run.died_in is not None:
         where = _where(run.died_in) if run.died_in.number else "starting up"
         problems.append(f"the kernel died in {where}; nothing after it ran.")
+    if run.out_of_time is not None:
+        problems.append(
+            f"the notebook used up its {notebook_timeout:g} s in {_where(run.out_of_time)}, so it "
+            "was stopped there (grade --notebook-timeout sets a longer limit)."
+        )
     student = [cell for cell in run.cells if cell.number not in check_numbers]
     problems += [
         f"{_where(cell)} did not finish within {timeout:g} s, so the notebook was stopped there "
@@ -427,8 +493,12 @@ def grade_notebook(
     timeout: float = DEFAULT_TIMEOUT,
     isolate: bool = True,
     limits: Limits = DEFAULT_LIMITS,
+    notebook_timeout: float = DEFAULT_NOTEBOOK_TIMEOUT,
 ) -> NotebookGrade:
-    """Grade one exercise notebook; raises :class:`GradingError` if it cannot be graded at all."""
+    """Grade one exercise notebook; raises :class:`GradingError` if it cannot be graded at all.
+
+    ``timeout`` limits each cell, ``notebook_timeout`` every cell together (seconds).
+    """
     started = time.monotonic()
     path = Path(path)
     notebook = read_notebook(path)
@@ -451,13 +521,15 @@ def grade_notebook(
         secrets.randbelow(2**31 - 1) + 1
     )  # drawn now: no record made before this run can match it
     try:
-        run = run_notebook(notebook, check_indices, seed, timeout, isolate, limits)
+        run = run_notebook(
+            notebook, check_indices, seed, timeout, isolate, limits, notebook_timeout
+        )
     except GradingError as error:
         raise GradingError(f"{path} {error}") from None
     check_numbers = {code_indices.index(i) + 1 for i in check_indices}
     with _JUDGING:
         checks, check_problems = judge_checks(exercise, run.evidence, seed, set(positions), cells)
-    problems, notes = _run_problems(run, check_numbers, timeout)
+    problems, notes = _run_problems(run, check_numbers, timeout, notebook_timeout)
     return NotebookGrade(
         path,
         exercise,
