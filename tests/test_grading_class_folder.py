@@ -100,3 +100,25 @@ def test_two_notebooks_of_one_exercise_are_reported():
     ]
     notes = duplicate_notes(subs, [Graded(s.path) for s in subs])
     assert len(notes) == 1 and "dave handed in 2 notebooks of 01_basic_block" in notes[0]
+
+
+def test_the_judging_seed_is_drawn_after_the_kernel_ran_and_never_sent_to_it(monkeypatch, tmp_path):
+    """The kernel gets one seed; the points every graph is judged at come from another, drawn later."""
+    events = []
+
+    def fake_run(notebook, probes, seed, *args, **kwargs):
+        events.append(("kernel", seed))
+        return grader.NotebookRun()
+
+    def fake_judge(exercise, evidence, seed, present, cells, probe_seed=None):
+        events.append(("judge", seed, probe_seed))
+        return [], []
+
+    monkeypatch.setattr(grader, "run_notebook", fake_run)
+    monkeypatch.setattr(grader, "judge_checks", fake_judge)
+    path = tmp_path / "01_basic_block.ipynb"
+    path.write_bytes(SOLUTION.read_bytes())
+    grader.grade_notebook(path, isolate=False)
+    (kernel, kernel_seed), (judge, judge_seed, probe_seed) = events
+    assert (kernel, judge) == ("kernel", "judge")
+    assert probe_seed == kernel_seed and judge_seed != kernel_seed

@@ -447,9 +447,21 @@ def _run_problems(
 
 
 def judge_checks(
-    exercise: Exercise, evidence: dict, seed: int, present: set[str], cells: dict[str, str] | None
+    exercise: Exercise,
+    evidence: dict,
+    seed: int,
+    present: set[str],
+    cells: dict[str, str] | None,
+    probe_seed: int | None = None,
 ) -> tuple[list[CheckResult], list[str]]:
-    """Each check's result, judged here from its record, and a sentence for each check that has none."""
+    """Each check's result, judged here from its record, and a sentence for each check that has none.
+
+    ``seed`` is the judging seed: the weights, batch-norm statistics and inputs at which the
+    grader runs each exported graph are drawn from it, here, after the notebook has run, so
+    nothing in the kernel could know them. ``probe_seed`` is the one the kernel was given (for
+    the few values a check has the kernel compute, such as exercise 1's gradient terms); the
+    grader writes it into each record itself, over anything the kernel wrote there.
+    """
     results, problems = [], []
     for cell in exercise.checks:
         check = ALL_CHECKS[cell.check]
@@ -465,6 +477,8 @@ def judge_checks(
         if not isinstance(record, dict) or cell.id not in present:
             results.append(CheckResult(cell, 0, cell.item_count))
             continue
+        if probe_seed is not None:
+            record["probe_seed"] = probe_seed
         report: Report = check.judge(record, seed, cells=cells)
         details = {item.detail for item in report.items if not item.passed}
         if len(details) == 1 and "not code written in this notebook" in next(iter(details)):
@@ -517,18 +531,22 @@ def grade_notebook(
         if i not in check_indices and i != setup_index
     ]
     cells = programs.notebook_code(source for _, source in student_cells)
-    seed = (
-        secrets.randbelow(2**31 - 1) + 1
-    )  # drawn now: no record made before this run can match it
+    # The kernel's seed, drawn now: no record made before this run can match it.
+    probe_seed = secrets.randbelow(2**31 - 1) + 1
     try:
         run = run_notebook(
-            notebook, check_indices, seed, timeout, isolate, limits, notebook_timeout
+            notebook, check_indices, probe_seed, timeout, isolate, limits, notebook_timeout
         )
     except GradingError as error:
         raise GradingError(f"{path} {error}") from None
+    # The judging seed, drawn only now that the kernel has ended: the points every graph is judged
+    # at were never in the kernel, so no code there could have tuned itself to them.
+    judge_seed = secrets.randbelow(2**31 - 1) + 1
     check_numbers = {code_indices.index(i) + 1 for i in check_indices}
     with _JUDGING:
-        checks, check_problems = judge_checks(exercise, run.evidence, seed, set(positions), cells)
+        checks, check_problems = judge_checks(
+            exercise, run.evidence, judge_seed, set(positions), cells, probe_seed=probe_seed
+        )
     problems, notes = _run_problems(run, check_numbers, timeout, notebook_timeout)
     return NotebookGrade(
         path,
