@@ -1,7 +1,9 @@
 """Where one notebook's kernel runs: a bubblewrap (``bwrap``) sandbox the operating system enforces.
 
-A read-only view of the system and the Python environment, with the course's repository hidden
-but for the package; a private, writable home, working directory and ``/tmp``; its own PID,
+A read-only view of the system's folders (``/usr``, ``/etc``, ...), the Python installation and
+environment, the course's package and the data folder, wherever they live (``/tmp`` included),
+and nothing else of the machine: no home folders, no class folder, no other clone, and of the
+course's repository only the package; a private, writable home, working directory and ``/tmp``; its own PID,
 network (none), IPC and UTS namespaces, the kernel reached over Unix sockets in a shared folder
 (jupyter_client's ``ipc`` transport); limits on memory, CPU time, file size, open files and
 processes; and ``--die-with-parent``: killing the sandbox kills every process the notebook started.
@@ -77,6 +79,30 @@ def _repository() -> Path | None:
     return root if (root / "exercises").is_dir() or (root / ".git").exists() else None
 
 
+# The system a kernel runs on, shown read-only; nothing else of the machine is (no home folders,
+# no class folder, no other clone). Where one is a link (/bin -> usr/bin), its target is shown.
+_SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
+
+
+def _needed() -> list[Path]:
+    """What a kernel needs beside the system, wherever it lives (/tmp included): the Python
+    installation and environment, the course's package and the data folder."""
+    wanted = [
+        Path(sys.base_prefix),
+        Path(sys.prefix),
+        Path(sys.executable).resolve().parent,
+        Path(resnet_course.__file__).resolve().parent,
+    ]
+    if os.environ.get("RESNET_COURSE_DATA"):
+        wanted.append(Path(os.environ["RESNET_COURSE_DATA"]))
+    found = []
+    for path in wanted:
+        path = path.resolve()
+        if path.exists() and path not in found:
+            found.append(path)
+    return found
+
+
 def _visible_inside(repository: Path) -> list[Path]:
     """What the kernel needs from inside the clone: the package, the environment, the data."""
     wanted = [Path(resnet_course.__file__).resolve().parent, Path(sys.prefix).resolve()]
@@ -121,11 +147,15 @@ class Sandbox:
         return env
 
     def _bwrap(self) -> list[str]:
-        argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        argv += ["--tmpfs", "/tmp"]
+        argv = ["bwrap", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        for system in _SYSTEM:
+            if Path(system).exists():
+                argv += ["--ro-bind", str(Path(system).resolve()), system]
         repository = _repository()
-        if repository is not None:
-            argv += ["--tmpfs", str(repository)]
+        for path in _needed():  # the environment and the data, even under /tmp
+            if repository is None or not path.is_relative_to(repository):
+                argv += ["--ro-bind", str(path), str(path)]
+        if repository is not None:  # only what the kernel needs of the clone: not its solutions
             for path in _visible_inside(repository):
                 argv += ["--ro-bind", str(path), str(path)]
         argv += ["--bind", str(self.root), str(self.root), "--chdir", str(self.work)]
