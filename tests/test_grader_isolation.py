@@ -232,3 +232,35 @@ def test_a_whole_notebook_has_a_time_limit_beside_each_cells(tmp_path):
     assert time.monotonic() - started < 8 + 60  # and a minute to start the kernel and judge
     assert any("used up its 8 s" in problem for problem in grade.problems), grade.problems
     assert not grade.all_passed
+
+
+@pytest.mark.skipif(not isolation_available(), reason="bubblewrap (bwrap) is not available")
+def test_a_kernel_sees_its_environment_and_data_under_tmp_and_nothing_else(tmp_path, monkeypatch):
+    """The data folder under /tmp is shown (the sandbox's own /tmp hid it); a classmate's folder,
+    the repository's solutions and the user's home are not."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "marker.txt").write_text("data")
+    classmate = tmp_path / "class" / "bob"
+    classmate.mkdir(parents=True)
+    (classmate / "01_basic_block.ipynb").write_text("{}")
+    monkeypatch.setenv("RESNET_COURSE_DATA", str(data))
+    probe = (
+        "import os, sys\n"
+        f"print(open({str(data / 'marker.txt')!r}).read())\n"
+        f"print(os.path.exists({str(classmate)!r}), os.path.exists({str(ROOT / 'exercises')!r}),"
+        " os.path.exists(os.path.expanduser('~root/.cache')))\n"
+        "import torch, ipykernel, resnet_course\n"
+        "print('imports')"
+    )
+    with Sandbox(isolate=True) as box:
+        result = subprocess.run(
+            box.python_argv("-c", probe),
+            capture_output=True,
+            text=True,
+            env=box.popen_kwargs["env"],
+            timeout=120,
+        )
+    assert result.stdout.split() == ["data", "False", "False", "False", "imports"], (
+        result.stdout + result.stderr[-800:]
+    )
