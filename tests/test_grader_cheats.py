@@ -1,4 +1,4 @@
-"""Notebooks that pass without writing the block: none of them earns full marks.
+"""Notebooks that pass without writing the block: each is flagged, or earns no full marks.
 
 Each class of cheat from issue 23 is here: the course's or torchvision's block reached
 without a plain import (a global, a list, a class attribute, ``operator.attrgetter``),
@@ -240,11 +240,15 @@ def cheat_batch(tmp_path_factory):
 
 
 @pytest.mark.parametrize("student", sorted(CHEATS))
-def test_a_cheat_earns_no_full_marks(cheat_batch, student):
+def test_a_cheat_is_flagged_or_earns_no_full_marks(cheat_batch, student):
+    """Origin is reported, never scored: borrowed code that computes the block keeps its points and
+    carries a flag naming where it came from; a cheat that does not compute it loses them."""
     row = cheat_batch.rows[student]
-    assert not full_marks(cheat_batch, student), row
     if student in BORROWED:
-        assert "not code written in this notebook" in row["problems"], row["problems"]
+        assert "not code written in this notebook" in row["flags"], row
+        assert "origin" in row["flags"] and "not code written" not in row["problems"], row
+    else:
+        assert not full_marks(cheat_batch, student), row
 
 
 def test_the_cheats_would_run(cheat_batch):

@@ -57,7 +57,36 @@ def scratch(*cells: str) -> Style:
     return Style(extra=cells)
 
 
+FORWARD_IMPL = block(
+    more=("\n    def _forward_impl(self, x):\n" + FORWARD + "\n    forward = _forward_impl\n")
+).replace("    def forward(self, x):\n" + FORWARD, "")
+FORWARD_AFTER = (
+    block().replace("    def forward(self, x):\n" + FORWARD, "")
+    + "\n\ndef residual_forward(self, x):\n"
+    + FORWARD.replace("        ", "    ")
+    + "\n\nBasicBlock.forward = residual_forward\n"
+)
+AUTOCAST_OFF = block(
+    forward='        with torch.autocast("cpu", enabled=False):\n'
+    + "".join("    " + line + "\n" for line in FORWARD.splitlines())
+)
+LOGGING_SUBCLASS = (
+    "\nclass LoggedBlock(BasicBlock):\n"
+    "    calls = 0\n\n"
+    "    def forward(self, x):\n"
+    "        LoggedBlock.calls += 1\n"
+    "        return super().forward(x)\n\n\n"
+    "BasicBlock = LoggedBlock"
+)
+
 HONEST = {
+    # Styles a grader that read traces refused (issue 31): torchvision's own `forward = _forward_impl`,
+    # a forward assigned after the class, a forward inside autocast(enabled=False), and a cell
+    # that starts with a blank line and subclasses the student's block to count its calls.
+    "forward-impl-alias": written(FORWARD_IMPL),
+    "forward-assigned-after-class": written(FORWARD_AFTER),
+    "autocast-off-in-forward": written(AUTOCAST_OFF),
+    "blank-line-logging-subclass": scratch(LOGGING_SUBCLASS),
     # The lines the old grader refused, each in an otherwise plain solution.
     "getattr": written(
         block(
@@ -280,9 +309,12 @@ NETWORKS = {
 }
 
 
-def test_exercise_2_networks_are_judged_by_where_their_operations_come_from(tmp_path):
+def test_exercise_2_networks_are_judged_by_what_they_compute_and_flagged_by_origin(tmp_path):
     batch = grade_batch(tmp_path / "class", NETWORKS)
     own, borrowed = batch.rows["sequential-of-course-blocks"], batch.rows["course-network-borrowed"]
     assert own["checks_passed"] == "5", own  # cifar_nets in full; the training check is missing
-    assert borrowed["checks_passed"] == "0", borrowed
-    assert "resnet_course/models.py" in borrowed["problems"], borrowed["problems"]
+    # Origin is reported, never scored: the course's network computes the right function, so it
+    # keeps its points, and the flag names where its operations come from.
+    assert borrowed["checks_passed"] == "5", borrowed
+    assert "resnet_course/models.py" in borrowed["flags"], borrowed
+    assert "origin" not in own["flags"], own

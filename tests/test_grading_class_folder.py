@@ -112,7 +112,7 @@ def test_the_judging_seed_is_drawn_after_the_kernel_ran_and_never_sent_to_it(mon
 
     def fake_judge(exercise, evidence, seed, present, cells, probe_seed=None):
         events.append(("judge", seed, probe_seed))
-        return [], []
+        return [], [], []
 
     monkeypatch.setattr(grader, "run_notebook", fake_run)
     monkeypatch.setattr(grader, "judge_checks", fake_judge)

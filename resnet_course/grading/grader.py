@@ -453,8 +453,14 @@ def judge_checks(
     present: set[str],
     cells: dict[str, str] | None,
     probe_seed: int | None = None,
-) -> tuple[list[CheckResult], list[str]]:
-    """Each check's result, judged here from its record, and a sentence for each check that has none.
+) -> tuple[list[CheckResult], list[str], list[str]]:
+    """Each check's result, judged here from its record; a sentence for each check that has none;
+    and the flags on where the graded code came from.
+
+    Correctness alone is scored. Where a graded module's operations come from code other than
+    the notebook's cells (the course's or torchvision's block, say), that is a flag for the
+    instructor, in the report and the gradebook, and costs no points: who wrote the code is the
+    instructor's judgement, and the traces it is read from are the kernel's to write.
 
     ``seed`` is the judging seed: the weights, batch-norm statistics and inputs at which the
     grader runs each exported graph are drawn from it, here, after the notebook has run, so
@@ -462,7 +468,7 @@ def judge_checks(
     the few values a check has the kernel compute, such as exercise 1's gradient terms); the
     grader writes it into each record itself, over anything the kernel wrote there.
     """
-    results, problems = [], []
+    results, problems, flags = [], [], []
     for cell in exercise.checks:
         check = ALL_CHECKS[cell.check]
         record = evidence.get(cell.id)
@@ -479,13 +485,10 @@ def judge_checks(
             continue
         if probe_seed is not None:
             record["probe_seed"] = probe_seed
-        report: Report = check.judge(record, seed, cells=cells)
-        details = {item.detail for item in report.items if not item.passed}
-        if len(details) == 1 and "not code written in this notebook" in next(iter(details)):
-            # A borrowed block fails every item for one reason: one sentence.
-            problems.append(f"the check `{cell.call}` scores 0: {details.pop()}")
-            results.append(CheckResult(cell, 0, report.total))
-            continue
+        report: Report = check.judge(record, seed, own_code_required=False, cells=cells)
+        origin = check.borrowed(record, cells) if check.own else None
+        if origin:
+            flags.append(f"origin, `{cell.call}`: {origin}")
         results.append(
             CheckResult(
                 cell,
@@ -498,7 +501,7 @@ def judge_checks(
                 ],
             )
         )
-    return results, problems
+    return results, problems, flags
 
 
 def grade_notebook(
@@ -544,7 +547,7 @@ def grade_notebook(
     judge_seed = secrets.randbelow(2**31 - 1) + 1
     check_numbers = {code_indices.index(i) + 1 for i in check_indices}
     with _JUDGING:
-        checks, check_problems = judge_checks(
+        checks, check_problems, origin_flags = judge_checks(
             exercise, run.evidence, judge_seed, set(positions), cells, probe_seed=probe_seed
         )
     problems, notes = _run_problems(run, check_numbers, timeout, notebook_timeout)
@@ -555,5 +558,5 @@ def grade_notebook(
         problems + check_problems,
         time.monotonic() - started,
         notes,
-        flags_for(student_cells, exercise),
+        flags_for(student_cells, exercise) + origin_flags,
     )
