@@ -41,7 +41,7 @@ def gradient_spread(norms) -> float:
     norms = list(norms)
     if len(norms) < 3:
         raise ValueError("the spread needs at least two layers before the classifier.")
-    return norms[0] / norms[-2]
+    return norms[0] / norms[-2] if norms[-2] else math.inf  # a layer with no gradient at all
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
