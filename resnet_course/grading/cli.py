@@ -13,11 +13,8 @@ class only with ``--no-isolation``.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +26,7 @@ from .grader import (
     NotebookGrade,
     grade_notebook,
 )
+from .lms import canvas_rows, read_roster, unknown_folders, write_rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--csv", metavar="GRADEBOOK", help="write one row per student and exercise to this CSV file"
+    )
+    parser.add_argument(
+        "--gradebook",
+        choices=("course", "canvas"),
+        default="course",
+        help="the CSV's layout: the course's own (a row per notebook, with problems and flags), "
+        "or Canvas's gradebook import (a row per student, a column per exercise)",
+    )
+    parser.add_argument(
+        "--roster",
+        metavar="ROSTER",
+        help="with --gradebook canvas: a CSV of the class as Canvas exports it (Student, ID, "
+        "SIS User ID, SIS Login ID, Section; a folder column where folders are named otherwise)",
     )
     parser.add_argument(
         "--jobs", type=int, default=1, help="notebooks graded at the same time (default 1)"
@@ -174,9 +185,7 @@ COLUMNS = "student exercise points max_points checks_passed checks_total problem
 
 def write_gradebook(path: str, submissions: list[Submission], results: list) -> None:
     """One row per notebook, written to a temporary file and renamed over ``path``."""
-    handle = io.StringIO()
-    writer = csv.writer(handle)
-    writer.writerow(COLUMNS.split())
+    rows = [COLUMNS.split()]
     for submission, result in zip(submissions, results):
         if isinstance(result, GradingError):
             row = [submission.student, "", 0, "", 0, "", str(result), "", str(submission.path)]
@@ -194,14 +203,8 @@ def write_gradebook(path: str, submissions: list[Submission], results: list) -> 
                 " | ".join(result.flags),
                 str(submission.path),
             ]
-        writer.writerow([csv_cell(cell) for cell in row])
-    target = os.path.abspath(path)
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=".gradebook-", suffix=".csv", dir=os.path.dirname(target)
-    )
-    with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as out:
-        out.write(handle.getvalue())
-    os.replace(temporary, target)
+        rows.append(row)
+    write_rows(path, rows, cell=csv_cell)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -209,6 +212,15 @@ def main(args: argparse.Namespace) -> int:
 
     submissions = find_submissions(args.notebooks)
     jobs = max(1, args.jobs)
+    if args.roster and args.gradebook != "canvas":
+        print("grade: --roster goes with --gradebook canvas.", file=sys.stderr)
+        return 2
+    if args.roster:
+        try:
+            read_roster(args.roster)
+        except (OSError, ValueError) as error:  # before an hour of grading, not after
+            print(f"grade: {error}", file=sys.stderr)
+            return 2
     isolate = isolation_available()
     if not isolate:
         if len(submissions) > 1 and not args.no_isolation:
@@ -256,8 +268,18 @@ def main(args: argparse.Namespace) -> int:
         print()
         print("\n".join(notes))
     if args.csv:
-        write_gradebook(args.csv, submissions, results)
-        print(f"\nGradebook written to {os.fspath(args.csv)}.")
+        if args.gradebook == "canvas":
+            roster = read_roster(args.roster) if args.roster else None
+            write_rows(args.csv, canvas_rows(submissions, results, roster), cell=csv_cell)
+            for folder in unknown_folders(submissions, roster) if roster else ():
+                print(
+                    f"\n{printable(folder)}: no row of the roster names this folder; its "
+                    "grades are in no Canvas row (add a folder column to the roster)."
+                )
+            print(f"\nCanvas gradebook written to {os.fspath(args.csv)}.")
+        else:
+            write_gradebook(args.csv, submissions, results)
+            print(f"\nGradebook written to {os.fspath(args.csv)}.")
     print()
     print(
         "All checks passed."
