@@ -5,7 +5,9 @@ grades notebooks; ``python -m resnet_course grade submissions/`` grades a class,
 one folder per student (``submissions/<student>/*.ipynb``). It exits 0 only if
 every check of every notebook passed. ``--csv gradebook.csv`` writes one row per
 student and exercise, written by the grader alone, atomically, after the last notebook;
-``--jobs N`` grades N notebooks at a time. Every notebook runs in a bubblewrap sandbox
+``--jobs N`` grades N notebooks at a time, with progress (graded, left, time left) on stderr; with
+``--csv``, each grade is kept as it is made (:mod:`.kept`), so a stopped class run started again
+grades only what is missing. Every notebook runs in a bubblewrap sandbox
 (see :mod:`.sandbox`); where there is none, one notebook is graded with a warning and a
 class only with ``--no-isolation``.
 """
@@ -15,7 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from .grader import (
     NotebookGrade,
     grade_notebook,
 )
+from .kept import KeptGrades, grade_key, grader_version
 from .lms import canvas_rows, read_roster, unknown_folders, write_rows
 
 
@@ -207,6 +211,61 @@ def write_gradebook(path: str, submissions: list[Submission], results: list) -> 
     write_rows(path, rows, cell=csv_cell)
 
 
+def grade_all(submissions: list[Submission], args, isolate: bool, jobs: int) -> list:
+    """Every submission's grade, ``jobs`` at a time, with progress on stderr; with ``--csv``, each
+    grade is kept as it is made and a run started again grades only what is missing (:mod:`.kept`)."""
+    settings = {
+        "timeout": args.timeout,
+        "notebook_timeout": args.notebook_timeout,
+        "isolate": isolate,
+    }
+    kept = KeptGrades(f"{args.csv}.grades") if args.csv else None
+    version = grader_version() if kept else ""
+    keys = [grade_key(Path(s.path), settings, version) if kept else None for s in submissions]
+    results: list = [kept.read(key) if kept else None for key in keys]
+    to_grade = [i for i, result in enumerate(results) if result is None]
+    before = len(submissions) - len(to_grade)
+    print(
+        f"grading {len(to_grade)} notebook(s), {jobs} at a time (each runs in full)"
+        + (f"; {before} graded before are read back" if before else "")
+        + " ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    started = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = {
+            pool.submit(_grade, submissions[i], args.timeout, isolate, args.notebook_timeout): i
+            for i in to_grade
+        }
+        for done, future in enumerate(as_completed(futures), start=1):
+            index = futures[future]
+            results[index] = future.result()
+            if kept:
+                kept.write(keys[index], results[index])
+            left = len(to_grade) - done
+            rate = done / max(time.monotonic() - started, 1e-9)  # notebooks per second
+            eta = f", about {left / rate / 60:.0f} min left" if left else ""
+            print(
+                f"graded {done} of {len(to_grade)}, {left} left{eta}",
+                file=sys.stderr,
+                flush=True,
+            )
+    except BaseException:
+        # Ctrl-C: the notebooks not started are dropped (those running finish, and are kept).
+        pool.shutdown(wait=False, cancel_futures=True)
+        if kept:
+            print(
+                f"stopped; the grades made so far are kept in {kept.folder}: the same command "
+                "grades only the rest.",
+                file=sys.stderr,
+            )
+        raise
+    pool.shutdown()
+    return results
+
+
 def main(args: argparse.Namespace) -> int:
     from .sandbox import isolation_available
 
@@ -235,15 +294,7 @@ def main(args: argparse.Namespace) -> int:
             "warning: no sandbox here (install bubblewrap): the notebook runs with your rights.",
             file=sys.stderr,
         )
-    print(
-        f"grading {len(submissions)} notebook(s), {jobs} at a time (each runs in full) ...",
-        file=sys.stderr,
-        flush=True,
-    )
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(
-            pool.map(lambda s: _grade(s, args.timeout, isolate, args.notebook_timeout), submissions)
-        )
+    results = grade_all(submissions, args, isolate, jobs)
     rows, notes, all_passed = [], [], True
     for submission, result in zip(submissions, results):
         if isinstance(result, GradingError):
