@@ -2,6 +2,7 @@
 
 * ``info``: the device, the preset, and where CIFAR-10 would come from.
 * ``grade NOTEBOOK_OR_FOLDER...``: grade exercises, or a class (see :mod:`resnet_course.grading`).
+* ``autograder EXERCISE --out autograder.zip``: a Gradescope autograder for one exercise.
 * ``release OUT``: the student notebooks and a solution-free copy of the course, for a class.
 * ``bench``: speed measurements, ``python -m tools.bench`` (see ``tools/bench/``).
 * ``reproduce``: the paper's CIFAR-10 table, ``python -m tools.reproduce`` (see ``tools/reproduce.py``).
@@ -43,6 +44,10 @@ _MODULE_COMMANDS = {
     "grade": (
         "resnet_course.grading.cli",
         "grade exercise notebooks (needs the [grade] or [test] extra)",
+    ),
+    "autograder": (
+        "resnet_course.grading.gradescope",
+        "build a Gradescope autograder zip for one exercise",
     ),
     "release": (
         "resnet_course.grading.release",
