@@ -10,6 +10,7 @@ with its sandbox. Reading the source is advice (:mod:`.advice`), never a reason 
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import stat
@@ -349,7 +350,7 @@ def run_notebook(
                     if limit <= 0:
                         run.out_of_time = outcome
                         break
-                    client.timeout = limit
+                    client.timeout = max(1, math.ceil(limit))  # nbclient takes whole seconds
                     # nbclient gives up at the limit; should it not, the sandbox is killed a little later.
                     watchdog = threading.Timer(limit + GRACE, box.kill, [pid])
                     watchdog.start()
