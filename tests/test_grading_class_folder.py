@@ -122,3 +122,28 @@ def test_the_judging_seed_is_drawn_after_the_kernel_ran_and_never_sent_to_it(mon
     (kernel, kernel_seed), (judge, judge_seed, probe_seed) = events
     assert (kernel, judge) == ("kernel", "judge")
     assert probe_seed == kernel_seed and judge_seed != kernel_seed
+
+
+@pytest.mark.parametrize(
+    "name", sorted(__import__("resnet_course.grading.exercises", fromlist=["EXERCISES"]).EXERCISES)
+)
+def test_an_exercises_own_cells_raise_no_flag(name):
+    """The shipped notebook and its solution raise no flag: a flag is about what a student wrote."""
+    import nbformat
+
+    from resnet_course.grading.advice import flags_for
+    from resnet_course.grading.exercises import EXERCISES
+
+    for folder in (ROOT / "exercises", ROOT / "exercises" / "solutions"):
+        notebook = nbformat.read(folder / f"{name}.ipynb", as_version=4)
+        cells = [
+            (number, cell.source)
+            for number, cell in enumerate(
+                (c for c in notebook.cells if c.cell_type == "code"), start=1
+            )
+            if not cell.get("id", "").startswith("check-")
+        ]
+        assert flags_for(cells, EXERCISES[name]) == [], folder
+    # and a line a student adds is still flagged
+    added = [(99, "from resnet_course.blocks import BasicBlock as Borrowed")]
+    assert flags_for(added, EXERCISES[name])

@@ -37,8 +37,7 @@ def _python(source: str) -> str:
 def _line(source: str, node: ast.AST) -> str:
     lines = source.splitlines()
     number = getattr(node, "lineno", 0)
-    text = lines[number - 1].strip() if 0 < number <= len(lines) else ""
-    return text if len(text) <= 60 else text[:57] + "..."
+    return lines[number - 1].strip() if 0 < number <= len(lines) else ""
 
 
 def _name(node: ast.AST) -> str:
@@ -64,21 +63,26 @@ def _writes_outside(call: ast.Call) -> bool:
     return writes and isinstance(where, str) and (where.startswith(("/", "~")) or ".." in where)
 
 
-def cell_flags(number: int, source: str, graded=REFERENCE_NAMES) -> list[str]:
+def cell_flags(
+    number: int, source: str, graded=REFERENCE_NAMES, shipped: frozenset = frozenset()
+) -> list[str]:
     """Advice on one code cell: a sentence per suspicious line, naming the line.
 
     ``graded``: the names the exercise grades; importing one of them from the course is flagged.
+    ``shipped``: lines the exercise's own notebook ships with, never flagged.
     """
     found = []
 
     def flag(text: str, reason: str) -> None:
-        sentence = f"code cell {number}: `{text}` {reason}"
+        if text in shipped:
+            return
+        sentence = f"code cell {number}: `{text[:57] + '...' if len(text) > 60 else text}` {reason}"
         if sentence not in found:
             found.append(sentence)
 
     for raw in source.splitlines():
         if raw.lstrip().startswith("!") or raw.lstrip().startswith("%%bash"):
-            flag(raw.strip()[:60], "runs a shell command")
+            flag(raw.strip(), "runs a shell command")
     python = _python(source)
     try:
         tree = ast.parse(python)
@@ -124,7 +128,10 @@ def cell_flags(number: int, source: str, graded=REFERENCE_NAMES) -> list[str]:
 
 def flags_for(cells: list[tuple[int, str]], exercise=None) -> list[str]:
     """Advice on a notebook's student cells, given as (code cell number, source) pairs."""
-    graded = REFERENCE_NAMES
+    from .shipped import SHIPPED_LINES
+
+    graded, shipped = REFERENCE_NAMES, frozenset()
     if exercise is not None:  # the objects its check cells pass: what the student must write
         graded = {name.strip() for c in exercise.checks for name in c.arguments.split(",")}
-    return [s for number, source in cells for s in cell_flags(number, source, graded)]
+        shipped = SHIPPED_LINES.get(exercise.name, frozenset())
+    return [s for number, source in cells for s in cell_flags(number, source, graded, shipped)]

@@ -170,9 +170,36 @@ def book_code(solution: nbformat.NotebookNode, exercise: Exercise) -> str:
     return header + "\n\n\n".join(parts) + "\n"
 
 
+SHIPPED_MODULE = Path(__file__).resolve().parent / "shipped.py"
+
+
+def shipped_lines(student: nbformat.NotebookNode) -> list[str]:
+    """The code lines a student notebook ships with, outside its stubs: what a student did not write."""
+    lines = set()
+    for cell in student.cells:
+        if cell.cell_type == "code" and not cell.get("id", "").startswith("check-"):
+            lines |= {line.strip() for line in cell.source.splitlines() if line.strip()}
+    return sorted(lines)
+
+
+def shipped_module(lines: dict[str, list[str]]) -> str:
+    """``shipped.py``: each exercise's shipped lines, for the grader's advice (:mod:`.advice`)."""
+    body = "".join(
+        f"    {name!r}: frozenset(\n        {values!r}\n    ),\n"
+        for name, values in sorted(lines.items())
+    )
+    return (
+        '"""The code lines each exercise notebook ships with: written by build_exercises, do not edit.\n\n'
+        "The grader's advice never flags a line the exercise itself ships (its own comparison with the\n"
+        'course\'s block, say): a flag is about what the student wrote."""\n\n'
+        f"SHIPPED_LINES = {{\n{body}}}\n"
+    )
+
+
 def build(solutions_dir: Path, out_dir: Path) -> dict[Path, str]:
     """Every file the generator makes, as ``{path under out_dir: text}``; nothing is written."""
     files = {}
+    shipped = {}
     solution_paths = sorted(solutions_dir.glob("*.ipynb"))
     names = {path.stem for path in solution_paths}
     if names != set(EXERCISES):
@@ -191,6 +218,8 @@ def build(solutions_dir: Path, out_dir: Path) -> dict[Path, str]:
         files[out_dir / f"{exercise.name}.ipynb"] = nbformat.writes(student) + "\n"
         files[out_dir / "solutions" / f"{exercise.name}.ipynb"] = nbformat.writes(solution) + "\n"
         files[out_dir / "solutions" / f"{exercise.name}.py"] = book_code(solution, exercise)
+        shipped[exercise.name] = shipped_lines(student)
+    files[SHIPPED_MODULE] = shipped_module(shipped)
     return files
 
 

@@ -24,7 +24,12 @@ from torch import nn
 from . import programs
 
 MODES = ("train", "eval")
-_BATCH_NORMS = ("batch_norm", "native_batch_norm", "_native_batch_norm_legit")
+_BATCH_NORMS = (
+    "batch_norm",
+    "native_batch_norm",
+    "_native_batch_norm_legit",
+    "_native_batch_norm_legit_functional",
+)
 
 
 def describe_error(error: BaseException) -> str:

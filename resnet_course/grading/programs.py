@@ -123,6 +123,10 @@ def export(module: nn.Module, example: torch.Tensor, train: bool) -> dict:
     """``module`` exported in training or eval mode on an input shaped like ``example``."""
     module.train(train)
     exported = torch.export.export(module, (example,), strict=False)
+    if any(node.op == "get_attr" for node in exported.graph.nodes):
+        # A region under a context manager (autocast(enabled=False), no_grad) is exported as a
+        # higher-order operation on a submodule: lowered to ATen, its operations are inlined.
+        exported = exported.run_decompositions({})
     return describe(exported)
 
 
@@ -346,6 +350,9 @@ class Program:
 
     def run(self, state: dict[str, torch.Tensor], x: torch.Tensor):
         env = {}
+        # A graph lowered to ATen returns its buffers' new values instead of changing them: it
+        # reads a copy, so that the buffer can take its new value while autograd keeps the copy.
+        mutated = {target for kind, _, target in self.outputs if kind == "BUFFER_MUTATION"}
         for kind, argument, target in self.inputs:
             if kind == "USER_INPUT":
                 env[argument] = x
@@ -354,7 +361,7 @@ class Program:
             else:
                 if target not in state:
                     raise ProgramError(f"its graph reads {target}, which the module does not hold")
-                env[argument] = state[target]
+                env[argument] = state[target].clone() if target in mutated else state[target]
         result = None
         for node in self.nodes:
             if node.op == "call_function":
