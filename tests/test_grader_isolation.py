@@ -264,3 +264,29 @@ def test_a_kernel_sees_its_environment_and_data_under_tmp_and_nothing_else(tmp_p
     assert result.stdout.split() == ["data", "False", "False", "False", "imports"], (
         result.stdout + result.stderr[-800:]
     )
+
+
+@pytest.mark.skipif(not isolation_available(), reason="bubblewrap (bwrap) is not available")
+def test_the_sandboxs_tmp_and_shm_are_sized():
+    """/tmp and /dev/shm are RAM: a notebook may not fill them past its limit."""
+    filler = (
+        "import sys\n"
+        "for folder in ('/tmp', '/dev/shm'):\n"
+        "    try:\n"
+        "        with open(folder + '/fill', 'wb') as f:\n"
+        "            f.write(b'x' * (32 << 20))\n"
+        "        print(folder, 'filled')\n"
+        "    except OSError as error:\n"
+        "        print(folder, 'refused', error.errno)\n"
+    )
+    with Sandbox(isolate=True, limits=Limits(tmp_bytes=8 << 20)) as box:
+        result = subprocess.run(
+            box.python_argv("-c", filler),
+            capture_output=True,
+            text=True,
+            env=box.popen_kwargs["env"],
+            timeout=60,
+        )
+    assert result.stdout.split() == ["/tmp", "refused", "28", "/dev/shm", "refused", "28"], (
+        result.stdout + result.stderr[-500:]
+    )

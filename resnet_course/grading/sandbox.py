@@ -19,6 +19,7 @@ session and marked processes are killed at the end; that protects nothing from a
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -58,6 +59,8 @@ class Limits:
     open_files: int = 1024
     # Processes and threads together: a kernel training on 16 cores runs about 60.
     processes: int = 512
+    # The private /tmp and /dev/shm, each (RAM-backed: unsized, each could take half the machine).
+    tmp_bytes: int = 1 << 30
 
 
 def isolation_available() -> bool:
@@ -70,6 +73,16 @@ def isolation_available() -> bool:
         return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
+
+
+@functools.lru_cache(maxsize=1)
+def _sizes_tmpfs() -> bool:
+    """Whether this bubblewrap can size a tmpfs (``--size``, bubblewrap 0.7 and later)."""
+    try:
+        help_text = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--size" in help_text.stdout + help_text.stderr
 
 
 def _repository() -> Path | None:
@@ -147,7 +160,13 @@ class Sandbox:
         return env
 
     def _bwrap(self) -> list[str]:
-        argv = ["bwrap", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        sized = (
+            ["--size", str(self.limits.tmp_bytes)]
+            if self.limits.tmp_bytes and _sizes_tmpfs()
+            else []
+        )
+        argv = ["bwrap", "--dev", "/dev", "--proc", "/proc"]
+        argv += [*sized, "--tmpfs", "/tmp", *sized, "--tmpfs", "/dev/shm"]
         for system in _SYSTEM:
             if Path(system).exists():
                 argv += ["--ro-bind", str(Path(system).resolve()), system]
