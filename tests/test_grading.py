@@ -307,6 +307,12 @@ def test_shipped_notebooks_are_in_sync_with_the_solutions(tmp_path):
         assert shipped.read_text() == text, (
             f"{shipped} is out of date; run python -m resnet_course.grading.build_exercises"
         )
+    # and the grader's list of the lines the notebooks ship with
+    assert build_exercises.SHIPPED_MODULE.read_text() == build_exercises.shipped_text(
+        EXERCISE_DIR / "solutions"
+    ), (
+        "resnet_course/grading/shipped.py is out of date; run python -m resnet_course.grading.build_exercises"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))

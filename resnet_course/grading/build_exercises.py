@@ -196,10 +196,20 @@ def shipped_module(lines: dict[str, list[str]]) -> str:
     )
 
 
-def build(solutions_dir: Path, out_dir: Path) -> dict[Path, str]:
-    """Every file the generator makes, as ``{path under out_dir: text}``; nothing is written."""
-    files = {}
+def shipped_text(solutions_dir: Path) -> str:
+    """The text of ``shipped.py``: every exercise's shipped lines, from its solution notebook."""
     shipped = {}
+    for path in sorted(solutions_dir.glob("*.ipynb")):
+        exercise = find_exercise(path.stem)
+        if exercise is not None:
+            solution = normalise_solution(nbformat.read(path, as_version=4), exercise)
+            shipped[exercise.name] = shipped_lines(student_notebook(solution))
+    return shipped_module(shipped)
+
+
+def build(solutions_dir: Path, out_dir: Path) -> dict[Path, str]:
+    """Every notebook the generator makes, as ``{path under out_dir: text}``; nothing is written."""
+    files = {}
     solution_paths = sorted(solutions_dir.glob("*.ipynb"))
     names = {path.stem for path in solution_paths}
     if names != set(EXERCISES):
@@ -218,8 +228,6 @@ def build(solutions_dir: Path, out_dir: Path) -> dict[Path, str]:
         files[out_dir / f"{exercise.name}.ipynb"] = nbformat.writes(student) + "\n"
         files[out_dir / "solutions" / f"{exercise.name}.ipynb"] = nbformat.writes(solution) + "\n"
         files[out_dir / "solutions" / f"{exercise.name}.py"] = book_code(solution, exercise)
-        shipped[exercise.name] = shipped_lines(student)
-    files[SHIPPED_MODULE] = shipped_module(shipped)
     return files
 
 
@@ -248,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         files = build(args.solutions, args.out)
+        files[SHIPPED_MODULE] = shipped_text(args.solutions)  # the grader's list, in the package
     except SolutionError as error:
         print(f"build_exercises: {error}", file=sys.stderr)
         return 2
