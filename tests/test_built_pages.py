@@ -10,9 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SITE = Path(os.environ.get("RESNET_COURSE_SITE", ROOT / "_build" / "html"))
 CHAPTERS = sorted((SITE / "chapters").glob("*.html"))
 
-# What a tqdm bar leaves in a page: its widget models, or its text ('100%|####| 3150/3150 [...]').
+# What a tqdm bar leaves in a page: its widget's model (tqdm's notebook bar is a FloatProgress; a
+# dashboard's own progress bar, part of its controls, is an IntProgress), or its text
+# ('100%|####| 3150/3150 [06:12<00:00, 8.46step/s]').
 PROGRESS_MARKS = re.compile(
-    r"FloatProgressModel|IntProgressModel|\d+/\d+ \[\d+:\d+|\b\d+(\.\d+)?(it|step|batch|network)s?/s\]"
+    r"FloatProgressModel|\d+/\d+ \[\d+:\d+|\b\d+(\.\d+)?(it|step|batch|network)s?/s\]"
 )
 
 
@@ -23,6 +25,7 @@ def progress_marks(html: str) -> list[str]:
 def test_the_marks_find_a_progress_bar():
     bar = "plain-20: 100%|##########| 3150/3150 [06:12<00:00, 8.46step/s, loss=0.512]"
     assert progress_marks(bar) and progress_marks('{"_model_name": "FloatProgressModel"}')
+    assert not progress_marks('{"_model_name": "IntProgressModel", "description": "progress"}')
     assert not progress_marks("3,150 steps of batch 128, 8.5 points apart")
 
 
