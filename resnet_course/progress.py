@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 
 
+def switched_on(variable: str) -> bool:
+    """The course's on/off settings: False when ``$variable`` is 'off', '0', 'no' or 'false'."""
+    return os.environ.get(variable, "on").strip().lower() not in ("off", "0", "no", "false")
+
+
 def enabled() -> bool:
     """False when ``$RESNET_COURSE_PROGRESS`` is 'off', '0', 'no' or 'false'."""
-    return os.environ.get("RESNET_COURSE_PROGRESS", "on").strip().lower() not in (
-        "off",
-        "0",
-        "no",
-        "false",
-    )
+    return switched_on("RESNET_COURSE_PROGRESS")
 
 
 def progress_bar(

@@ -45,6 +45,7 @@ from torch import nn
 from .data import TensorData, cache_dir
 from .devices import Placement, place
 from .models import create_model
+from .progress import switched_on
 from .recipe import TrainConfig
 from .train import History, fit, set_seed, warn_if_diverged
 from .workers import Job as WorkerJob
@@ -72,12 +73,7 @@ KEY_VERSION = 3
 
 def enabled() -> bool:
     """False when ``$RESNET_COURSE_RUN_CACHE`` is 'off', '0', 'no' or 'false'."""
-    return os.environ.get("RESNET_COURSE_RUN_CACHE", "on").strip().lower() not in (
-        "off",
-        "0",
-        "no",
-        "false",
-    )
+    return switched_on("RESNET_COURSE_RUN_CACHE")
 
 
 def runs_dir() -> Path:

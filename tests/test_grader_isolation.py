@@ -73,6 +73,18 @@ def attacks(gradebook: Path) -> dict[str, Style]:
     }
 
 
+def python_in_sandbox(source: str, limits: Limits | None = None, timeout: float = 120):
+    """Run ``python -c source`` in a fresh sandbox, as a kernel would run; the finished process."""
+    with Sandbox(isolate=True, limits=limits) as box:
+        return subprocess.run(
+            box.python_argv("-c", source),
+            capture_output=True,
+            text=True,
+            env=box.popen_kwargs["env"],
+            timeout=timeout,
+        )
+
+
 def leftovers() -> list[str]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -253,14 +265,7 @@ def test_a_kernel_sees_its_environment_and_data_under_tmp_and_nothing_else(tmp_p
         "import torch, ipykernel, resnet_course\n"
         "print('imports')"
     )
-    with Sandbox(isolate=True) as box:
-        result = subprocess.run(
-            box.python_argv("-c", probe),
-            capture_output=True,
-            text=True,
-            env=box.popen_kwargs["env"],
-            timeout=120,
-        )
+    result = python_in_sandbox(probe)
     assert result.stdout.split() == ["data", "False", "False", "False", "imports"], (
         result.stdout + result.stderr[-800:]
     )
@@ -279,14 +284,7 @@ def test_the_sandboxs_tmp_and_shm_are_sized():
         "    except OSError as error:\n"
         "        print(folder, 'refused', error.errno)\n"
     )
-    with Sandbox(isolate=True, limits=Limits(tmp_bytes=8 << 20)) as box:
-        result = subprocess.run(
-            box.python_argv("-c", filler),
-            capture_output=True,
-            text=True,
-            env=box.popen_kwargs["env"],
-            timeout=60,
-        )
+    result = python_in_sandbox(filler, Limits(tmp_bytes=8 << 20), timeout=60)
     assert result.stdout.split() == ["/tmp", "refused", "28", "/dev/shm", "refused", "28"], (
         result.stdout + result.stderr[-500:]
     )

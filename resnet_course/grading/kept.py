@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from .exercises import EXERCISES
-from .grader import CheckResult, GradingError, NotebookGrade
+from .grader import MAX_NOTEBOOK_BYTES, CheckResult, GradingError, NotebookGrade
 
 KEPT_VERSION = 1
 
@@ -38,7 +38,7 @@ def grade_key(path: Path, settings: dict, version: str) -> str | None:
     try:
         if not path.is_file() or path.is_symlink():
             return None
-        data = path.read_bytes() if path.stat().st_size <= 20 * 2**20 else b""
+        data = path.read_bytes() if path.stat().st_size <= MAX_NOTEBOOK_BYTES else b""
     except OSError:
         return None
     digest = hashlib.sha256()
