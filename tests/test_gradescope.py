@@ -130,3 +130,20 @@ def test_a_submission_without_the_notebook_gets_one_sentence(autograder_zip, tmp
     results = json.loads((root / "results" / "results.json").read_text())
     validate(results)
     assert results["score"] == 0 and "submit 01_basic_block.ipynb" in results["output"]
+
+
+def test_a_check_that_partly_passed_scores_each_item_on_its_own():
+    """Items of a check that ran pass unless named; a check that did not run fails every item."""
+    from resnet_course.grading.checks import ALL_CHECKS
+    from resnet_course.grading.grader import CheckResult, NotebookGrade
+    from resnet_course.grading.gradescope import item_tests
+
+    cell = EXERCISE.checks[0]
+    items = ALL_CHECKS[cell.check].items
+    partly = CheckResult(cell, len(items) - 1, len(items), [f"{items[0].name}: wrong shape"])
+    others = [CheckResult(c, 0, c.item_count) for c in EXERCISE.checks[1:]]  # did not run
+    tests = item_tests(NotebookGrade(Path("x.ipynb"), EXERCISE, [partly, *others], []))
+    statuses = [t["status"] for t in tests]
+    assert statuses[: len(items)] == ["failed"] + ["passed"] * (len(items) - 1)
+    assert set(statuses[len(items) :]) == {"failed"}
+    assert "wrong shape" in tests[0]["output"] and "Hint:" in tests[0]["output"]

@@ -66,13 +66,10 @@ def item_tests(grade: NotebookGrade) -> list[dict]:
             ),
             None,
         )
-        passed = failure is None and check_result.passed == check_result.total
-        if (
-            failure is None
-            and check_result.passed != check_result.total
-            and not check_result.failed_items
-        ):
-            passed = False  # the check produced no report at all (it did not run)
+        # A check that did not run names no item: every one of its items failed. One that ran
+        # names each item that failed, so the others passed.
+        ran = bool(check_result.failed_items) or check_result.passed == check_result.total
+        passed = ran and failure is None
         output = ""
         if not passed:
             detail = failure.split(":", 1)[1].strip() if failure and ":" in failure else ""
